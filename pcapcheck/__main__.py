@@ -1,0 +1,3 @@
+from pcapcheck.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Sans-IO analyzers: they take TCP events and stream data and return findings."""

@@ -1,0 +1,425 @@
+"""Streaming capture reader: classic pcap (four magics), pcapng (all interfaces), gzip, stdin.
+
+The format is detected from content, never from the file name. Records are read from
+a buffered chunk with ``struct.unpack_from``; the whole file is never in memory.
+
+Why not ``dpkt.pcap.Reader``: it yields float or Decimal timestamps, stops silently at a
+truncated record, knows no byte offsets for error messages and reads only the first
+pcapng interface. We use dpkt's header definitions (file header, pcapng constants) and
+keep the record loop here, where every failure becomes an explicit ``CaptureProblem``
+that names the file, the byte offset and the frame.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import struct
+import sys
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator, NamedTuple
+
+import dpkt
+
+GZIP_MAGIC = b"\x1f\x8b"
+PCAPNG_SHB = dpkt.pcapng.PCAPNG_BT_SHB  # 0x0A0D0D0A
+PCAPNG_BOM = 0x1A2B3C4D
+# Wireshark's WTAP_MAX_PACKET_SIZE_STANDARD: larger records are treated as corruption.
+MAX_RECORD = 262144
+CHUNK = 1 << 20
+
+# classic pcap magic (as read little-endian) -> (byte order, nanosecond timestamps)
+PCAP_MAGICS = {
+    0xA1B2C3D4: ("<", False),
+    0xA1B23C4D: ("<", True),
+    0xD4C3B2A1: (">", False),
+    0x4D3CB2A1: (">", True),
+}
+
+LINKTYPE_NAMES = {
+    0: "NULL (BSD loopback)",
+    1: "Ethernet",
+    12: "raw IP",
+    101: "raw IP",
+    108: "OpenBSD loopback",
+    113: "Linux cooked (SLL)",
+    228: "raw IPv4",
+    229: "raw IPv6",
+    239: "NFLOG",
+    276: "Linux cooked v2 (SLL2)",
+}
+
+
+class Frame(NamedTuple):
+    """One capture record. ``number`` equals Wireshark's ``frame.number``."""
+
+    number: int
+    ts: int  # integer nanoseconds since the epoch
+    linktype: int
+    caplen: int
+    wirelen: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureProblem:
+    """Something wrong with the file itself. ``code`` is a finding code (capture.*)."""
+
+    code: str
+    message: str
+    offset: int | None = None
+    frame: int | None = None
+    fatal: bool = False  # reading stopped here
+
+
+class CaptureError(Exception):
+    """Nothing could be read: not a capture at all, or unreadable."""
+
+
+@dataclass(slots=True)
+class _Interface:
+    linktype: int
+    snaplen: int
+    # timestamp units -> ns: ts * mul // div
+    mul: int
+    div: int
+    offset_ns: int
+
+
+def _tsresol(value: int) -> tuple[int, int]:
+    """pcapng if_tsresol: MSB clear = 10^-n, set = 2^-n seconds per unit."""
+    n = value & 0x7F
+    if value & 0x80:
+        return 10**9, 1 << n
+    if n <= 9:
+        return 10 ** (9 - n), 1
+    return 1, 10 ** (n - 9)
+
+
+class CaptureReader:
+    """Iterate over a capture's frames; problems are collected in ``problems``.
+
+    >>> reader = CaptureReader("x.pcap")          # doctest: +SKIP
+    >>> for frame in reader: ...                   # doctest: +SKIP
+    """
+
+    def __init__(self, path: str, stream: BinaryIO | None = None) -> None:
+        self.path = path
+        self.problems: list[CaptureProblem] = []
+        self.format = "unknown"
+        self.compressed = False
+        self.linktypes: dict[int, int] = {}  # linktype -> frames
+        self.snaplen = 0
+        self.frames = 0
+        self.total_bytes: int | None = None
+        self._raw = stream
+        self._f: BinaryIO | None = None
+        self._pos = 0  # byte offset of the next unread byte in the (decompressed) stream
+        self._buf = b""
+        self._bufpos = 0
+
+    # -- opening -------------------------------------------------------------
+    def _open(self) -> BinaryIO:
+        if self._raw is not None:
+            raw = self._raw
+        elif self.path == "-":
+            raw = sys.stdin.buffer
+        else:
+            try:
+                raw = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+                self.total_bytes = os.fstat(raw.fileno()).st_size
+            except OSError as e:
+                raise CaptureError(f"{self.path}: cannot open: {e.strerror or e}") from None
+        if not hasattr(raw, "peek"):
+            raw = io.BufferedReader(raw)  # type: ignore[arg-type]
+        head = raw.peek(4)[:4]  # type: ignore[attr-defined]
+        if head[:2] == GZIP_MAGIC:
+            self.compressed = True
+            raw = io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), CHUNK)  # type: ignore[arg-type]
+        return raw
+
+    @property
+    def position(self) -> int:
+        """Bytes consumed so far (of the decompressed stream), for progress and messages."""
+        return self._pos
+
+    def close(self) -> None:
+        if self._f is not None and self._raw is None and self.path != "-":
+            self._f.close()
+
+    # -- buffered reading ------------------------------------------------------
+    def _read(self, n: int) -> bytes:
+        """Read exactly ``n`` bytes, or fewer at end of file."""
+        buf, p = self._buf, self._bufpos
+        if len(buf) - p >= n:
+            self._bufpos = p + n
+            self._pos += n
+            return buf[p : p + n]
+        rest = buf[p:]
+        parts = [rest]
+        have = len(rest)
+        assert self._f is not None
+        while have < n:
+            try:
+                chunk = self._f.read(max(CHUNK, n - have))
+            except (OSError, EOFError, gzip.BadGzipFile) as e:
+                self._add(
+                    "capture.truncated",
+                    f"{self.path}: read error at byte offset {self._pos + have}: {e}",
+                    offset=self._pos + have,
+                    fatal=True,
+                )
+                chunk = b""
+            if not chunk:
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        data = b"".join(parts)
+        out = data[:n]
+        self._buf = data
+        self._bufpos = len(out)
+        self._pos += len(out)
+        return out
+
+    def _add(self, code: str, message: str, *, offset: int | None = None, frame: int | None = None,
+             fatal: bool = False) -> None:
+        if fatal and any(p.fatal for p in self.problems):
+            return  # one fatal problem per file is enough
+        self.problems.append(CaptureProblem(code, message, offset, frame, fatal))
+
+    # -- iteration -------------------------------------------------------------
+    def __iter__(self) -> Iterator[Frame]:
+        self._f = self._open()
+        magic = self._read(4)
+        if len(magic) < 4:
+            if self._pos == 0:
+                raise CaptureError(f"{self.path}: empty file: not a capture")
+            raise CaptureError(f"{self.path}: only {len(magic)} bytes: not a capture")
+        (m_le,) = struct.unpack("<I", magic)
+        if m_le in PCAP_MAGICS:
+            self.format = "pcap"
+            yield from self._iter_pcap(magic)
+        elif m_le == PCAPNG_SHB:
+            self.format = "pcapng"
+            yield from self._iter_pcapng(magic)
+        else:
+            raise CaptureError(
+                f"{self.path}: not a pcap or pcapng file (first bytes {magic.hex()}); "
+                "pcapcheck reads pcap, pcapng and their gzip-compressed forms"
+            )
+
+    def _count(self, linktype: int) -> None:
+        self.linktypes[linktype] = self.linktypes.get(linktype, 0) + 1
+
+    def _iter_pcap(self, magic: bytes) -> Iterator[Frame]:
+        order, nanos = PCAP_MAGICS[struct.unpack("<I", magic)[0]]
+        rest = self._read(20)
+        if len(rest) < 20:
+            raise CaptureError(f"{self.path}: pcap file header cut short ({4 + len(rest)} of 24 bytes)")
+        # dpkt's FileHdr declares the layout; the byte order comes from the magic.
+        hdr_cls = dpkt.pcap.FileHdr if order == ">" else dpkt.pcap.LEFileHdr
+        fh = hdr_cls(magic + rest)
+        linktype = fh.linktype & 0x0FFFFFFF  # upper bits: FCS length flags
+        self.snaplen = snaplen = fh.snaplen
+        self.linktypes.setdefault(linktype, 0)
+        rec = struct.Struct(order + "IIII")
+        unpack_from = rec.unpack_from
+        mul = 1 if nanos else 1000
+        limit = max(MAX_RECORD, snaplen)
+        number = 0
+        warned_snaplen = False
+        path = self.path
+        while True:
+            # Fast path: the whole record is in the buffer.
+            buf, p = self._buf, self._bufpos
+            if len(buf) - p >= 16:
+                sec, frac, caplen, wirelen = unpack_from(buf, p)
+                end = p + 16 + caplen
+                if caplen <= limit and end <= len(buf):
+                    number += 1
+                    self._bufpos = end
+                    self._pos += 16 + caplen
+                    if wirelen < caplen:
+                        wirelen = caplen
+                    if caplen > snaplen and snaplen and not warned_snaplen:
+                        warned_snaplen = True
+                        self._add("capture.corrupt",
+                                  f"{path}: frame {number} at byte offset {self._pos - 16 - caplen}: captured length "
+                                  f"{caplen} exceeds the file's snaplen {snaplen} (read anyway)",
+                                  offset=self._pos - 16 - caplen, frame=number)
+                    yield Frame(number, sec * 1_000_000_000 + frac * mul, linktype, caplen, wirelen,
+                                buf[p + 16 : end])
+                    continue
+            offset = self._pos
+            head = self._read(16)
+            if not head:
+                break
+            if len(head) < 16:
+                self._add("capture.truncated",
+                          f"{path}: file ends inside the record header of frame {number + 1} "
+                          f"at byte offset {offset} ({len(head)} of 16 bytes)",
+                          offset=offset, frame=number + 1, fatal=True)
+                break
+            sec, frac, caplen, wirelen = unpack_from(head, 0)
+            if caplen > limit:
+                self._add("capture.corrupt",
+                          f"{path}: frame {number + 1} at byte offset {offset} claims a captured length of "
+                          f"{caplen} bytes (more than {limit}): the file is damaged from here on",
+                          offset=offset, frame=number + 1, fatal=True)
+                break
+            data = self._read(caplen)
+            if len(data) < caplen:
+                self._add("capture.truncated",
+                          f"{path}: file ends inside frame {number + 1} at byte offset {offset} "
+                          f"({len(data)} of {caplen} bytes): the capture was cut short",
+                          offset=offset, frame=number + 1, fatal=True)
+                break
+            number += 1
+            if wirelen < caplen:
+                wirelen = caplen
+            if caplen > snaplen and snaplen and not warned_snaplen:
+                warned_snaplen = True
+                self._add("capture.corrupt",
+                          f"{path}: frame {number} at byte offset {offset}: captured length {caplen} exceeds "
+                          f"the file's snaplen {snaplen} (read anyway)", offset=offset, frame=number)
+            yield Frame(number, sec * 1_000_000_000 + frac * mul, linktype, caplen, wirelen, data)
+        self.frames = number
+        self.linktypes[linktype] = number
+
+    def _iter_pcapng(self, first: bytes) -> Iterator[Frame]:
+        number = 0
+        interfaces: list[_Interface] = []
+        order = "<"
+        path = self.path
+        block_type_word = first
+        while True:
+            offset = self._pos - len(block_type_word)
+            if not block_type_word:
+                break
+            if len(block_type_word) < 4:
+                self._add("capture.truncated", f"{path}: file ends inside a block header at byte offset {offset}",
+                          offset=offset, frame=number + 1, fatal=True)
+                break
+            if block_type_word == b"\x0a\x0d\x0d\x0a":
+                # Section header: the byte-order magic decides the order of everything in the section.
+                lenraw = self._read(8)
+                if len(lenraw) < 8:
+                    self._add("capture.truncated", f"{path}: file ends inside a section header at byte offset "
+                              f"{offset}", offset=offset, frame=number + 1, fatal=True)
+                    break
+                if struct.unpack("<I", lenraw[4:])[0] == PCAPNG_BOM:
+                    order = "<"
+                elif struct.unpack(">I", lenraw[4:])[0] == PCAPNG_BOM:
+                    order = ">"
+                else:
+                    self._add("capture.corrupt", f"{path}: bad pcapng byte-order magic at byte offset {offset}",
+                              offset=offset, frame=number + 1, fatal=True)
+                    break
+                (blen,) = struct.unpack(order + "I", lenraw[:4])
+                body_len = blen - 12
+                interfaces = []
+                prefix = b""
+            else:
+                lenraw = self._read(4)
+                if len(lenraw) < 4:
+                    self._add("capture.truncated", f"{path}: file ends inside a block header at byte offset "
+                              f"{offset}", offset=offset, frame=number + 1, fatal=True)
+                    break
+                (blen,) = struct.unpack(order + "I", lenraw)
+                body_len = blen - 12
+                prefix = b""
+            btype = struct.unpack(order + "I", block_type_word)[0]
+            if blen < 12 or blen % 4 or blen > 16 * MAX_RECORD + 1024:
+                self._add("capture.corrupt",
+                          f"{path}: pcapng block at byte offset {offset} has an impossible length {blen}: "
+                          "the file is damaged from here on", offset=offset, frame=number + 1, fatal=True)
+                break
+            body = prefix + self._read(body_len + 4 - len(prefix) if btype != PCAPNG_SHB else body_len - 4 + 4)
+            if btype == PCAPNG_SHB:
+                # we already consumed the byte-order magic (4 bytes of the body)
+                body = lenraw[4:] + body
+            if len(body) < body_len + 4:
+                self._add("capture.truncated",
+                          f"{path}: file ends inside a pcapng block at byte offset {offset} "
+                          f"(frame {number + 1} was being read): the capture was cut short",
+                          offset=offset, frame=number + 1, fatal=True)
+                break
+            (trailer,) = struct.unpack_from(order + "I", body, body_len)
+            if trailer != blen:
+                self._add("capture.corrupt",
+                          f"{path}: pcapng block at byte offset {offset}: trailing length {trailer} differs from "
+                          f"the leading length {blen}: the file is damaged from here on",
+                          offset=offset, frame=number + 1, fatal=True)
+                break
+            if btype == dpkt.pcapng.PCAPNG_BT_IDB:
+                if body_len < 8:
+                    self._add("capture.corrupt", f"{path}: interface block at byte offset {offset} too short",
+                              offset=offset, frame=number + 1)
+                else:
+                    linktype, _, snaplen = struct.unpack_from(order + "HHI", body, 0)
+                    mul, div, tsoff = 1000, 1, 0
+                    for code, value in _options(body, 8, body_len, order):
+                        if code == 9 and value:
+                            mul, div = _tsresol(value[0])
+                        elif code == 14 and len(value) >= 8:
+                            tsoff = struct.unpack(order + "q", value[:8])[0] * 1_000_000_000
+                    interfaces.append(_Interface(linktype, snaplen, mul, div, tsoff))
+                    self.linktypes.setdefault(linktype, 0)
+                    if not self.snaplen:
+                        self.snaplen = snaplen
+            elif btype in (dpkt.pcapng.PCAPNG_BT_EPB, dpkt.pcapng.PCAPNG_BT_PB, dpkt.pcapng.PCAPNG_BT_SPB):  # enhanced, obsolete and simple packet blocks
+                if btype == 3:
+                    if body_len < 4:
+                        self._add("capture.corrupt", f"{path}: simple packet block at byte offset {offset} too "
+                                  "short", offset=offset, frame=number + 1)
+                        block_type_word = self._read(4)
+                        continue
+                    iface_id, ts_units = 0, None
+                    (wirelen,) = struct.unpack_from(order + "I", body, 0)
+                    start = 4
+                    caplen = min(wirelen, body_len - 4)
+                    if interfaces and interfaces[0].snaplen:
+                        caplen = min(caplen, interfaces[0].snaplen)
+                else:
+                    if body_len < 20:
+                        self._add("capture.corrupt", f"{path}: packet block at byte offset {offset} too short",
+                                  offset=offset, frame=number + 1)
+                        block_type_word = self._read(4)
+                        continue
+                    if btype == 2:
+                        iface_id, _drops, hi, lo, caplen, wirelen = struct.unpack_from(order + "HHIIII", body, 0)
+                    else:
+                        iface_id, hi, lo, caplen, wirelen = struct.unpack_from(order + "IIIII", body, 0)
+                    ts_units = (hi << 32) | lo
+                    start = 20
+                    if caplen > body_len - 20:
+                        self._add("capture.corrupt",
+                                  f"{path}: packet block at byte offset {offset} (frame {number + 1}) claims "
+                                  f"{caplen} captured bytes but holds {body_len - 20}; read what is there",
+                                  offset=offset, frame=number + 1)
+                        caplen = body_len - 20
+                number += 1
+                if iface_id >= len(interfaces):
+                    self._add("capture.corrupt",
+                              f"{path}: frame {number} at byte offset {offset} names interface {iface_id}, "
+                              "which was never described: frame skipped", offset=offset, frame=number)
+                    yield Frame(number, 0, -1, caplen, max(caplen, wirelen), b"")
+                else:
+                    iface = interfaces[iface_id]
+                    ts = 0 if ts_units is None else ts_units * iface.mul // iface.div + iface.offset_ns
+                    self._count(iface.linktype)
+                    yield Frame(number, ts, iface.linktype, caplen, max(caplen, wirelen),
+                                body[start : start + caplen])
+            block_type_word = self._read(4)
+        self.frames = number
+
+
+def _options(body: bytes, start: int, end: int, order: str) -> Iterator[tuple[int, bytes]]:
+    pos = start
+    while pos + 4 <= end:
+        code, length = struct.unpack_from(order + "HH", body, pos)
+        if code == 0:
+            return
+        yield code, body[pos + 4 : pos + 4 + length]
+        pos += 4 + length + (-length % 4)

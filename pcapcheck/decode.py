@@ -1,0 +1,324 @@
+"""Link, IP and TCP header decoding: the lean per-packet path.
+
+Headers are sliced with ``struct`` straight from the record bytes; building a full
+dpkt object tree per packet costs most of a pass's time (see docs/performance.md).
+Anything that is not decodable becomes a counted, explained skip, never a silent drop:
+``capture.undecodable`` (header cut or invalid), ``capture.linktype`` (unsupported link
+type), ``capture.snaplen`` (payload cut by the snaplen; reassembly records a gap).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import dpkt
+
+from pcapcheck.capture import LINKTYPE_NAMES, Frame
+
+_ipv4_hdr = struct.Struct("!BBHHHBBH4s4s").unpack_from
+_tcp_hdr = struct.Struct("!HHIIHH").unpack_from
+_u16 = struct.Struct("!H").unpack_from
+_u16le = struct.Struct("<H").unpack_from
+_u32le = struct.Struct("<I").unpack_from
+_u32be = struct.Struct(">I").unpack_from
+
+ETH_IPV4, ETH_IPV6 = dpkt.ethernet.ETH_TYPE_IP, dpkt.ethernet.ETH_TYPE_IP6
+VLAN_TYPES = {0x8100, 0x88A8, 0x9100, 0x9200}
+IPV6_EXT = {0, 43, 60, 51, 135, 139, 140}  # hop-by-hop, routing, dest opts, AH, mobility, HIP, shim6
+NULL_IPV6 = {24, 28, 30}
+# Pending IPv4 fragment sets are bounded; the oldest are dropped (and reported) beyond this.
+MAX_FRAGMENT_SETS = 1024
+
+
+class TcpPacket(NamedTuple):
+    """A decoded TCP segment. Immutable; a NamedTuple because it is built once per packet."""
+
+    frame: int
+    ts: int  # ns
+    src: bytes  # 4 or 16 bytes
+    dst: bytes
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    flags: int  # the 8 classic flag bits
+    window: int  # raw 16-bit value
+    options: bytes
+    payload: bytes  # as captured (may be shorter than seglen when cut by the snaplen)
+    seglen: int  # payload length on the wire, from the IP header
+    ttl: int
+    ip_id: int | None  # None for IPv6
+    df: bool
+
+
+def addr_text(addr: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
+
+
+def endpoint_text(addr: bytes, port: int) -> str:
+    return f"{addr_text(addr)}:{port}" if len(addr) == 4 else f"[{addr_text(addr)}]:{port}"
+
+
+@dataclass(slots=True)
+class Skip:
+    """Packets skipped for one reason: a count and the first few frames, for the report."""
+
+    code: str
+    reason: str
+    count: int = 0
+    frames: list[int] = field(default_factory=list)
+
+
+class Decoder:
+    """Turns frames into TcpPacket (or None), counting everything it does not return."""
+
+    def __init__(self) -> None:
+        self.tcp_frames = 0
+        self.ip_frames = 0
+        self.other_frames = 0  # decodable but not TCP (ARP, UDP, ICMP ...): not a problem
+        self.skips: dict[str, Skip] = {}
+        self.snaplen_cut = Skip("capture.snaplen", "TCP payload cut by the capture's snaplen")
+        self._fragments: dict[tuple, dict] = {}
+
+    # -- bookkeeping -----------------------------------------------------------
+    def _skip(self, code: str, reason: str, frame: int) -> None:
+        s = self.skips.get(reason)
+        if s is None:
+            s = self.skips[reason] = Skip(code, reason)
+        s.count += 1
+        if len(s.frames) < 20:
+            s.frames.append(frame)
+
+    # -- link layer ------------------------------------------------------------
+    def decode(self, f: Frame) -> TcpPacket | None:
+        data = f.data
+        lt = f.linktype
+        n = len(data)
+        if lt == 1:  # Ethernet II, 802.1Q / QinQ, 802.3 + LLC/SNAP
+            if n < 14:
+                self._skip("capture.undecodable", "Ethernet header cut short", f.number)
+                return None
+            (etype,) = _u16(data, 12)
+            off = 14
+            while etype in VLAN_TYPES:
+                if n < off + 4:
+                    self._skip("capture.undecodable", "VLAN tag cut short", f.number)
+                    return None
+                (etype,) = _u16(data, off + 2)
+                off += 4
+            if etype == 0x8864:  # PPPoE session: 6-byte header, then the PPP protocol number
+                if n < off + 8:
+                    self._skip("capture.undecodable", "PPPoE header cut short", f.number)
+                    return None
+                (ppp,) = _u16(data, off + 6)
+                etype = ETH_IPV4 if ppp == 0x0021 else ETH_IPV6 if ppp == 0x0057 else 0
+                off += 8
+            elif etype in (0x8847, 0x8848):  # MPLS: skip labels to bottom of stack, then IP by version
+                while n >= off + 4 and not data[off + 2] & 1:
+                    off += 4
+                off += 4
+                if n <= off:
+                    self._skip("capture.undecodable", "MPLS label stack cut short", f.number)
+                    return None
+                etype = ETH_IPV4 if data[off] >> 4 == 4 else ETH_IPV6 if data[off] >> 4 == 6 else 0
+            if etype <= 1500:  # 802.3 length field: LLC follows
+                if data[off : off + 3] == b"\xaa\xaa\x03" and n >= off + 8:
+                    (etype,) = _u16(data, off + 6)
+                    off += 8
+                else:
+                    self.other_frames += 1
+                    return None
+        elif lt == 113:  # Linux cooked v1
+            if n < 16:
+                self._skip("capture.undecodable", "Linux SLL header cut short", f.number)
+                return None
+            (etype,) = _u16(data, 14)
+            off = 16
+        elif lt == 276:  # Linux cooked v2
+            if n < 20:
+                self._skip("capture.undecodable", "Linux SLL2 header cut short", f.number)
+                return None
+            (etype,) = _u16(data, 0)
+            off = 20
+        elif lt in (101, 12, 14):  # raw IP: the version nibble decides
+            if not n:
+                self._skip("capture.undecodable", "empty raw IP frame", f.number)
+                return None
+            etype = ETH_IPV4 if data[0] >> 4 == 4 else ETH_IPV6 if data[0] >> 4 == 6 else 0
+            off = 0
+        elif lt == 228:
+            etype, off = ETH_IPV4, 0
+        elif lt == 229:
+            etype, off = ETH_IPV6, 0
+        elif lt == 0 or lt == 108:  # BSD NULL (host byte order) / OpenBSD LOOP (network order)
+            if n < 4:
+                self._skip("capture.undecodable", "loopback header cut short", f.number)
+                return None
+            fam = _u32be(data, 0)[0] if lt == 108 else (_u32le(data, 0)[0] if data[0] else _u32be(data, 0)[0])
+            etype = ETH_IPV4 if fam == 2 else ETH_IPV6 if fam in NULL_IPV6 else 0
+            off = 4
+        elif lt == 239:  # NFLOG: TLVs, the packet is in NFULA_PAYLOAD (type 9)
+            return self._nflog(f)
+        else:
+            name = LINKTYPE_NAMES.get(lt, f"link type {lt}")
+            self._skip("capture.linktype", f"unsupported link type {lt} ({name})", f.number)
+            return None
+        if etype == ETH_IPV4:
+            return self._ipv4(f, data, off)
+        if etype == ETH_IPV6:
+            return self._ipv6(f, data, off)
+        self.other_frames += 1
+        return None
+
+    def _nflog(self, f: Frame) -> TcpPacket | None:
+        data = f.data
+        if len(data) < 4:
+            self._skip("capture.undecodable", "NFLOG header cut short", f.number)
+            return None
+        family = data[0]
+        pos = 4
+        while pos + 4 <= len(data):
+            (tlen,) = _u16le(data, pos)
+            (ttype,) = _u16le(data, pos + 2)
+            if tlen < 4:
+                break
+            if ttype == 9:
+                inner = data[pos + 4 : pos + tlen]
+                sub = f._replace(data=inner)
+                if family == 2:
+                    return self._ipv4(sub, inner, 0)
+                if family == 10:
+                    return self._ipv6(sub, inner, 0)
+                break
+            pos += (tlen + 3) & ~3
+        self.other_frames += 1
+        return None
+
+    # -- IP ----------------------------------------------------------------------
+    def _ipv4(self, f: Frame, data: bytes, off: int) -> TcpPacket | None:
+        if len(data) < off + 20:
+            self._skip("capture.undecodable", "IPv4 header cut short", f.number)
+            return None
+        vhl, _tos, total, ip_id, frag, ttl, proto, _sum, src, dst = _ipv4_hdr(data, off)
+        ihl = (vhl & 15) * 4
+        if vhl >> 4 != 4 or ihl < 20:
+            self._skip("capture.undecodable", "invalid IPv4 header (version or header length)", f.number)
+            return None
+        self.ip_frames += 1
+        if proto != 6:
+            self.other_frames += 1
+            return None
+        if total == 0:  # TCP segmentation offload: the NIC fills the length in later
+            total = f.wirelen - off
+        elif total < ihl:
+            self._skip("capture.undecodable", "IPv4 total length shorter than its header", f.number)
+            return None
+        if frag & 0x3FFF:  # MF set or a non-zero offset: a fragment
+            return self._fragment(f, data, off, ihl, total, ip_id, frag, ttl, src, dst)
+        return self._tcp(f, data, off + ihl, off + total, src, dst, ttl, ip_id, bool(frag & 0x4000))
+
+    def _fragment(self, f, data, off, ihl, total, ip_id, frag, ttl, src, dst) -> TcpPacket | None:
+        """Reassemble IPv4 fragments; the TCP segment belongs to the frame that completes it (as in Wireshark)."""
+        key = (src, dst, ip_id)
+        entry = self._fragments.get(key)
+        if entry is None:
+            if len(self._fragments) >= MAX_FRAGMENT_SETS:
+                old_key = next(iter(self._fragments))
+                old = self._fragments.pop(old_key)
+                for fr in old["frames"]:
+                    self._skip("capture.undecodable", "IPv4 fragment never completed", fr)
+            entry = self._fragments[key] = {"parts": {}, "total": None, "frames": [], "hdr": None}
+        frag_off = (frag & 0x1FFF) * 8
+        part = data[off + ihl : off + total]
+        entry["parts"][frag_off] = part
+        entry["frames"].append(f.number)
+        if frag_off == 0:
+            entry["hdr"] = (ttl, bool(frag & 0x4000))
+        if not frag & 0x2000:
+            entry["total"] = frag_off + (total - ihl)
+        if entry["total"] is None or entry["hdr"] is None:
+            return None
+        buf = bytearray()
+        for start in sorted(entry["parts"]):
+            chunk = entry["parts"][start]
+            if start > len(buf):
+                return None  # still a hole
+            buf[start : start + len(chunk)] = chunk
+        if len(buf) < entry["total"]:
+            return None
+        del self._fragments[key]
+        payload = bytes(buf[: entry["total"]])
+        return self._tcp(f, payload, 0, len(payload), src, dst, entry["hdr"][0], ip_id, entry["hdr"][1])
+
+    def _ipv6(self, f: Frame, data: bytes, off: int) -> TcpPacket | None:
+        if len(data) < off + 40:
+            self._skip("capture.undecodable", "IPv6 header cut short", f.number)
+            return None
+        if data[off] >> 4 != 6:
+            self._skip("capture.undecodable", "invalid IPv6 version", f.number)
+            return None
+        self.ip_frames += 1
+        (plen,) = _u16(data, off + 4)
+        nh = data[off + 6]
+        hop = data[off + 7]
+        src = data[off + 8 : off + 24]
+        dst = data[off + 24 : off + 40]
+        end = off + 40 + plen if plen else f.wirelen
+        pos = off + 40
+        while nh in IPV6_EXT or nh == 44:
+            if len(data) < pos + 8:
+                self._skip("capture.undecodable", "IPv6 extension header cut short", f.number)
+                return None
+            if nh == 44:  # fragment header: only an atomic fragment (offset 0, no M flag) carries a whole segment
+                (offm,) = _u16(data, pos + 2)
+                if offm & 0xFFF9:
+                    self._skip("capture.undecodable", "IPv6 fragment (not reassembled)", f.number)
+                    return None
+                nh = data[pos]
+                pos += 8
+            elif nh == 51:  # AH: length in 4-byte units, minus 2
+                nh, ln = data[pos], (data[pos + 1] + 2) * 4
+                pos += ln
+            else:
+                nh, ln = data[pos], (data[pos + 1] + 1) * 8
+                pos += ln
+        if nh != 6:
+            self.other_frames += 1
+            return None
+        return self._tcp(f, data, pos, end, src, dst, hop, None, False)
+
+    # -- TCP -------------------------------------------------------------------
+    def _tcp(self, f: Frame, data: bytes, off: int, end: int, src: bytes, dst: bytes, ttl: int,
+             ip_id: int | None, df: bool) -> TcpPacket | None:
+        if len(data) < off + 20:
+            self._skip("capture.undecodable", "TCP header cut short", f.number)
+            return None
+        sport, dport, seq, ack, offflags, window = _tcp_hdr(data, off)
+        doff = (offflags >> 12) * 4
+        if doff < 20:
+            self._skip("capture.undecodable", "invalid TCP header length", f.number)
+            return None
+        hend = off + doff
+        if hend > end:
+            self._skip("capture.undecodable", "TCP header longer than the IP payload", f.number)
+            return None
+        self.tcp_frames += 1
+        if len(data) < hend:  # options cut by the snaplen: keep what the header says, no payload
+            s = self.snaplen_cut
+            s.count += 1
+            if len(s.frames) < 20:
+                s.frames.append(f.number)
+            return TcpPacket(f.number, f.ts, src, dst, sport, dport, seq, ack, offflags & 0xFF, window,
+                             data[off + 20 : hend], b"", end - hend, ttl, ip_id, df)
+        payload = data[hend:end]
+        seglen = end - hend
+        if len(payload) < seglen:
+            s = self.snaplen_cut
+            s.count += 1
+            if len(s.frames) < 20:
+                s.frames.append(f.number)
+        return TcpPacket(f.number, f.ts, src, dst, sport, dport, seq, ack, offflags & 0xFF, window,
+                         data[off + 20 : hend] if doff > 20 else b"", payload, seglen, ttl, ip_id, df)

@@ -1,0 +1,145 @@
+"""Conversation identity: which packets form one TCP conversation, and its id.
+
+The id equals Wireshark's ``tcp.stream`` (REFERENCE.md 1.4, tshark 4.0.17 as Debian
+ships it): 0-based, in order of first appearance, direction-agnostic 4-tuple; a SYN
+without ACK on a known 4-tuple opens a new conversation when its sequence number
+differs from that direction's base sequence number (port reuse). A SYN with the same
+ISN, even after FIN or RST, stays in the old conversation (a retransmitted SYN).
+
+Finished conversations are evicted (their per-conversation state is dropped) after a
+linger; a small tombstone keeps their id so late packets still get the right id.
+"""
+
+from __future__ import annotations
+
+from pcapcheck.decode import TcpPacket
+
+SYN, ACK, FIN, RST = 0x02, 0x10, 0x01, 0x04
+# Evicted conversations remembered for late packets (two entries each); bounded memory.
+MAX_TOMBSTONES = 400_000
+
+
+class Conversation:
+    """Identity and role facts of one conversation; ``state`` belongs to the pipeline."""
+
+    __slots__ = (
+        "id", "a", "aport", "b", "bport", "client_is_a", "guessed", "base", "closed_at", "last_ts",
+        "saw_fin", "saw_rst", "state", "reuse_of", "resumed", "key_ab", "key_ba",
+    )
+
+    def __init__(self, cid: int, pkt: TcpPacket) -> None:
+        self.id = cid
+        self.a, self.aport, self.b, self.bport = pkt.src, pkt.sport, pkt.dst, pkt.dport
+        self.key_ab = (pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        self.key_ba = (pkt.dst, pkt.dport, pkt.src, pkt.sport)
+        flags = pkt.flags
+        if flags & SYN and not flags & ACK:
+            self.client_is_a, self.guessed = True, False
+        elif flags & SYN and flags & ACK:
+            self.client_is_a, self.guessed = False, False
+        else:
+            # No handshake: the side with the higher port is the client (ephemeral ports
+            # are high); on a tie, the first sender. The report says this was a guess.
+            self.client_is_a = pkt.sport > pkt.dport or (pkt.sport == pkt.dport)
+            self.guessed = True
+        # base sequence number per side (index 0 = a, 1 = b): Wireshark's base_seq
+        self.base: list[int | None] = [None, None]
+        self.closed_at: int | None = None
+        self.last_ts = pkt.ts
+        self.saw_fin = False
+        self.saw_rst = False
+        self.state = None
+        self.reuse_of: int | None = None
+        self.resumed = False
+
+    def side(self, pkt: TcpPacket) -> int:
+        """0 when the packet was sent by endpoint a, 1 when by b."""
+        return 0 if (pkt.sport == self.aport and pkt.src == self.a) else 1
+
+    def direction(self, pkt: TcpPacket) -> int:
+        """0 = client to server, 1 = server to client."""
+        from_a = pkt.sport == self.aport and pkt.src == self.a
+        return 0 if from_a == self.client_is_a else 1
+
+    @property
+    def client(self) -> tuple[bytes, int]:
+        return (self.a, self.aport) if self.client_is_a else (self.b, self.bport)
+
+    @property
+    def server(self) -> tuple[bytes, int]:
+        return (self.b, self.bport) if self.client_is_a else (self.a, self.aport)
+
+
+class FlowTable:
+    """Maps packets to conversations. ``lookup`` returns (conversation, is_new)."""
+
+    def __init__(self) -> None:
+        self._table: dict[tuple, Conversation] = {}
+        self._tombstones: dict[tuple, tuple[int, list]] = {}
+        self.next_id = 0
+        self.reused: list[tuple[int, int, int]] = []  # (new id, old id, frame)
+
+    def __len__(self) -> int:
+        return len(self._table) // 2
+
+    def active(self) -> list[Conversation]:
+        seen: dict[int, Conversation] = {}
+        for c in self._table.values():
+            seen[id(c)] = c
+        return sorted(seen.values(), key=lambda c: c.id)
+
+    def lookup(self, pkt: TcpPacket) -> tuple[Conversation, bool]:
+        key = (pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        conv = self._table.get(key)
+        flags = pkt.flags
+        if conv is not None:
+            if flags & SYN and not flags & ACK:
+                s = conv.side(pkt)
+                base = conv.base[s]
+                if base is not None and base != pkt.seq:
+                    # port reuse: a new ISN on a known 4-tuple (Wireshark's reused_ports)
+                    old = conv
+                    conv = self._new(pkt)
+                    conv.reuse_of = old.id
+                    self.reused.append((conv.id, old.id, pkt.frame))
+                    return conv, True
+            if conv.base[conv.side(pkt)] is None:
+                conv.base[conv.side(pkt)] = pkt.seq if flags & SYN else (pkt.seq - 1) & 0xFFFFFFFF
+            return conv, False
+        tomb = self._tombstones.get(key)
+        if tomb is not None:
+            cid, bases = tomb
+            side = 0 if key == tomb[1][2] else 1
+            base = bases[side]
+            if not (flags & SYN and not flags & ACK and base is not None and base != pkt.seq):
+                # a late packet of an evicted conversation: resume it under the same id
+                self._tombstones.pop(key, None)
+                self._tombstones.pop((pkt.dst, pkt.dport, pkt.src, pkt.sport), None)
+                conv = Conversation(cid, pkt)
+                conv.resumed = True
+                self._insert(conv, pkt)
+                return conv, True
+        conv = self._new(pkt)
+        return conv, True
+
+    def _new(self, pkt: TcpPacket) -> Conversation:
+        conv = Conversation(self.next_id, pkt)
+        self.next_id += 1
+        self._insert(conv, pkt)
+        return conv
+
+    def _insert(self, conv: Conversation, pkt: TcpPacket) -> None:
+        conv.base[0] = pkt.seq if pkt.flags & SYN else (pkt.seq - 1) & 0xFFFFFFFF
+        self._table[conv.key_ab] = conv
+        self._table[conv.key_ba] = conv
+
+    def evict(self, conv: Conversation) -> None:
+        """Drop a finished conversation; remember its id and base sequence numbers."""
+        if self._table.get(conv.key_ab) is conv:
+            del self._table[conv.key_ab]
+            del self._table[conv.key_ba]
+            bases = [conv.base[0], conv.base[1], conv.key_ab]
+            self._tombstones[conv.key_ab] = (conv.id, bases)
+            self._tombstones[conv.key_ba] = (conv.id, bases)
+            while len(self._tombstones) > MAX_TOMBSTONES:  # oldest first (dicts keep insertion order)
+                del self._tombstones[next(iter(self._tombstones))]

@@ -1,0 +1,1 @@
+"""Strict, byte-exact HTTP/1.x parsing (sans-IO)."""

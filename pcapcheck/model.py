@@ -1,0 +1,157 @@
+"""The analysis result: plain, frozen data built once, read by the JSON and HTML writers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from pcapcheck.findings import Finding, Severity
+
+
+class PacketRow(NamedTuple):
+    """One packet in a conversation's timeline (the ladder and the time-sequence graph)."""
+
+    frame: int
+    ts: int  # ns
+    direction: int  # 0 = client->server, 1 = server->client
+    flags: int
+    seq: int  # relative to the sender's ISN (as Wireshark shows it)
+    ack: int  # relative to the receiver's ISN (0 when the ACK flag is clear)
+    length: int  # TCP payload length on the wire
+    window: int  # scaled receive window the sender advertises (raw when the scale is unknown)
+    analysis: tuple[str, ...]  # Wireshark-compatible flags, e.g. ("tcp.retransmission",)
+    verdict: str  # conntrack verdict when not ACCEPT: "INVALID", "IGNORE", "INVALID (<6.1)"; "" otherwise
+    wnd_edge: int  # right edge of the receiver window the sender may send up to (relative), -1 unknown
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    syn_frame: int | None = None
+    synack_frame: int | None = None
+    ack_frame: int | None = None
+    client_options: dict[str, Any] = field(default_factory=dict)
+    server_options: dict[str, Any] = field(default_factory=dict)
+    rtt_ns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationResult:
+    id: int
+    input_index: int
+    client: str  # "ip:port"
+    server: str
+    client_guessed: bool
+    ipv6: bool
+    first_frame: int
+    last_frame: int
+    start_ns: int
+    end_ns: int
+    packets: tuple[int, int]  # (c2s, s2c)
+    bytes: tuple[int, int]  # payload bytes on the wire (c2s, s2c)
+    handshake: Handshake
+    end: str  # "fin" | "rst" | "incomplete" | "capture-ended"
+    end_sentence: str
+    findings: tuple[Finding, ...]
+    timeline: tuple[PacketRow, ...]
+    timeline_total: int
+    timeline_capped: bool
+    http: tuple[Any, ...]  # HttpExchange objects (with .to_json())
+    stream_heads: tuple[bytes, bytes]  # first bytes of each direction (follow-stream excerpt)
+    isn: tuple[int | None, int | None]
+    resumed: bool = False
+    reuse_of: int | None = None
+
+    @property
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), default=None)
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "input": self.input_index,
+            "client": self.client,
+            "server": self.server,
+            "client_guessed": self.client_guessed,
+            "first_frame": self.first_frame,
+            "last_frame": self.last_frame,
+            "start_ns": self.start_ns,
+            "end_ns": self.end_ns,
+            "packets": {"c2s": self.packets[0], "s2c": self.packets[1]},
+            "bytes": {"c2s": self.bytes[0], "s2c": self.bytes[1]},
+            "end": self.end,
+            "end_sentence": self.end_sentence,
+            "findings": [f.to_json() for f in self.findings],
+            "http": [x.to_json() for x in self.http],
+            "wireshark_filter": f"tcp.stream eq {self.id}",
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    """What the index keeps per conversation (small: the index lists every conversation)."""
+
+    id: int
+    input_index: int
+    client: str
+    server: str
+    start_ns: int
+    duration_ns: int
+    packets: int
+    bytes: int
+    end: str
+    end_sentence: str
+    counts: tuple[tuple[str, int], ...]  # severity label -> count, worst first
+    codes: tuple[str, ...]  # distinct finding codes, worst first
+    worst: int  # Severity value, -1 when none
+    page: str | None  # file name of its page, None when no page was written
+
+    @classmethod
+    def of(cls, r: ConversationResult, page: str | None) -> "ConversationSummary":
+        counts: dict[Severity, int] = {}
+        for f in r.findings:
+            counts[f.severity] = counts.get(f.severity, 0) + 1
+        codes: list[str] = []
+        for f in sorted(r.findings, key=lambda f: -int(f.severity)):
+            if f.code not in codes:
+                codes.append(f.code)
+        return cls(
+            r.id, r.input_index, r.client, r.server, r.start_ns, r.duration_ns, sum(r.packets), sum(r.bytes),
+            r.end, r.end_sentence,
+            tuple((s.label, counts[s]) for s in sorted(counts, reverse=True)),
+            tuple(codes), int(r.worst) if r.worst is not None else -1, page,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InputSummary:
+    index: int
+    path: str
+    format: str  # "pcap" | "pcapng" | "unknown"
+    compressed: bool
+    linktypes: tuple[tuple[int, str, int], ...]  # (linktype, name, frames)
+    frames: int
+    tcp_frames: int
+    conversations: int
+    first_ns: int | None
+    last_ns: int | None
+    findings: tuple[Finding, ...]  # capture-level (capture.*)
+    readable: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "path": self.path,
+            "format": self.format,
+            "compressed": self.compressed,
+            "linktypes": [{"linktype": lt, "name": name, "frames": n} for lt, name, n in self.linktypes],
+            "frames": self.frames,
+            "tcp_frames": self.tcp_frames,
+            "conversations": self.conversations,
+            "first_ns": self.first_ns,
+            "last_ns": self.last_ns,
+            "readable": self.readable,
+        }

@@ -1,0 +1,412 @@
+"""The one-directional pipeline: capture -> decode -> flows -> tcp -> analyzers -> results.
+
+``analyze()`` streams every input once. Each conversation is finalized when it ends
+(FIN/RST plus a linger, an idle timeout, or the end of the file); its result goes to
+the sink at once and its state is dropped, so memory follows the number of active
+conversations, not the size of the capture.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Protocol
+
+from pcapcheck import seq as sq
+from pcapcheck.analyzers.http1 import Http1Analyzer
+from pcapcheck.analyzers.rst import RstAnalyzer
+from pcapcheck.analyzers.tcpflags import tcp_findings
+from pcapcheck.analyzers.window import WindowAnalyzer
+from pcapcheck.capture import LINKTYPE_NAMES, CaptureError, CaptureReader
+from pcapcheck.config import Options
+from pcapcheck.decode import Decoder, TcpPacket, endpoint_text
+from pcapcheck.findings import Finding, Severity, sort_key
+from pcapcheck.flows import Conversation, FlowTable
+from pcapcheck.model import ConversationResult, Handshake, InputSummary, PacketRow
+from pcapcheck.tcp import options as tcpopt
+from pcapcheck.tcp.events import ACK, FIN, RST, SYN, Gap, StreamData, StreamEnd
+from pcapcheck.tcp.reassembly import Reassembler
+from pcapcheck.tcp.tracker import TcpTracker, flag_names
+from pcapcheck.tcp.window import ACCEPTED, ConntrackWindow
+
+DIRS = ("c2s", "s2c")
+CHECK_EVERY = 4096  # packets between checks for conversations to finalize
+
+
+class Sink(Protocol):
+    def conversation(self, result: ConversationResult) -> None: ...
+
+
+@dataclass
+class Totals:
+    """Run-wide facts for the summary and the exit code."""
+
+    inputs: list[InputSummary] = field(default_factory=list)
+    conversations: int = 0
+    severities: dict[Severity, int] = field(default_factory=dict)
+    codes: dict[str, int] = field(default_factory=dict)
+
+    def count(self, findings: tuple[Finding, ...] | list[Finding]) -> None:
+        for f in findings:
+            self.severities[f.severity] = self.severities.get(f.severity, 0) + 1
+            self.codes[f.code] = self.codes.get(f.code, 0) + 1
+
+    @property
+    def worst(self) -> Severity | None:
+        return max(self.severities, default=None)
+
+    @property
+    def readable(self) -> bool:
+        return any(i.readable for i in self.inputs)
+
+
+class ConvState:
+    """Everything the pipeline keeps for one active conversation."""
+
+    __slots__ = (
+        "conv", "options", "input_index", "tracker", "window", "http", "reasm", "rst", "wan",
+        "packets", "bytes", "first_frame", "last_frame", "start_ts", "end_ts", "flag_frames",
+        "head", "tail", "marked", "timeline_total", "fin_frame", "rst_frames", "syn", "synack",
+        "handshake_ack", "isn", "edge", "ended",
+    )
+
+    def __init__(self, conv: Conversation, input_index: int, options: Options, pkt: TcpPacket) -> None:
+        self.conv = conv
+        self.options = options
+        self.input_index = input_index
+        self.tracker = TcpTracker()
+        self.window = ConntrackWindow(be_liberal=options.be_liberal)
+        self.http = Http1Analyzer(conv.id) if options.http else None
+        http = self.http
+        self.reasm = [self._reassembler(0, http), self._reassembler(1, http)]
+        client, server = conv.client, conv.server
+        self.rst = RstAnalyzer(conv.id, endpoint_text(*client), endpoint_text(*server))
+        self.wan = WindowAnalyzer(conv.id, kernel=options.kernel)
+        self.packets = [0, 0]
+        self.bytes = [0, 0]
+        self.first_frame = pkt.frame
+        self.last_frame = pkt.frame
+        self.start_ts = pkt.ts
+        self.end_ts = pkt.ts
+        self.flag_frames: dict[int, list] = {}  # flag bit -> [count, frames...]
+        self.head: list[PacketRow] = []
+        self.tail: deque[PacketRow] = deque(maxlen=options.timeline_tail)
+        self.marked: list[PacketRow] = []
+        self.timeline_total = 0
+        self.fin_frame: list[int | None] = [None, None]
+        self.rst_frames: list[int] = []
+        self.syn: TcpPacket | None = None
+        self.synack: TcpPacket | None = None
+        self.handshake_ack: int | None = None
+        self.isn: list[int | None] = [None, None]
+        self.edge: list[int] = [-1, -1]  # right edge of the window direction d may send into (absolute seq)
+        self.ended = False
+
+    @staticmethod
+    def _reassembler(d: int, http: Http1Analyzer | None) -> Reassembler:
+        if http is None:
+            return Reassembler()
+        name = DIRS[d]
+
+        def on_data(off: int, data: bytes, frame: int, ts: int) -> None:
+            http.data(StreamData(name, off, data, frame, ts))
+
+        def on_gap(off: int, length: int, frame: int, reason: str) -> None:
+            http.gap(Gap(name, off, length, frame, reason))
+
+        return Reassembler(on_data, on_gap)
+
+    # -- per packet (the hot path) ---------------------------------------------
+    def packet(self, d: int, pkt: TcpPacket) -> None:
+        flags = pkt.flags
+        self.packets[d] += 1
+        self.bytes[d] += pkt.seglen
+        self.last_frame = pkt.frame
+        self.end_ts = pkt.ts
+        mask = self.tracker.analyze(d, pkt)
+        j = self.window.judge(0 if d == 0 else 1, pkt.seq, pkt.ack, flags, pkt.window, pkt.seglen, pkt.options)
+        r = self.reasm[d]
+        if flags & (SYN | FIN | RST):
+            self._control(d, pkt, r)
+        elif not r.started:
+            r.start(pkt.seq)
+        if pkt.seglen:
+            r.segment((pkt.seq + 1) & sq.MASK if flags & SYN else pkt.seq, pkt.payload, pkt.seglen, pkt.frame,
+                      pkt.ts)
+        if flags & ACK:
+            if not flags & RST:
+                self.reasm[1 - d].acked(pkt.ack, pkt.frame)
+            scale = self.tracker.window_scale(d)
+            win = pkt.window if flags & SYN or scale < 0 else pkt.window << scale
+            self.edge[1 - d] = (pkt.ack + win) & sq.MASK
+        self.rst.packet(d, pkt, mask, j)
+        verdict = ""
+        if j is not ACCEPTED:
+            self.wan.judged(d, pkt, j)
+            verdict = j.new if j.new != "ACCEPT" else f"{j.old} (<6.1)"
+        if mask:
+            ff = self.flag_frames
+            bit = 1
+            while bit <= mask:
+                if mask & bit:
+                    e = ff.get(bit)
+                    if e is None:
+                        ff[bit] = [1, pkt.frame]
+                    else:
+                        e[0] += 1
+                        if len(e) <= 200:
+                            e.append(pkt.frame)
+                bit <<= 1
+        self._row(d, pkt, mask, verdict)
+
+    def _control(self, d: int, pkt: TcpPacket, r: Reassembler) -> None:
+        flags = pkt.flags
+        if flags & SYN:
+            if self.isn[d] is None:
+                self.isn[d] = pkt.seq
+                r.start((pkt.seq + 1) & sq.MASK)
+            if flags & ACK:
+                if self.synack is None:
+                    self.synack = pkt
+            elif self.syn is None:
+                self.syn = pkt
+        elif not r.started:
+            r.start(pkt.seq)
+        if flags & FIN and self.fin_frame[d] is None:
+            self.fin_frame[d] = pkt.frame
+            r.fin_off = r.offset_of((pkt.seq + pkt.seglen + (1 if flags & SYN else 0)) & sq.MASK)
+            self.conv.saw_fin = True
+            if self.fin_frame[1 - d] is not None and self.conv.closed_at is None:
+                self.conv.closed_at = pkt.ts
+        if flags & RST:
+            self.rst_frames.append(pkt.frame)
+            self.conv.saw_rst = True
+            if self.conv.closed_at is None:
+                self.conv.closed_at = pkt.ts
+
+    def _row(self, d: int, pkt: TcpPacket, mask: int, verdict: str) -> None:
+        self.timeline_total += 1
+        opts = self.options
+        keep_head = len(self.head) < opts.timeline_head
+        important = mask or verdict or pkt.flags & (SYN | FIN | RST)
+        if not keep_head and not important and opts.timeline_tail == 0:
+            return
+        base = self.tracker.base_seq(d)
+        base_r = self.tracker.base_seq(1 - d)
+        scale = self.tracker.window_scale(d)
+        win = pkt.window if pkt.flags & SYN or scale < 0 else pkt.window << scale
+        edge = self.edge[d]
+        row = PacketRow(
+            pkt.frame, pkt.ts, d, pkt.flags,
+            (pkt.seq - base) & sq.MASK if base is not None else pkt.seq,
+            ((pkt.ack - base_r) & sq.MASK if base_r is not None else pkt.ack) if pkt.flags & ACK else 0,
+            pkt.seglen, win, tuple(flag_names(mask)) if mask else (), verdict,
+            ((edge - base) & sq.MASK if base is not None else edge) if edge >= 0 else -1,
+        )
+        if keep_head:
+            self.head.append(row)
+        elif important and len(self.marked) < opts.timeline_marked:
+            self.marked.append(row)
+        else:
+            self.tail.append(row)
+
+    # -- finalization ------------------------------------------------------------
+    def finish(self, capture_ended: bool) -> ConversationResult:
+        conv = self.conv
+        last = self.last_frame
+        rst = bool(self.rst_frames)
+        for d in (0, 1):
+            r = self.reasm[d]
+            r.finish(last)
+            if self.http is not None:
+                if rst:
+                    reason, frame = "rst", self.rst_frames[0]
+                elif self.fin_frame[d] is not None:
+                    reason, frame = "fin", self.fin_frame[d]
+                else:
+                    reason, frame = "capture-ended", None
+                self.http.end(StreamEnd(DIRS[d], r.next_off, frame, reason))
+        findings: list[Finding] = []
+        if self.http is not None:
+            findings.extend(self.http.finish())
+        findings.extend(tcp_findings(conv.id, self.flag_frames, self.reasm, conv))
+        findings.extend(self.wan.finish())
+        end, sentence, more = self.rst.finish(
+            findings=findings,
+            heads=(bytes(self.reasm[0].head), bytes(self.reasm[1].head)),
+            fin_frames=tuple(self.fin_frame),
+            capture_ended=capture_ended,
+            midstream=self.syn is None and self.synack is None,
+            client_guessed=conv.guessed,
+            reuse_of=conv.reuse_of,
+        )
+        findings.extend(more)
+        findings.sort(key=sort_key)
+        timeline = self.head + sorted(self.marked + list(self.tail), key=lambda row: row.frame)
+        # marked rows and tail rows can overlap only if a row was put in both; they are exclusive above
+        hs = self._handshake()
+        client, server = conv.client, conv.server
+        return ConversationResult(
+            id=conv.id, input_index=self.input_index,
+            client=endpoint_text(*client), server=endpoint_text(*server), client_guessed=conv.guessed,
+            ipv6=len(client[0]) == 16, first_frame=self.first_frame, last_frame=self.last_frame,
+            start_ns=self.start_ts, end_ns=self.end_ts, packets=(self.packets[0], self.packets[1]),
+            bytes=(self.bytes[0], self.bytes[1]), handshake=hs, end=end, end_sentence=sentence,
+            findings=tuple(findings), timeline=tuple(timeline), timeline_total=self.timeline_total,
+            timeline_capped=len(timeline) < self.timeline_total,
+            http=tuple(self.http.exchanges) if self.http is not None else (),
+            stream_heads=(bytes(self.reasm[0].head), bytes(self.reasm[1].head)),
+            isn=(self.tracker.base_seq(0), self.tracker.base_seq(1)),
+            resumed=conv.resumed, reuse_of=conv.reuse_of,
+        )
+
+    def _handshake(self) -> Handshake:
+        syn, synack = self.syn, self.synack
+        copts = _options_dict(syn) if syn is not None else {}
+        sopts = _options_dict(synack) if synack is not None else {}
+        rtt = synack.ts - syn.ts if syn is not None and synack is not None else None
+        return Handshake(syn.frame if syn else None, synack.frame if synack else None, None, copts, sopts, rtt)
+
+
+def _options_dict(pkt: TcpPacket) -> dict:
+    o = tcpopt.parse(pkt.options)
+    out: dict = {"window": pkt.window}
+    if o.mss is not None:
+        out["mss"] = o.mss
+    if o.wscale is not None:
+        out["wscale"] = o.wscale
+    out["sack_perm"] = o.sack_perm
+    out["timestamps"] = o.ts_val is not None
+    return out
+
+
+class Analysis:
+    """Runs the pipeline over inputs and feeds finished conversations to a sink."""
+
+    def __init__(self, options: Options, sink: Sink, progress: Callable[[int, int | None], None] | None = None,
+                 only: set[int] | None = None) -> None:
+        self.options = options
+        self.sink = sink
+        self.progress = progress
+        self.totals = Totals()
+
+    def run(self, paths: list[str]) -> Totals:
+        for i, path in enumerate(paths):
+            self._input(i, path)
+        return self.totals
+
+    def _emit(self, st: ConvState, table: FlowTable, capture_ended: bool) -> None:
+        result = st.finish(capture_ended)
+        table.evict(st.conv)
+        st.conv.state = None
+        self.totals.conversations += 1
+        self.totals.count(result.findings)
+        self.sink.conversation(result)
+
+    def _input(self, index: int, path: str) -> None:
+        reader = CaptureReader(path)
+        decoder = Decoder()
+        table = FlowTable()
+        options = self.options
+        first_ts = last_ts = None
+        readable = True
+        fatal: str | None = None
+        closing: deque[Conversation] = deque()
+        n = 0
+        linger, idle = options.linger_ns, options.idle_ns
+        decode = decoder.decode
+        lookup = table.lookup
+        try:
+            for frame in reader:
+                n += 1
+                if first_ts is None:
+                    first_ts = frame.ts
+                last_ts = frame.ts
+                pkt = decode(frame)
+                if pkt is not None:
+                    conv, new = lookup(pkt)
+                    st = conv.state
+                    if st is None:
+                        st = conv.state = ConvState(conv, index, options, pkt)
+                    was_closed = conv.closed_at is not None
+                    st.packet(conv.direction(pkt), pkt)
+                    conv.last_ts = pkt.ts
+                    if not was_closed and conv.closed_at is not None:
+                        closing.append(conv)
+                if n % CHECK_EVERY == 0:
+                    now = frame.ts
+                    while closing and closing[0].closed_at is not None and closing[0].closed_at + linger < now:
+                        c = closing.popleft()
+                        if c.state is not None:
+                            self._emit(c.state, table, False)
+                    if n % (CHECK_EVERY * 16) == 0:
+                        for c in table.active():
+                            if c.last_ts + idle < now and c.state is not None:
+                                self._emit(c.state, table, False)
+                        if self.progress is not None:
+                            self.progress(reader.position, reader.total_bytes)
+        except CaptureError as e:
+            readable = False
+            fatal = str(e)
+        finally:
+            reader.close()
+        for c in table.active():
+            if c.state is not None:
+                self._emit(c.state, table, True)
+        findings = _capture_findings(path, reader, decoder, fatal)
+        self.totals.count(findings)
+        self.totals.inputs.append(InputSummary(
+            index=index, path=path, format=reader.format, compressed=reader.compressed,
+            linktypes=tuple((lt, LINKTYPE_NAMES.get(lt, f"link type {lt}"), cnt)
+                            for lt, cnt in sorted(reader.linktypes.items())),
+            frames=n, tcp_frames=decoder.tcp_frames, conversations=table.next_id,
+            first_ns=first_ts, last_ns=last_ts, findings=tuple(findings), readable=readable,
+        ))
+
+
+def _capture_findings(path: str, reader: CaptureReader, decoder: Decoder, fatal: str | None) -> list[Finding]:
+    out: list[Finding] = []
+    if fatal is not None:
+        out.append(Finding("capture.unreadable", Severity.ERROR, fatal, rule="pcap / pcapng file format"))
+    for p in reader.problems:
+        out.append(Finding(p.code, Severity.ERROR if p.fatal else Severity.WARNING, p.message,
+                           frames=(p.frame,) if p.frame else (),
+                           detail={"offset": p.offset, "frame": p.frame, "stopped_reading": p.fatal},
+                           rule="pcap / pcapng file format"))
+    skips = list(decoder.skips.values())
+    if decoder.snaplen_cut.count:
+        skips.append(decoder.snaplen_cut)
+    for s in skips:
+        if s.code == "capture.snaplen":
+            msg = (f"{path}: {s.count} TCP segment(s) were cut by the capture's snaplen; the missing bytes are "
+                   f"treated as gaps, not as data (first: frame {s.frames[0]})")
+            sev = Severity.NOTICE
+        elif s.code == "capture.linktype":
+            msg = f"{path}: {s.count} frame(s) skipped: {s.reason} (first: frame {s.frames[0]})"
+            sev = Severity.WARNING
+        else:
+            msg = f"{path}: {s.count} frame(s) could not be decoded: {s.reason} (first: frame {s.frames[0]})"
+            sev = Severity.WARNING
+        out.append(Finding(s.code, sev, msg, frames=tuple(s.frames),
+                           detail={"count": s.count, "reason": s.reason}, rule=""))
+    return out
+
+
+def packet_annotations(path: str) -> Iterator[tuple[int, int, int]]:
+    """(frame, conversation id, Wireshark-flag mask) for every TCP frame: for the tshark crosscheck."""
+    reader = CaptureReader(path)
+    decoder = Decoder()
+    table = FlowTable()
+    trackers: dict[int, TcpTracker] = {}
+    try:
+        for frame in reader:
+            pkt = decoder.decode(frame)
+            if pkt is None:
+                continue
+            conv, _ = table.lookup(pkt)
+            tr = trackers.get(conv.id)
+            if tr is None:
+                tr = trackers[conv.id] = TcpTracker()
+            yield pkt.frame, conv.id, tr.analyze(conv.direction(pkt), pkt)
+    finally:
+        reader.close()

@@ -1,0 +1,1 @@
+"""TCP state: options, per-direction tracking, reassembly and the conntrack window model."""

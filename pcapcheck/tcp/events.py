@@ -1,0 +1,39 @@
+"""What the TCP layer hands to the application analyzers (sans-IO events)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+
+
+@dataclass(frozen=True, slots=True)
+class StreamData:
+    """In-order bytes of one direction. ``offset`` counts from the first byte after the SYN (0)."""
+
+    direction: str  # "c2s" | "s2c"
+    offset: int
+    data: bytes
+    frame: int  # the frame whose payload carried these bytes (first copy wins)
+    ts: int  # packet time, integer nanoseconds
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Bytes of the stream that were never captured; analyzers must not treat them as malformed."""
+
+    direction: str
+    offset: int
+    length: int
+    frame: int  # the first frame after the gap
+    reason: str  # "lost" (never captured) | "snaplen" (cut by the capture's snaplen)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The direction will deliver no more bytes."""
+
+    direction: str
+    offset: int  # stream offset where it ended
+    frame: int | None
+    reason: str  # "fin" | "rst" | "capture-ended"

@@ -1,0 +1,72 @@
+"""TCP option parsing (RFC 9293 3.2, RFC 7323, RFC 2018).
+
+Only called for packets that need it (handshakes, SACK-bearing ACKs, RSTs), never
+for every data segment: the hot path looks at the raw option bytes' length only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EOL, NOP, MSS, WSCALE, SACK_PERM, SACK, TIMESTAMP = 0, 1, 2, 3, 4, 5, 8
+
+
+@dataclass(frozen=True, slots=True)
+class TcpOptions:
+    mss: int | None = None
+    wscale: int | None = None  # raw shift as sent (may exceed 14; users clamp)
+    sack_perm: bool = False
+    sack: tuple[tuple[int, int], ...] = ()  # (left, right) edges
+    ts_val: int | None = None
+    ts_ecr: int | None = None
+    malformed: bool = False
+    kinds: tuple[int, ...] = ()
+
+    @property
+    def has_timestamps(self) -> bool:
+        return self.ts_val is not None
+
+
+NO_OPTIONS = TcpOptions()
+
+
+def parse(raw: bytes) -> TcpOptions:
+    if not raw:
+        return NO_OPTIONS
+    mss = wscale = ts_val = ts_ecr = None
+    sack_perm = malformed = False
+    sack: list[tuple[int, int]] = []
+    kinds: list[int] = []
+    i, n = 0, len(raw)
+    while i < n:
+        kind = raw[i]
+        if kind == EOL:
+            break
+        if kind == NOP:
+            i += 1
+            continue
+        kinds.append(kind)
+        if i + 1 >= n:
+            malformed = True
+            break
+        length = raw[i + 1]
+        if length < 2 or i + length > n:
+            malformed = True
+            break
+        body = raw[i + 2 : i + length]
+        if kind == MSS and length == 4:
+            mss = int.from_bytes(body, "big")
+        elif kind == WSCALE and length == 3:
+            wscale = body[0]
+        elif kind == SACK_PERM and length == 2:
+            sack_perm = True
+        elif kind == SACK:
+            if (length - 2) % 8:
+                malformed = True
+            for j in range(0, len(body) - 7, 8):
+                sack.append((int.from_bytes(body[j : j + 4], "big"), int.from_bytes(body[j + 4 : j + 8], "big")))
+        elif kind == TIMESTAMP and length == 10:
+            ts_val = int.from_bytes(body[:4], "big")
+            ts_ecr = int.from_bytes(body[4:], "big")
+        i += length
+    return TcpOptions(mss, wscale, sack_perm, tuple(sack), ts_val, ts_ecr, malformed, tuple(kinds))

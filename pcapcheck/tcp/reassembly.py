@@ -1,0 +1,212 @@
+"""Per-direction TCP reassembly (sans-IO).
+
+Sequence numbers are mapped to 64-bit stream offsets (0 = first byte after the SYN)
+through ``seq.diff`` against the next expected sequence number, so wraparound and
+streams longer than 4 GiB both work. Policy:
+
+* in-order bytes are delivered at once, with the frame that carried them;
+* the first copy of a byte wins; a later copy that differs is an overlap mismatch
+  (compared against a bounded tail of recently delivered bytes);
+* out-of-order segments are buffered (bounded) until the hole fills, the peer
+  ACKs past the hole (the bytes were never captured), or the direction ends;
+* bytes never captured become an explicit gap, never invented bytes; bytes cut by
+  the snaplen are a gap with reason "snaplen".
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from pcapcheck import seq as sq
+
+MAX_BUFFERED = 1 << 20  # out-of-order bytes buffered per direction before forcing a gap
+TAIL_KEEP = 32 * 1024  # delivered bytes kept to compare retransmissions against
+HEAD_KEEP = 4096  # first bytes of the stream kept for the report ("follow stream")
+
+DataSink = Callable[[int, bytes, int, int], None]  # (offset, data, frame, ts)
+GapSink = Callable[[int, int, int, str], None]  # (offset, length, frame, reason)
+
+
+class Mismatch:
+    __slots__ = ("offset", "length", "frame", "first_frame", "first", "second")
+
+    def __init__(self, offset: int, length: int, frame: int, first_frame: int, first: bytes, second: bytes):
+        self.offset, self.length, self.frame, self.first_frame = offset, length, frame, first_frame
+        self.first, self.second = first, second
+
+
+class Reassembler:
+    """One direction. Call ``segment`` for every packet with payload (or SYN/FIN)."""
+
+    __slots__ = (
+        "next_seq", "next_off", "started", "pending", "pending_bytes", "tail", "tail_off", "tail_frames",
+        "head", "on_data", "on_gap", "mismatches", "gaps", "gap_bytes", "overflowed", "delivered", "fin_off",
+        "retransmitted_bytes",
+    )
+
+    def __init__(self, on_data: DataSink | None = None, on_gap: GapSink | None = None) -> None:
+        self.next_seq = 0
+        self.next_off = 0
+        self.started = False
+        self.pending: dict[int, tuple[bytes, int, int, int]] = {}  # offset -> (data, frame, ts, wire length)
+        self.pending_bytes = 0
+        self.tail = bytearray()
+        self.tail_off = 0  # stream offset of tail[0]
+        self.tail_frames: list[tuple[int, int]] = []  # (offset, frame), bounded like tail
+        self.head = bytearray()
+        self.on_data = on_data
+        self.on_gap = on_gap
+        self.mismatches: list[Mismatch] = []
+        self.gaps = 0
+        self.gap_bytes = 0
+        self.overflowed = False
+        self.delivered = 0
+        self.fin_off: int | None = None
+        self.retransmitted_bytes = 0
+
+    def start(self, isn_plus_one: int) -> None:
+        """Set the sequence number of stream offset 0 (ISN + 1, or the first data seq mid-stream)."""
+        self.next_seq = isn_plus_one & sq.MASK
+        self.next_off = 0
+        self.started = True
+
+    def offset_of(self, seqno: int) -> int:
+        return self.next_off + sq.diff(seqno, self.next_seq)
+
+    def segment(self, seqno: int, data: bytes, wire_len: int, frame: int, ts: int) -> None:
+        """A segment's payload (``data`` as captured; ``wire_len`` >= len(data) when cut by the snaplen)."""
+        if not self.started:
+            self.start(seqno)
+        off = self.next_off + sq.diff(seqno, self.next_seq)
+        nxt = self.next_off
+        if off == nxt and not self.pending:
+            self._deliver(off, data, wire_len, frame, ts)
+            return
+        end = off + wire_len
+        if end <= nxt:
+            self._compare(off, data, frame)
+            self.retransmitted_bytes += wire_len
+            return
+        if off < nxt:
+            skip = nxt - off
+            self._compare(off, data[:skip], frame)
+            self.retransmitted_bytes += skip
+            data, wire_len, off = data[skip:], wire_len - skip, nxt
+        if off == nxt:
+            self._deliver(off, data, wire_len, frame, ts)
+            self._drain()
+            return
+        # beyond a hole: buffer (first copy wins among buffered ones too)
+        if off not in self.pending:
+            self.pending[off] = (data, frame, ts, wire_len)
+            self.pending_bytes += len(data)
+            if self.pending_bytes > MAX_BUFFERED:
+                self.overflowed = True
+                self.skip_to(min(self.pending), frame, "lost")
+
+    def _deliver(self, off: int, data: bytes, wire_len: int, frame: int, ts: int) -> None:
+        n = len(data)
+        if n:
+            if len(self.head) < HEAD_KEEP:
+                self.head += data[: HEAD_KEEP - len(self.head)]
+            tail = self.tail
+            tail += data
+            self.tail_frames.append((off, frame))
+            if len(tail) > 2 * TAIL_KEEP:
+                cut = len(tail) - TAIL_KEEP
+                del tail[:cut]
+                self.tail_off += cut
+                tf = self.tail_frames
+                while len(tf) > 1 and tf[1][0] <= self.tail_off:
+                    tf.pop(0)
+            if self.on_data is not None:
+                self.on_data(off, data, frame, ts)
+        self.next_off = off + wire_len
+        self.next_seq = (self.next_seq + wire_len) & sq.MASK
+        self.delivered += n
+        if wire_len > n:
+            self._gap(off + n, wire_len - n, frame, "snaplen")
+
+    def _gap(self, off: int, length: int, frame: int, reason: str) -> None:
+        self.gaps += 1
+        self.gap_bytes += length
+        if self.on_gap is not None:
+            self.on_gap(off, length, frame, reason)
+
+    def _drain(self) -> None:
+        pending = self.pending
+        while pending:
+            nxt = self.next_off
+            best = None
+            for o in pending:
+                if o <= nxt and (best is None or o < best):
+                    best = o
+            if best is None:
+                return
+            data, frame, ts, wire_len = pending.pop(best)
+            self.pending_bytes -= len(data)
+            if best + wire_len <= nxt:
+                self._compare(best, data, frame)
+                continue
+            skip = nxt - best
+            if skip:
+                self._compare(best, data[:skip], frame)
+            self._deliver(nxt, data[skip:], wire_len - skip, frame, ts)
+
+    def _compare(self, off: int, data: bytes, frame: int) -> None:
+        """A retransmitted copy of delivered bytes: report where it differs from the first copy."""
+        if not data:
+            return
+        start = max(off, self.tail_off)
+        end = min(off + len(data), self.tail_off + len(self.tail))
+        if start >= end:
+            return
+        first = bytes(self.tail[start - self.tail_off : end - self.tail_off])
+        second = data[start - off : end - off]
+        if first != second and len(self.mismatches) < 100:
+            i = next(k for k in range(len(first)) if first[k] != second[k])
+            first_frame = 0
+            for o, fr in self.tail_frames:
+                if o <= start + i:
+                    first_frame = fr
+            self.mismatches.append(Mismatch(start + i, end - start - i, frame, first_frame,
+                                            first[i : i + 64], second[i : i + 64]))
+
+    def skip_to(self, off: int, frame: int, reason: str) -> None:
+        """Declare the bytes up to ``off`` lost and continue from there."""
+        nxt = self.next_off
+        if off <= nxt:
+            return
+        self._gap(nxt, off - nxt, frame, reason)
+        self.next_seq = (self.next_seq + (off - nxt)) & sq.MASK
+        self.next_off = off
+        self._drain()
+
+    def acked(self, ackno: int, frame: int) -> None:
+        """The peer acknowledged up to ``ackno``: anything before it that we lack was never captured."""
+        if not self.started:
+            return
+        off = self.next_off + sq.diff(ackno, self.next_seq)
+        if off <= self.next_off:
+            return
+        if self.fin_off is not None and off > self.fin_off:
+            off = self.fin_off
+        # only declare the hole when no buffered segment fills it
+        if self.pending:
+            first = min(self.pending)
+            if first <= self.next_off:
+                self._drain()
+                return
+            off = min(off, first) if first < off else off
+        if off > self.next_off + (1 << 30):
+            return  # an absurd ACK (ACK of unseen data far ahead): not evidence of a gap
+        self.skip_to(off, frame, "lost")
+
+    def finish(self, frame: int) -> None:
+        """End of the direction: buffered segments beyond holes are delivered after explicit gaps."""
+        while self.pending:
+            first = min(self.pending)
+            if first > self.next_off:
+                self.skip_to(first, frame, "lost")
+            else:
+                self._drain()
