@@ -126,12 +126,19 @@ class Reassembler:
         self.delivered += n
         if wire_len > n:
             self._gap(off + n, wire_len - n, frame, "snaplen")
+            self._reset_tail(off + wire_len)
 
     def _gap(self, off: int, length: int, frame: int, reason: str) -> None:
         self.gaps += 1
         self.gap_bytes += length
         if self.on_gap is not None:
             self.on_gap(off, length, frame, reason)
+
+    def _reset_tail(self, off: int) -> None:
+        """After a gap the kept tail no longer lines up with stream offsets: restart it."""
+        self.tail.clear()
+        self.tail_frames.clear()
+        self.tail_off = off
 
     def _drain(self) -> None:
         pending = self.pending
@@ -180,6 +187,7 @@ class Reassembler:
         self._gap(nxt, off - nxt, frame, reason)
         self.next_seq = (self.next_seq + (off - nxt)) & sq.MASK
         self.next_off = off
+        self._reset_tail(off)
         self._drain()
 
     def acked(self, ackno: int, frame: int) -> None:

@@ -1,0 +1,195 @@
+"""Capture reading and header decoding: formats, link types, bad input."""
+
+from __future__ import annotations
+
+import gzip
+import io
+
+import pytest
+
+from fixtures import builder as b
+from pcapcheck.capture import CaptureError, CaptureReader
+from pcapcheck.decode import Decoder
+
+T0 = 1_700_000_000_123_456_789
+
+
+def tcp_ip(sport=40000, dport=80, payload=b"", flags=0x18, v6=False):
+    src, dst = ("fd00::1", "fd00::2") if v6 else ("10.0.0.1", "10.0.0.2")
+    seg = b.tcp(sport, dport, 1000, 2000, flags, 65535, payload, src_ip=src, dst_ip=dst)
+    return b.ipv6(src, dst, seg) if v6 else b.ipv4(src, dst, seg, ip_id=7, ttl=61)
+
+
+def read(data: bytes, name="mem.pcap"):
+    r = CaptureReader(name, stream=io.BufferedReader(io.BytesIO(data)))
+    frames = list(r)
+    return r, frames
+
+
+@pytest.mark.parametrize("nanos", [False, True], ids=["usec", "nsec"])
+@pytest.mark.parametrize("big", [False, True], ids=["le", "be"])
+def test_classic_pcap_all_magics(nanos: bool, big: bool) -> None:
+    w = b.PcapWriter(linktype=1, nanos=nanos, big_endian=big)
+    pkt = b.ether(tcp_ip(payload=b"x"), ethertype=0x0800)
+    w.add(T0, pkt).add(T0 + 1_000_000, pkt)
+    r, frames = read(w.to_bytes())
+    assert [f.number for f in frames] == [1, 2]
+    expect = T0 if nanos else T0 // 1000 * 1000
+    assert frames[0].ts == expect and frames[1].ts - frames[0].ts == 1_000_000
+    assert r.format == "pcap" and not r.problems
+    p = Decoder().decode(frames[0])
+    assert p is not None and (p.sport, p.dport, p.seq, p.ack, p.payload, p.ttl, p.ip_id) == (
+        40000, 80, 1000, 2000, b"x", 61, 7)
+
+
+def test_pcapng_interfaces_resolutions_and_blocks() -> None:
+    w = b.PcapngWriter()
+    e = w.add_interface(1, tsresol=6)
+    raw = w.add_interface(101, tsresol=9)
+    null = w.add_interface(0, tsresol=0x80 | 20)
+    w.add_custom_block(b"skip me")
+    w.add_packet(e, T0, b.ether(tcp_ip(), ethertype=0x0800))
+    w.add_packet(raw, T0 + 5, tcp_ip(v6=True))
+    w.add_name_resolution([("10.0.0.1", "a.example")])
+    w.add_packet(null, T0 + 10**9, b.null_loopback(tcp_ip(), 2))
+    w.add_packet(e, T0, b.ether(tcp_ip(sport=1), ethertype=0x0800), simple=True)
+    r, frames = read(w.to_bytes())
+    assert [f.number for f in frames] == [1, 2, 3, 4]
+    assert [f.linktype for f in frames] == [1, 101, 0, 1]
+    assert frames[0].ts == T0 // 1000 * 1000
+    assert frames[1].ts == T0 + 5
+    # 2^-20 s units: within one unit (~954 ns) of the true time
+    assert abs(frames[2].ts - (T0 + 10**9)) < 1000
+    assert frames[3].ts == 0  # simple packet blocks carry no timestamp
+    d = Decoder()
+    assert all(d.decode(f) is not None for f in frames)
+    assert r.format == "pcapng" and not r.problems
+
+
+def test_gzip_is_detected_by_content() -> None:
+    w = b.PcapWriter()
+    w.add(T0, b.ether(tcp_ip(), ethertype=0x0800))
+    r, frames = read(gzip.compress(w.to_bytes(), mtime=0), name="no-extension")
+    assert r.compressed and len(frames) == 1
+
+
+LINKS = {
+    "ether": (1, lambda ip: b.ether(ip, ethertype=0x0800)),
+    "vlan": (1, lambda ip: b.ether(ip, ethertype=0x0800, vlans=(10,))),
+    "qinq": (1, lambda ip: b.ether(ip, ethertype=0x0800, vlans=(10, 20))),
+    "llc-snap": (1, lambda ip: b.ether_8023(b.llc_snap(ip, 0x0800))),
+    "sll": (113, lambda ip: b.sll(ip, 0x0800)),
+    "sll2": (276, lambda ip: b.sll2(ip, 0x0800)),
+    "raw": (101, lambda ip: ip),
+    "ipv4": (228, lambda ip: ip),
+    "null": (0, lambda ip: b.null_loopback(ip, 2)),
+    "null-be": (0, lambda ip: b.null_loopback(ip, 2, big_endian=True)),
+    "loop": (108, lambda ip: b.loop(ip, 2)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LINKS))
+def test_link_types(name: str) -> None:
+    lt, wrap = LINKS[name]
+    w = b.PcapWriter(linktype=lt)
+    w.add(T0, wrap(tcp_ip(payload=b"hello")))
+    _, frames = read(w.to_bytes())
+    p = Decoder().decode(frames[0])
+    assert p is not None and p.payload == b"hello" and p.dport == 80
+
+
+def test_ipv6_extension_headers_are_skipped() -> None:
+    seg = b.tcp(1234, 80, 1, 0, 0x02, 1000, b"", src_ip="fd00::1", dst_ip="fd00::2")
+    ip = b.ipv6("fd00::1", "fd00::2", seg, ext_headers=(b.ext_hop_by_hop(), b.ext_dest_opts(), b.ext_fragment()))
+    w = b.PcapWriter(linktype=101)
+    w.add(T0, ip)
+    _, frames = read(w.to_bytes())
+    p = Decoder().decode(frames[0])
+    assert p is not None and p.sport == 1234 and p.ip_id is None
+
+
+def test_ipv4_fragments_are_reassembled_on_the_last_fragment() -> None:
+    seg = b.tcp(40000, 80, 1, 0, 0x18, 1000, b"A" * 100, src_ip="10.0.0.1", dst_ip="10.0.0.2")
+    frags = b.ipv4_fragments("10.0.0.1", "10.0.0.2", seg, fragment_size=48)
+    w = b.PcapWriter(linktype=101)
+    for i, fr in enumerate(frags):
+        w.add(T0 + i, fr)
+    _, frames = read(w.to_bytes())
+    d = Decoder()
+    out = [d.decode(f) for f in frames]
+    assert out[:-1] == [None] * (len(frames) - 1)
+    assert out[-1] is not None and out[-1].payload == b"A" * 100 and out[-1].frame == len(frames)
+
+
+def test_unsupported_link_type_is_reported_not_dropped_silently() -> None:
+    w = b.PcapWriter(linktype=147)
+    w.add(T0, b"\x00" * 40)
+    _, frames = read(w.to_bytes())
+    d = Decoder()
+    assert d.decode(frames[0]) is None
+    (skip,) = d.skips.values()
+    assert skip.code == "capture.linktype" and skip.frames == [1] and "147" in skip.reason
+
+
+def test_snaplen_cut_payload_is_marked() -> None:
+    w = b.PcapWriter(snaplen=60, enforce_snaplen=True)
+    w.add(T0, b.ether(tcp_ip(payload=b"x" * 100), ethertype=0x0800))
+    _, frames = read(w.to_bytes())
+    d = Decoder()
+    p = d.decode(frames[0])
+    assert p is not None and p.seglen == 100 and len(p.payload) == 60 - 54
+    assert d.snaplen_cut.count == 1
+
+
+# -- bad input ---------------------------------------------------------------------------
+def good_pcap(n=3) -> bytes:
+    w = b.PcapWriter()
+    for i in range(n):
+        w.add(T0 + i, b.ether(tcp_ip(payload=b"p%d" % i), ethertype=0x0800))
+    return w.to_bytes()
+
+
+def test_truncated_record_keeps_earlier_frames() -> None:
+    data = good_pcap(4)[:-10]
+    r, frames = read(data, "cut.pcap")
+    assert len(frames) == 3
+    (p,) = r.problems
+    assert p.code == "capture.truncated" and p.fatal and p.frame == 4
+    assert "cut.pcap" in p.message and f"byte offset {p.offset}" in p.message and "frame 4" in p.message
+
+
+def test_truncated_record_header() -> None:
+    data = good_pcap(3) + b"\x01\x02\x03"
+    r, frames = read(data)
+    assert len(frames) == 3 and r.problems[0].code == "capture.truncated" and "record header" in r.problems[0].message
+
+
+def test_huge_caplen_stops_with_a_clear_message() -> None:
+    import struct
+
+    data = good_pcap(2) + struct.pack("<IIII", 1, 0, 4_000_000, 4_000_000) + b"\x00" * 100
+    r, frames = read(data)
+    assert len(frames) == 2
+    assert r.problems[0].code == "capture.corrupt" and "4000000" in r.problems[0].message
+
+
+def test_pcapng_bad_block_length() -> None:
+    w = b.PcapngWriter()
+    i = w.add_interface(1)
+    w.add_packet(i, T0, b.ether(tcp_ip(), ethertype=0x0800))
+    w.add_packet(i, T0, b.ether(tcp_ip(), ethertype=0x0800))
+    data = w.to_bytes() + b"\x06\x00\x00\x00" + b"\xff\xff\xff\x7f" + b"\x00" * 40
+    r, frames = read(data)
+    assert len(frames) == 2 and r.problems[0].code == "capture.corrupt" and r.problems[0].fatal
+
+
+@pytest.mark.parametrize("data,words", [(b"", "empty"), (b"GIF89a" + bytes(range(200)), "not a pcap")],
+                         ids=["empty", "garbage"])
+def test_not_a_capture(data: bytes, words: str) -> None:
+    with pytest.raises(CaptureError, match=words):
+        read(data, "x.bin")
+
+
+def test_header_only_is_an_empty_capture() -> None:
+    r, frames = read(b.PcapWriter().to_bytes())
+    assert frames == [] and not r.problems
