@@ -28,6 +28,10 @@ PCAPNG_BOM = 0x1A2B3C4D
 # Wireshark's WTAP_MAX_PACKET_SIZE_STANDARD: larger records are treated as corruption.
 MAX_RECORD = 262144
 CHUNK = 1 << 20
+# pcapng blocks that Wireshark numbers as frames although they hold no packet:
+# custom blocks (copyable or not) and systemd journal export blocks.
+CUSTOM_BLOCKS = {0x00000BAD, 0x40000BAD, 0x00000009}
+NO_PACKET = -2  # Frame.linktype of such a record
 
 # classic pcap magic (as read little-endian) -> (byte order, nanosecond timestamps)
 PCAP_MAGICS = {
@@ -71,6 +75,7 @@ class CaptureProblem:
     offset: int | None = None
     frame: int | None = None
     fatal: bool = False  # reading stopped here
+    minor: bool = False  # an oddity Wireshark reads without complaint (reported as a notice)
 
 
 class CaptureError(Exception):
@@ -183,10 +188,10 @@ class CaptureReader:
         return out
 
     def _add(self, code: str, message: str, *, offset: int | None = None, frame: int | None = None,
-             fatal: bool = False) -> None:
+             fatal: bool = False, minor: bool = False) -> None:
         if fatal and any(p.fatal for p in self.problems):
             return  # one fatal problem per file is enough
-        self.problems.append(CaptureProblem(code, message, offset, frame, fatal))
+        self.problems.append(CaptureProblem(code, message, offset, frame, fatal, minor))
 
     # -- iteration -------------------------------------------------------------
     def __iter__(self) -> Iterator[Frame]:
@@ -247,7 +252,7 @@ class CaptureReader:
                         self._add("capture.corrupt",
                                   f"{path}: frame {number} at byte offset {self._pos - 16 - caplen}: captured length "
                                   f"{caplen} exceeds the file's snaplen {snaplen} (read anyway)",
-                                  offset=self._pos - 16 - caplen, frame=number)
+                                  offset=self._pos - 16 - caplen, frame=number, minor=True)
                     yield Frame(number, sec * 1_000_000_000 + frac * mul, linktype, caplen, wirelen,
                                 buf[p + 16 : end])
                     continue
@@ -282,7 +287,7 @@ class CaptureReader:
                 warned_snaplen = True
                 self._add("capture.corrupt",
                           f"{path}: frame {number} at byte offset {offset}: captured length {caplen} exceeds "
-                          f"the file's snaplen {snaplen} (read anyway)", offset=offset, frame=number)
+                          f"the file's snaplen {snaplen} (read anyway)", offset=offset, frame=number, minor=True)
             yield Frame(number, sec * 1_000_000_000 + frac * mul, linktype, caplen, wirelen, data)
         self.frames = number
         self.linktypes[linktype] = number
@@ -411,6 +416,11 @@ class CaptureReader:
                     self._count(iface.linktype)
                     yield Frame(number, ts, iface.linktype, caplen, max(caplen, wirelen),
                                 body[start : start + caplen])
+            elif btype in CUSTOM_BLOCKS:
+                # Wireshark (4.0) shows custom and systemd-journal blocks as frames of their own:
+                # count them so frame numbers stay equal to frame.number; they carry no packet.
+                number += 1
+                yield Frame(number, 0, NO_PACKET, 0, 0, b"")
             block_type_word = self._read(4)
         self.frames = number
 

@@ -21,6 +21,8 @@ from pcapcheck.capture import LINKTYPE_NAMES, Frame
 _ipv4_hdr = struct.Struct("!BBHHHBBH4s4s").unpack_from
 _tcp_hdr = struct.Struct("!HHIIHH").unpack_from
 _u16 = struct.Struct("!H").unpack_from
+# Ethernet II + IPv4 without options + TCP fixed header in one unpack: the common case.
+_eth_ip4_tcp = struct.Struct("!12xHBxHHHBBxx4s4sHHIIHH").unpack_from
 _u16le = struct.Struct("<H").unpack_from
 _u32le = struct.Struct("<I").unpack_from
 _u32be = struct.Struct(">I").unpack_from
@@ -97,6 +99,27 @@ class Decoder:
         data = f.data
         lt = f.linktype
         n = len(data)
+        if lt == 1 and n >= 54:
+            # Fast path: Ethernet II, IPv4 with a 20-byte header, not a fragment, TCP.
+            (etype, vhl, total, ip_id, frag, ttl, proto, src, dst,
+             sport, dport, seqno, ackno, offflags, window) = _eth_ip4_tcp(data, 0)
+            if etype == 0x0800 and vhl == 0x45 and proto == 6 and not frag & 0x3FFF and total >= 40:
+                doff = (offflags >> 12) * 4
+                hend = 34 + doff
+                end = 14 + total
+                if doff >= 20 and hend <= end and hend <= n:
+                    self.ip_frames += 1
+                    self.tcp_frames += 1
+                    payload = data[hend:end]
+                    seglen = end - hend
+                    if len(payload) < seglen:
+                        s = self.snaplen_cut
+                        s.count += 1
+                        if len(s.frames) < 20:
+                            s.frames.append(f.number)
+                    return TcpPacket(f.number, f.ts, src, dst, sport, dport, seqno, ackno, offflags & 0xFF, window,
+                                     data[54:hend] if doff > 20 else b"", payload, seglen, ttl, ip_id,
+                                     bool(frag & 0x4000))
         if lt == 1:  # Ethernet II, 802.1Q / QinQ, 802.3 + LLC/SNAP
             if n < 14:
                 self._skip("capture.undecodable", "Ethernet header cut short", f.number)
@@ -160,6 +183,9 @@ class Decoder:
             fam = _u32be(data, 0)[0] if lt == 108 else (_u32le(data, 0)[0] if data[0] else _u32be(data, 0)[0])
             etype = ETH_IPV4 if fam == 2 else ETH_IPV6 if fam in NULL_IPV6 else 0
             off = 4
+        elif lt == -2:  # a pcapng record without a packet (custom block): counted, nothing to decode
+            self.other_frames += 1
+            return None
         elif lt == 239:  # NFLOG: TLVs, the packet is in NFULA_PAYLOAD (type 9)
             return self._nflog(f)
         else:

@@ -369,7 +369,8 @@ def _capture_findings(path: str, reader: CaptureReader, decoder: Decoder, fatal:
     if fatal is not None:
         out.append(Finding("capture.unreadable", Severity.ERROR, fatal, rule="pcap / pcapng file format"))
     for p in reader.problems:
-        out.append(Finding(p.code, Severity.ERROR if p.fatal else Severity.WARNING, p.message,
+        sev = Severity.ERROR if p.fatal else Severity.NOTICE if p.minor else Severity.WARNING
+        out.append(Finding(p.code, sev, p.message,
                            frames=(p.frame,) if p.frame else (),
                            detail={"offset": p.offset, "frame": p.frame, "stopped_reading": p.fatal},
                            rule="pcap / pcapng file format"))

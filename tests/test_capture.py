@@ -53,8 +53,10 @@ def test_pcapng_interfaces_resolutions_and_blocks() -> None:
     w.add_name_resolution([("10.0.0.1", "a.example")])
     w.add_packet(null, T0 + 10**9, b.null_loopback(tcp_ip(), 2))
     w.add_packet(e, T0, b.ether(tcp_ip(sport=1), ethertype=0x0800), simple=True)
-    r, frames = read(w.to_bytes())
-    assert [f.number for f in frames] == [1, 2, 3, 4]
+    r, all_frames = read(w.to_bytes())
+    # Wireshark numbers the custom block as frame 1 (a record without a packet)
+    assert [f.number for f in all_frames] == [1, 2, 3, 4, 5] and all_frames[0].linktype == -2
+    frames = all_frames[1:]
     assert [f.linktype for f in frames] == [1, 101, 0, 1]
     assert frames[0].ts == T0 // 1000 * 1000
     assert frames[1].ts == T0 + 5
