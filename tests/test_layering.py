@@ -15,7 +15,7 @@ PKG = Path(__file__).resolve().parent.parent / "pcapcheck"
 
 ALLOWED_EXTERNAL = {
     "dpkt": {"pcapcheck.capture", "pcapcheck.decode"},
-    "click": {"pcapcheck.cli"},
+    "click": {"pcapcheck.cli", "pcapcheck.cli_check"},
     "jinja2": {"pcapcheck.report.html_report"},
 }
 # Modules an analyzer or the TCP layer must not import (IO, clocks, presentation).

@@ -1,0 +1,263 @@
+"""HTTP/1.x analysis of one TCP conversation (sans-IO): framing faults, truncation, proxy error pages.
+
+The pipeline calls ``data``/``gap``/``end`` with the events of both directions in capture order, then
+``finish``. Two DirectionReaders (pcapcheck.http.reader) find the messages; this class pairs responses with
+requests (pipelining, 1xx interim responses, HEAD, CONNECT and 101 tunnels), turns the readers' issues into
+Findings (severity, rule, peers table) and recognises proxy-generated error responses.
+
+``finish()`` returns the findings in the order they were detected; ``HttpMessage.findings`` and
+``HttpExchange.findings`` are indices into that list, and each finding carries its own index as
+``detail.finding_index`` (so the link survives re-sorting). ``detail.message_index`` names its message within
+the direction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pcapcheck.findings import C2S, S2C, Finding
+from pcapcheck.http import codes
+from pcapcheck.http.codes import CODES
+from pcapcheck.http.framing import Tunnel
+from pcapcheck.http.issues import Issue
+from pcapcheck.http.model import HttpExchange, Pairing
+from pcapcheck.http.peers import peers_for
+from pcapcheck.http.proxy import recognize
+from pcapcheck.http.reader import (
+    AwaitRequest,
+    AwaitResponse,
+    DirectionReader,
+    MessageBuilder,
+    RequestInfo,
+)
+from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
+
+__all__ = ["Http1Analyzer", "HttpExchange"]
+
+
+class Http1Analyzer:
+    def __init__(self, conversation: int) -> None:
+        self.conversation = conversation
+        self._c2s = DirectionReader(C2S, self)
+        self._s2c = DirectionReader(S2C, self)
+        self._findings: dict[int, Finding] = {}
+        self._reserved = 0
+        self._finals: dict[int, MessageBuilder] = {}  # exchange index -> final response
+        self._interim: dict[int, list[MessageBuilder]] = {}
+        self._final_count = 0
+        self._result: list[Finding] | None = None
+
+    # --- the pipeline's interface --------------------------------------------------------------------------
+
+    def data(self, ev: StreamData) -> None:
+        reader = self._reader(ev.direction)
+        if reader is not None and ev.data:
+            reader.data(ev)
+            self._pump()
+
+    def gap(self, ev: Gap) -> None:
+        reader = self._reader(ev.direction)
+        if reader is not None:
+            reader.gap(ev)
+            self._pump()
+
+    def end(self, ev: StreamEnd) -> None:
+        reader = self._reader(ev.direction)
+        if reader is not None and not reader.end_seen:
+            reader.end(ev)
+            self._pump()
+
+    def finish(self) -> list[Finding]:
+        """All findings, in detection order. A direction without an end event is ended as "capture-ended"."""
+        if self._result is None:
+            for reader in (self._c2s, self._s2c):
+                if not reader.end_seen:
+                    reader.end(StreamEnd(reader.direction, reader.offset, None, "capture-ended"))
+            self._pump(force=True)
+            for reader in (self._c2s, self._s2c):
+                reader.flush()
+            self._result = [self._findings[i] for i in sorted(self._findings)]
+        return list(self._result)
+
+    @property
+    def is_http(self) -> bool:
+        return self._c2s.is_http or self._s2c.is_http
+
+    @property
+    def exchanges(self) -> list[HttpExchange]:
+        requests = self._c2s.messages
+        count = max(len(requests), self._final_count, max(self._interim, default=-1) + 1)
+        out = []
+        for k in range(count):
+            req = requests[k] if k < len(requests) else None
+            resp = self._finals.get(k)
+            interim = tuple(m.freeze() for m in self._interim.get(k, ()))
+            uncertain = any(m.after_loss for m in (req, resp) if m is not None)
+            out.append(
+                HttpExchange(
+                    index=k,
+                    request=req.freeze() if req is not None else None,
+                    interim=interim,
+                    response=resp.freeze() if resp is not None else None,
+                    pairing=Pairing.UNCERTAIN if uncertain else Pairing.IN_ORDER,
+                    tunnel=resp is not None and isinstance(resp.framing, Tunnel),
+                )
+            )
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """Per direction: detected as HTTP, messages, bytes skipped unparsed, bytes lost, assumptions made."""
+        return {
+            r.direction: {
+                "http": r.is_http,
+                "messages": len(r.messages),
+                "unparsed_bytes": r.unparsed_bytes,
+                "lost_bytes": r.lost_bytes,
+                "assumed": list(r.assumed),
+                "end": r.end_reason,
+            }
+            for r in (self._c2s, self._s2c)
+        }
+
+    # --- the readers' host interface ----------------------------------------------------------------------
+
+    def reserve(self) -> int:
+        self._reserved += 1
+        return self._reserved - 1
+
+    def deliver(
+        self,
+        reader: DirectionReader,
+        index: int,
+        issue: Issue,
+        frames: tuple[int, ...],
+        message_index: int,
+        excerpt: bytes,
+        excerpt_offset: int,
+    ) -> None:
+        info = CODES[issue.code]
+        detail = dict(issue.detail)
+        detail.update(
+            offset=issue.offset,
+            length=issue.length,
+            excerpt=excerpt,
+            excerpt_offset=excerpt_offset,
+            message_index=message_index,
+            finding_index=index,
+            peers=peers_for(issue.code, reader.is_request),
+        )
+        self._findings[index] = Finding(
+            code=issue.code,
+            severity=info.severity(reader.is_request),
+            message=issue.message,
+            conversation=self.conversation,
+            direction=reader.direction,
+            frames=tuple(dict.fromkeys(f for f in frames if f)),
+            detail=detail,
+            rule=issue.rule or info.rule,
+        )
+
+    def head_parsed(self, reader: DirectionReader, msg: MessageBuilder) -> None:
+        if reader is self._c2s:
+            msg.exchange = msg.index
+            return
+        status = msg.status
+        msg.exchange = self._final_count
+        if 100 <= status < 200 and status != 101:
+            msg.interim = True  # RFC 9110 §15.2: interim, the final response follows
+            self._interim.setdefault(msg.exchange, []).append(msg)
+        else:
+            self._finals[msg.exchange] = msg
+            self._final_count += 1
+
+    def request_for(self, reader: DirectionReader, msg: MessageBuilder) -> RequestInfo | AwaitRequest:
+        k = msg.exchange
+        requests = self._c2s.messages
+        if k < len(requests):
+            return RequestInfo(requests[k].method)
+        status = msg.status
+        if 100 <= status < 200 or status in (204, 304):
+            return RequestInfo(None)  # RFC 9112 §6.3 item 1: no body whatever the request was
+        if self._c2s.can_produce:
+            return AwaitRequest(k)
+        return RequestInfo(None)
+
+    def message_done(self, reader: DirectionReader, msg: MessageBuilder) -> AwaitResponse | None:
+        if reader is self._c2s:
+            if msg.method == b"CONNECT":
+                return AwaitResponse(msg.index, connect=True)
+            if msg.upgrade:
+                return AwaitResponse(msg.index, connect=False)
+            return None
+        if not msg.interim:
+            self._check_proxy_error(reader, msg)
+            if (
+                isinstance(msg.framing, Tunnel)
+                and self._c2s.pause is None
+                and len(self._c2s.messages) <= msg.exchange + 1
+            ):
+                self._c2s.enter_tunnel()
+        return None
+
+    # --- internals -----------------------------------------------------------------------------------------
+
+    def _reader(self, direction: str) -> DirectionReader | None:
+        if direction == C2S:
+            return self._c2s
+        if direction == S2C:
+            return self._s2c
+        return None
+
+    def _pump(self, force: bool = False) -> None:
+        """Resume a reader paused on the other direction once the answer is known (never re-entrantly)."""
+        while True:
+            if self._resume_ready():
+                continue
+            if not force:
+                return
+            paused = next((r for r in (self._c2s, self._s2c) if r.pause is not None), None)
+            if paused is None:
+                return
+            pause = paused.pause
+            paused.resume(RequestInfo(None) if isinstance(pause, AwaitRequest) else False)
+
+    def _resume_ready(self) -> bool:
+        c2s, s2c = self._c2s, self._s2c
+        pause = s2c.pause
+        if isinstance(pause, AwaitRequest):
+            if pause.exchange < len(c2s.messages):
+                s2c.resume(RequestInfo(c2s.messages[pause.exchange].method))
+                return True
+            if not c2s.can_produce:
+                s2c.resume(RequestInfo(None))
+                return True
+        pause = c2s.pause
+        if isinstance(pause, AwaitResponse):
+            resp = self._finals.get(pause.exchange)
+            if resp is not None:
+                status = resp.status
+                c2s.resume(status == 101 or (pause.connect and 200 <= status < 300))
+                return True
+            if not s2c.can_produce:
+                c2s.resume(False)
+                return True
+        return False
+
+    def _check_proxy_error(self, reader: DirectionReader, msg: MessageBuilder) -> None:
+        if msg.elided:
+            return
+        found = recognize(msg.status, msg.headers, bytes(msg.excerpt))
+        if found is None:
+            return
+        reader.issue(
+            Issue(
+                codes.PROXY_ERROR,
+                msg.offset,
+                max(msg.end_offset - msg.offset, 1),
+                found.message,
+                found.detail,
+                frames=(msg.first_frame, msg.last_frame),
+                excerpt=(msg.offset, msg.raw_head[:64]),
+            ),
+            msg,
+        )

@@ -1,0 +1,97 @@
+"""The HTTP/1.x finding codes: stable strings, their severity and the rule behind them, in one table.
+
+docs/findings/http.md documents each entry; a test checks that every code here is documented there.
+Severity can differ for requests and responses (``http.te.chunked-not-final``: a request is unframeable and
+must get a 400, a response is read until close).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pcapcheck.findings import Severity
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    code: str
+    request: Severity
+    response: Severity
+    rule: str
+    summary: str
+
+    def severity(self, is_request: bool) -> Severity:
+        return self.request if is_request else self.response
+
+
+E, W, N, INFO = Severity.ERROR, Severity.WARNING, Severity.NOTICE, Severity.INFO
+
+
+def _c(code: str, sev: Severity, rule: str, summary: str, response: Severity | None = None) -> Code:
+    return Code(code, sev, sev if response is None else response, rule, summary)
+
+
+TE_DUPLICATE = "http.te.duplicate"
+TE_CHUNKED_TWICE = "http.te.chunked-twice"
+TE_CHUNKED_NOT_FINAL = "http.te.chunked-not-final"
+TE_UNKNOWN = "http.te.unknown"
+TE_UNSUPPORTED = "http.te.unsupported"
+TE_HTTP10 = "http.te.http10"
+TE_CL_CONFLICT = "http.te-cl.conflict"
+CL_INVALID = "http.cl.invalid"
+CL_CONFLICT = "http.cl.conflict"
+CL_DUPLICATE = "http.cl.duplicate"
+CL_LEADING_ZEROS = "http.cl.leading-zeros"
+CHUNK_SIZE_INVALID = "http.chunk.size-invalid"
+CHUNK_SIZE_OVERFLOW = "http.chunk.size-overflow"
+CHUNK_CRLF_MISSING = "http.chunk.crlf-missing"
+CHUNK_BARE_LF = "http.chunk.bare-lf"
+CHUNK_WHITESPACE = "http.chunk.whitespace"
+CHUNK_EXTENSION = "http.chunk.extension"
+CHUNK_EXTENSION_INVALID = "http.chunk.extension-invalid"
+CHUNK_TRUNCATED = "http.chunk.truncated"
+BODY_TRUNCATED = "http.body.truncated"
+HEAD_TRUNCATED = "http.head.truncated"
+HEADER_SPACE_BEFORE_COLON = "http.header.space-before-colon"
+HEADER_OBS_FOLD = "http.header.obs-fold"
+HEADER_BARE_CR = "http.header.bare-cr"
+HEADER_BARE_LF = "http.header.bare-lf"
+HEADER_INVALID = "http.header.invalid"
+UNPARSEABLE = "http.unparseable"
+PROXY_ERROR = "http.proxy-error"
+INCOMPLETE = "http.incomplete"
+
+CODES: dict[str, Code] = {
+    c.code: c
+    for c in (
+        _c(TE_DUPLICATE, E, "RFC 9112 §6.1; RFC 9110 §5.3", "more than one Transfer-Encoding header line"),
+        _c(TE_CHUNKED_TWICE, E, "RFC 9112 §6.1", "chunked listed twice in one Transfer-Encoding value"),
+        _c(TE_CHUNKED_NOT_FINAL, E, "RFC 9112 §6.3 item 4", "chunked is not the final transfer coding", W),
+        _c(TE_UNKNOWN, W, "RFC 9112 §6.1, §7", "unknown or malformed transfer coding"),
+        _c(TE_UNSUPPORTED, N, "RFC 9112 §7", "a registered coding other than chunked (legal; proxies answer 501)"),
+        _c(TE_HTTP10, W, "RFC 9112 §6.1", "Transfer-Encoding in an HTTP/1.0 message"),
+        _c(TE_CL_CONFLICT, E, "RFC 9112 §6.2, §6.3 item 3", "both Transfer-Encoding and Content-Length"),
+        _c(CL_INVALID, E, "RFC 9110 §8.6; RFC 9112 §6.3 item 5", "Content-Length is not 1*DIGIT below 2^63"),
+        _c(CL_CONFLICT, E, "RFC 9112 §6.3 item 5", "several differing Content-Length values"),
+        _c(CL_DUPLICATE, W, "RFC 9110 §8.6; RFC 9112 §6.3 item 5", "the same Content-Length value repeated"),
+        _c(CL_LEADING_ZEROS, N, "RFC 9110 §8.6", "Content-Length with leading zeros (legal 1*DIGIT)"),
+        _c(CHUNK_SIZE_INVALID, E, "RFC 9112 §7.1", "chunk-size is not 1*HEXDIG"),
+        _c(CHUNK_SIZE_OVERFLOW, E, "RFC 9112 §7.1", "chunk-size longer than 16 hex digits or at least 2^63"),
+        _c(CHUNK_CRLF_MISSING, E, "RFC 9112 §7.1", "chunk-data not followed by CRLF"),
+        _c(CHUNK_BARE_LF, W, "RFC 9112 §7.1, §2.2", "chunk line ended by LF without CR"),
+        _c(CHUNK_WHITESPACE, W, "RFC 9112 §7.1, §7.1.1", "whitespace around the chunk-size"),
+        _c(CHUNK_EXTENSION, INFO, "RFC 9112 §7.1.1", "chunk extension (legal, ignored by recipients)"),
+        _c(CHUNK_EXTENSION_INVALID, W, "RFC 9112 §7.1.1", "chunk extension that does not match chunk-ext"),
+        _c(CHUNK_TRUNCATED, E, "RFC 9112 §7.1, §8", "stream closed before the last-chunk"),
+        _c(BODY_TRUNCATED, E, "RFC 9112 §6.3 item 6, §8", "stream closed before Content-Length bytes"),
+        _c(HEAD_TRUNCATED, E, "RFC 9112 §8", "stream closed inside a message head"),
+        _c(HEADER_SPACE_BEFORE_COLON, E, "RFC 9112 §5.1", "whitespace between field name and colon"),
+        _c(HEADER_OBS_FOLD, W, "RFC 9112 §5.2", "obsolete line folding"),
+        _c(HEADER_BARE_CR, E, "RFC 9112 §2.2", "CR not followed by LF in the head"),
+        _c(HEADER_BARE_LF, W, "RFC 9112 §2.2", "head line ended by LF without CR"),
+        _c(HEADER_INVALID, E, "RFC 9112 §5; RFC 9110 §5.1, §5.5", "header line that is not name: value"),
+        _c(UNPARSEABLE, E, "RFC 9112 §2.1, §3, §4", "bytes that are not an HTTP/1.x message"),
+        _c(PROXY_ERROR, W, "RFC 9110 §15.6.3-§15.6.5", "error response generated by a proxy"),
+        _c(INCOMPLETE, INFO, "RFC 9112 §8 (capture loss, not a protocol fault)", "message incomplete in the capture"),
+    )
+}

@@ -1,0 +1,256 @@
+"""Message heads (RFC 9112 §2-§5): start line and field lines, with raw bytes, original case and order kept.
+
+Pure functions over complete lines; the per-direction reader (pcapcheck.http.reader) finds the lines in the
+stream. Every irregularity becomes an Issue and parsing goes on, choosing the reading a proxy that repairs
+the message would choose (whitespace before a colon removed, obs-fold replaced by SP, bare CR by SP).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pcapcheck.http import abnf, codes
+from pcapcheck.http.issues import Issue, show
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderField:
+    name: bytes  # as sent, original case (whitespace before the colon removed)
+    value: bytes  # OWS trimmed; an obs-fold continuation is joined with one SP
+    frame: int  # the frame carrying the first byte of the line
+    offset: int  # stream offset of the first byte of the line
+    raw: bytes  # the line (and its continuation lines) as sent, without the final line terminator
+
+    @property
+    def lname(self) -> bytes:
+        return self.name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLine:
+    method: bytes
+    target: bytes
+    version: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StatusLine:
+    version: bytes
+    status: int
+    reason: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BadStartLine:
+    reason: str
+
+
+StartLine = RequestLine | StatusLine
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One line of a head: ``data`` excludes the LF but keeps a CR before it, so endings stay visible."""
+
+    offset: int
+    data: bytes
+    frame: int
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedHead:
+    start: StartLine
+    fields: tuple[HeaderField, ...]
+    issues: tuple[Issue, ...]
+
+    @property
+    def is_request(self) -> bool:
+        return isinstance(self.start, RequestLine)
+
+    @property
+    def version(self) -> bytes:
+        return self.start.version
+
+
+def _strip_cr(data: bytes) -> bytes:
+    return data[:-1] if data.endswith(b"\r") else data
+
+
+def parse_start_line(line: bytes, is_request: bool) -> StartLine | BadStartLine:
+    """``line`` without its line terminator."""
+    if is_request:
+        m = abnf.REQUEST_LINE.fullmatch(line)
+        if m is None:
+            return BadStartLine("not a request-line (method SP request-target SP HTTP/1.x)")
+        return RequestLine(m["method"], m["target"], m["version"])
+    m = abnf.STATUS_LINE.fullmatch(line)
+    if m is None:
+        return BadStartLine("not a status-line (HTTP/1.x SP 3DIGIT SP reason)")
+    return StatusLine(m["version"], int(m["status"]), m["reason"] or b"")
+
+
+def parse_head(
+    lines: Sequence[Line], terminator: Line, is_request: bool, start: StartLine | None = None
+) -> ParsedHead | BadStartLine:
+    """Parse a complete head: ``lines[0]`` is the start line (``start`` if already parsed); ``terminator`` is the
+    empty line that ends the head."""
+    if start is None:
+        parsed = parse_start_line(_strip_cr(lines[0].data), is_request)
+        if isinstance(parsed, BadStartLine):
+            return parsed
+        start = parsed
+    fields, issues = parse_field_lines(lines[1:], after_start_line=True)
+    bare = bare_lf_issue([*lines, terminator], "head")
+    if bare is not None:
+        issues.append(bare)
+    return ParsedHead(start, tuple(fields), tuple(sorted(issues, key=lambda i: i.offset)))
+
+
+def bare_lf_issue(lines: Sequence[Line], where: str) -> Issue | None:
+    """One issue per head (or trailer section) for lines ended by LF alone, counted (RFC 9112 §2.2)."""
+    bare = [ln for ln in lines if not ln.data.endswith(b"\r")]
+    if not bare:
+        return None
+    first = bare[0]
+    lf_at = first.offset + len(first.data)
+    return Issue(
+        codes.HEADER_BARE_LF,
+        lf_at,
+        1,
+        f"{len(bare)} of {len(lines)} lines of the {where} end with a bare LF instead of CRLF, first after "
+        f"{show(first.data)}; RFC 9112 §2.2 lets a recipient accept this, strict parsers (llhttp) reject it.",
+        {"count": len(bare), "lines": len(lines), "offsets": [ln.offset + len(ln.data) for ln in bare[:16]]},
+        frames=(first.frame,),
+    )
+
+
+def parse_field_lines(
+    lines: Sequence[Line], *, after_start_line: bool, into: list[HeaderField] | None = None
+) -> tuple[list[HeaderField], list[Issue]]:
+    """Field lines of a head or of a trailer section (RFC 9112 §5, §7.1.2). ``into``: fields already parsed
+    (a trailer section arrives line by line), extended in place and returned."""
+    fields: list[HeaderField] = [] if into is None else into
+    issues: list[Issue] = []
+    last_cr = True  # did the last line of fields[-1] end with CRLF (to rebuild a folded field's raw bytes)
+    for ln in lines:
+        text = _strip_cr(ln.data)
+        cr = text.find(b"\r")
+        if cr >= 0:
+            # RFC 9112 §2.2: "A recipient of such a bare CR MUST consider that element to be invalid or replace
+            # each bare CR with SP before processing the element or forwarding the message."
+            issues.append(
+                Issue(
+                    codes.HEADER_BARE_CR,
+                    ln.offset + cr,
+                    1,
+                    f"Header line {show(text)} contains a CR not followed by LF; recipients must reject it or "
+                    "read it as SP (RFC 9112 §2.2), and parsers that take it as a line end see another header.",
+                    {"line": text},
+                    frames=(ln.frame,),
+                )
+            )
+            text = text.replace(b"\r", b" ")
+        if text[:1] in (b" ", b"\t"):
+            # RFC 9112 §5.2: obs-fold = OWS CRLF RWS. "A user agent that receives an obs-fold ... MUST replace
+            # each received obs-fold with one or more SP octets prior to interpreting the field value."
+            if not fields:
+                where = "right after the start line" if after_start_line else "at the start of the trailer section"
+                issues.append(
+                    Issue(
+                        codes.HEADER_OBS_FOLD,
+                        ln.offset,
+                        len(ln.data),
+                        f"Whitespace-preceded line {show(text)} {where}: RFC 9112 §2.2 requires rejecting the "
+                        "message or ignoring the line; parsers that unfold it attach it to the start line.",
+                        {"line": text, "ignored": True},
+                        frames=(ln.frame,),
+                    )
+                )
+                continue
+            prev = fields[-1]
+            issues.append(
+                Issue(
+                    codes.HEADER_OBS_FOLD,
+                    ln.offset,
+                    len(ln.data),
+                    f"Header {show(prev.name)} is continued on the next line by obsolete line folding "
+                    f"({show(text)}); RFC 9112 §5.2 forbids sending it, and peers differ in unfolding it.",
+                    {"line": text, "field": prev.name},
+                    frames=(ln.frame,),
+                )
+            )
+            value = (prev.value + b" " + text.strip(abnf.OWS)).strip(abnf.OWS)
+            raw = prev.raw + (b"\r\n" if last_cr else b"\n") + _strip_cr(ln.data)
+            fields[-1] = HeaderField(prev.name, value, prev.frame, prev.offset, raw)
+            last_cr = ln.data.endswith(b"\r")
+            continue
+        colon = text.find(b":")
+        if colon < 0:
+            issues.append(
+                Issue(
+                    codes.HEADER_INVALID,
+                    ln.offset,
+                    len(ln.data),
+                    f"Line {show(text)} in the head has no colon, so it is not a field line (RFC 9112 §5); "
+                    "strict parsers reject the message.",
+                    {"line": text, "reason": "no colon"},
+                    frames=(ln.frame,),
+                )
+            )
+            continue
+        name = text[:colon]
+        after = text[colon + 1 :]
+        value_at = colon + 1 + len(after) - len(after.lstrip(abnf.OWS))
+        value = after.strip(abnf.OWS)
+        stripped = name.rstrip(abnf.OWS)
+        if stripped != name and abnf.is_token(stripped):
+            # RFC 9112 §5.1: "No whitespace is allowed between the field name and colon. ... A server MUST
+            # reject, with a response status code of 400 (Bad Request), any received request message that
+            # contains whitespace between a header field name and colon. A proxy MUST remove any such
+            # whitespace from a response message before forwarding the message downstream."
+            issues.append(
+                Issue(
+                    codes.HEADER_SPACE_BEFORE_COLON,
+                    ln.offset + len(stripped),
+                    len(name) - len(stripped),
+                    f"Header line {show(text)} has whitespace between the field name and the colon: servers must "
+                    f"reject it (400), proxies must strip it (RFC 9112 §5.1), lenient clients ignore the line, "
+                    f"so peers disagree on whether {show(stripped)} is present.",
+                    {"line": text, "field": stripped},
+                    frames=(ln.frame,),
+                )
+            )
+            name = stripped
+        elif not abnf.is_token(name):
+            issues.append(
+                Issue(
+                    codes.HEADER_INVALID,
+                    ln.offset,
+                    len(ln.data),
+                    f"Header line {show(text)} has a field name {show(name)} that is not a token "
+                    "(RFC 9110 §5.1); strict parsers reject the message, nginx ignores the line by default.",
+                    {"line": text, "reason": "field name is not a token"},
+                    frames=(ln.frame,),
+                )
+            )
+            continue
+        lname = name.lower()
+        if lname not in (b"transfer-encoding", b"content-length"):
+            # TE and CL values have their own, more precise checks (pcapcheck.http.framing).
+            bad = abnf.FIELD_VALUE_CTL.search(value)
+            if bad is not None:
+                issues.append(
+                    Issue(
+                        codes.HEADER_INVALID,
+                        ln.offset + value_at + bad.start(),
+                        1,
+                        f"Header {show(name)} has a control character {show(bad.group())} in its value "
+                        f"{show(value)}; NUL and other CTLs are not field-vchar (RFC 9110 §5.5).",
+                        {"line": text, "reason": "control character in field value"},
+                        frames=(ln.frame,),
+                    )
+                )
+        fields.append(HeaderField(name, value, ln.frame, ln.offset, _strip_cr(ln.data)))
+        last_cr = ln.data.endswith(b"\r")
+    return fields, issues

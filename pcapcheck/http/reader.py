@@ -1,0 +1,1162 @@
+"""One direction of an HTTP/1.x connection, read incrementally from TCP stream events (sans-IO).
+
+The reader finds message boundaries in the byte stream: detection (is this HTTP/1.x at all), heads (bounded
+at 64 KiB), bodies by their framing (walked, never stored: Content-Length and chunk-data are skipped by length),
+resynchronisation after a fault or capture loss, and the end of the stream. Each fault becomes an Issue that
+is handed to the host (the analyzer) with its frames, an excerpt of the bytes around it and the index of the
+message it belongs to.
+
+Three different conclusions are kept apart (h11's rule, plus pcapcheck's fourth): malformed bytes
+(a finding, then resynchronise), bytes never captured (``gap``: the message is incomplete, never malformed),
+and the stream ending under a message (``end``: truncated by FIN/RST, or incomplete when the capture stopped).
+
+The response side needs the request it answers (HEAD, CONNECT); the request side, after CONNECT or an
+Upgrade request, needs the response (tunnel or not). A reader then pauses and queues its events until the
+host resumes it, as h11 does; the queue is bounded, after which a default is assumed and said.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pcapcheck.findings import C2S
+from pcapcheck.http import abnf, codes
+from pcapcheck.http.chunked import ChunkedDecoder, ChunkPhase
+from pcapcheck.http.framing import (
+    BodyFraming,
+    Chunked,
+    ContentLength,
+    HeaderFraming,
+    NoBody,
+    Tunnel,
+    Unframed,
+    UntilClose,
+    analyze_headers,
+    body_framing,
+)
+from pcapcheck.http.issues import Issue, plural, show
+from pcapcheck.http.model import HttpMessage, MessageState
+from pcapcheck.http.parser import (
+    BadStartLine,
+    HeaderField,
+    Line,
+    ParsedHead,
+    RequestLine,
+    StatusLine,
+    parse_field_lines,
+    parse_head,
+    parse_start_line,
+)
+from pcapcheck.http.streambuf import StreamBuffer
+from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
+
+HEAD_LIMIT = 64 * 1024  # a head longer than this is reported, not buffered further
+BODY_KEEP = 4 * 1024  # body excerpt kept per message
+RAW_HEAD_KEEP = 16 * 1024  # raw head bytes kept per message for the report
+PAUSE_LIMIT = 256 * 1024  # bytes queued while waiting for the other direction
+DETAILED_MESSAGES = 2000  # per direction; later messages keep framing and findings, not headers or excerpts
+RESYNC_KEEP = 8 * 1024  # longest request line found when resynchronising
+EXCERPT_BEFORE = 24
+EXCERPT_AFTER = 24
+EXCERPT_SPAN = 16  # at most this much of the offending bytes themselves (64 bytes in all)
+CR, LF = 0x0D, 0x0A
+_HEAD_END = re.compile(rb"\n\r?\n")
+
+
+class Mode(enum.Enum):
+    DETECT = "detect"  # before the first message: is this HTTP/1.x at all?
+    HEAD = "head"
+    BODY = "body"
+    RESYNC = "resync"  # looking for the next message start
+    TUNNEL = "tunnel"  # another protocol after CONNECT/101: not parsed
+    NOT_HTTP = "not-http"  # the first bytes were not HTTP/1.x: not parsed, no findings
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitRequest:
+    """A response needs the method of request ``exchange`` (HEAD and CONNECT change its framing)."""
+
+    exchange: int
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitResponse:
+    """After a CONNECT or Upgrade request, the response decides whether the request side becomes a tunnel."""
+
+    exchange: int
+    connect: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    method: bytes | None  # None: the request is not in the capture
+
+
+Pause = AwaitRequest | AwaitResponse
+
+
+class Host(Protocol):
+    """What a reader needs from the analyzer that owns both directions."""
+
+    def reserve(self) -> int: ...
+
+    def deliver(
+        self,
+        reader: DirectionReader,
+        index: int,
+        issue: Issue,
+        frames: tuple[int, ...],
+        message_index: int,
+        excerpt: bytes,
+        excerpt_offset: int,
+    ) -> None: ...
+
+    def head_parsed(self, reader: DirectionReader, msg: MessageBuilder) -> None: ...
+
+    def request_for(self, reader: DirectionReader, msg: MessageBuilder) -> RequestInfo | AwaitRequest: ...
+
+    def message_done(self, reader: DirectionReader, msg: MessageBuilder) -> AwaitResponse | None: ...
+
+
+@dataclass(slots=True)
+class MessageBuilder:
+    """A message while it is being read; ``freeze`` gives the HttpMessage the report sees."""
+
+    direction: str
+    index: int
+    start: RequestLine | StatusLine
+    headers: tuple[HeaderField, ...]
+    raw_head: bytes
+    raw_head_truncated: bool
+    header_framing: HeaderFraming
+    offset: int
+    head_end: int
+    first_frame: int
+    after_loss: bool
+    elided: bool
+    upgrade: bool = False  # a request with an Upgrade header (RFC 9110 §7.8): a 101 may switch protocols
+    exchange: int = 0  # the request/response pair it belongs to (set by the host)
+    interim: bool = False  # a 1xx other than 101
+    framing: BodyFraming = field(default_factory=NoBody)
+    body_length: int = 0
+    wire_body_length: int = 0
+    body_missing: int = 0
+    excerpt: bytearray = field(default_factory=bytearray)
+    trailers: tuple[HeaderField, ...] = ()
+    chunks: int = 0
+    end_offset: int = 0
+    last_frame: int = 0
+    state: MessageState = MessageState.IN_PROGRESS
+    end_reason: str = ""
+    findings: list[int] = field(default_factory=list)
+
+    @property
+    def method(self) -> bytes | None:
+        return self.start.method if isinstance(self.start, RequestLine) else None
+
+    @property
+    def status(self) -> int:
+        return self.start.status if isinstance(self.start, StatusLine) else 0
+
+    def keep(self, data: bytes | bytearray | memoryview, start: int, length: int) -> None:
+        room = BODY_KEEP - len(self.excerpt)
+        if room > 0 and not self.elided:
+            self.excerpt += data[start : start + min(length, room)]
+
+    def freeze(self) -> HttpMessage:
+        return HttpMessage(
+            direction=self.direction,
+            index=self.index,
+            start=self.start,
+            headers=self.headers,
+            raw_head=self.raw_head,
+            raw_head_truncated=self.raw_head_truncated,
+            framing=self.framing,
+            body_length=self.body_length,
+            wire_body_length=self.wire_body_length,
+            body_missing=self.body_missing,
+            body_excerpt=bytes(self.excerpt),
+            trailers=self.trailers,
+            chunks=self.chunks,
+            first_frame=self.first_frame,
+            last_frame=self.last_frame or self.first_frame,
+            offset=self.offset,
+            end_offset=self.end_offset or self.head_end,
+            state=self.state,
+            end_reason=self.end_reason,
+            after_loss=self.after_loss,
+            findings=tuple(self.findings),
+            elided=self.elided,
+        )
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A reserved finding waiting for the bytes after its offset (so excerpts do not depend on segmentation)."""
+
+    index: int
+    issue: Issue | None  # None while an unparseable region is still being skipped
+    frames: tuple[int, ...]
+    message_index: int
+    start: int
+    stop: int
+    data: bytearray
+    queued: bool = False
+    unparsed: _Unparsed | None = None  # the finding is an unparseable region, built once the region ends
+
+    @property
+    def ready(self) -> bool:
+        return self.issue is not None or (self.unparsed is not None and self.unparsed.closed)
+
+
+@dataclass(slots=True)
+class _Unparsed:
+    """An unparseable region being skipped: reported when parsing resumes or the stream ends."""
+
+    offset: int
+    reason: str
+    stop: int = 0
+    resumed_at: int | None = None
+    closed: bool = False
+
+
+class DirectionReader:
+    def __init__(self, direction: str, host: Host) -> None:
+        self.direction = direction
+        self.is_request = direction == C2S
+        self.kind = "request" if self.is_request else "response"
+        self.host = host
+        self.mode = Mode.DETECT
+        self.is_http = False
+        self.messages: list[MessageBuilder] = []
+        self.pause: Pause | None = None
+        self.end_reason = ""
+        self.unparsed_bytes = 0  # bytes skipped while resynchronising
+        self.lost_bytes = 0  # bytes never captured
+        self.assumed: list[str] = []  # defaults taken when a pause overflowed
+        self.end_seen = False
+        self._last_offset = 0  # end of the last data event (queued ones included)
+        self._stream = StreamBuffer()
+        self._started = False  # any data seen (the first offset sets the stream's origin)
+        self._pos = 0  # buf index of the first unconsumed byte
+        self._queue: list[StreamData | Gap | StreamEnd] = []
+        self._queued_bytes = 0
+        self._pending: list[_Pending] = []
+        self._after_loss = False
+        # head scanning (absolute stream offsets, so compaction does not move them)
+        self._msg_start: int | None = None
+        self._line_start = 0
+        self._scan = 0
+        self._start: RequestLine | StatusLine | None = None  # the start line, once complete and valid
+        self._start_line = b""
+        # body walking
+        self._msg: MessageBuilder | None = None
+        self._cl_remaining = 0
+        self._chunk: ChunkedDecoder | None = None
+        self._trailers: list[HeaderField] = []  # of the chunked body being walked
+        self._waiting: MessageBuilder | None = None  # response head waiting for its request
+        # resynchronisation
+        self._unparsed: _Unparsed | None = None  # the region being skipped, if reported
+        self._boundary = False  # the resync position is at a line start
+
+    # --- events --------------------------------------------------------------------------------------------
+
+    @property
+    def can_produce(self) -> bool:
+        """Could this direction still produce messages?"""
+        if self.pause is not None or self._queue:
+            return True
+        return self.mode not in (Mode.ENDED, Mode.NOT_HTTP, Mode.TUNNEL)
+
+    @property
+    def offset(self) -> int:
+        """Stream offset after the last byte delivered to this direction."""
+        return max(self._stream.end, self._last_offset)
+
+    def data(self, ev: StreamData) -> None:
+        self._last_offset = max(self._last_offset, ev.offset + len(ev.data))
+        if self.mode is Mode.ENDED and not self._queue and self.pause is None:
+            return
+        if self.pause is not None:
+            self._queue.append(ev)
+            self._queued_bytes += len(ev.data)
+            if self._queued_bytes > PAUSE_LIMIT:
+                self._overflow()
+            return
+        self._data(ev.offset, ev.data, ev.frame)
+
+    def gap(self, ev: Gap) -> None:
+        if self.pause is not None:
+            self._queue.append(ev)
+            return
+        self._gap(ev.offset, ev.length, ev.frame, ev.reason)
+
+    def end(self, ev: StreamEnd) -> None:
+        self.end_seen = True
+        if self.pause is not None:
+            self._queue.append(ev)
+            return
+        self._end(ev.offset, ev.frame, ev.reason)
+
+    def resume(self, decision: RequestInfo | bool) -> None:
+        """The host answers a pause: RequestInfo for AwaitRequest, True (tunnel) / False for AwaitResponse."""
+        pause, self.pause = self.pause, None
+        if isinstance(pause, AwaitRequest) and isinstance(decision, RequestInfo):
+            msg, self._waiting = self._waiting, None
+            assert msg is not None
+            self._start_body(
+                msg,
+                body_framing(msg.header_framing, is_request=False, status=msg.status, request_method=decision.method),
+            )
+        elif isinstance(pause, AwaitResponse) and decision is True:
+            self._enter_tunnel()
+        self._run()
+        queue, self._queue, self._queued_bytes = self._queue, [], 0
+        for ev in queue:
+            if isinstance(ev, StreamData):
+                self.data(ev)
+            elif isinstance(ev, Gap):
+                self.gap(ev)
+            else:
+                self.end(ev)
+
+    def enter_tunnel(self) -> None:
+        """The other direction switched protocols (101 / 2xx to CONNECT) without this side having paused."""
+        if self.mode in (Mode.HEAD, Mode.DETECT, Mode.RESYNC) and self.pause is None:
+            self._enter_tunnel()
+
+    def flush(self) -> None:
+        """Deliver every finding still waiting for excerpt bytes (at finish)."""
+        self._flush_pending()
+
+    # --- data ----------------------------------------------------------------------------------------------
+
+    def _data(self, offset: int, data: bytes, frame: int) -> None:
+        st = self._stream
+        if not self._started:
+            self._started = True
+            st.reset(offset)
+            self._line_start = self._scan = offset
+        end = st.end
+        if offset > end:
+            self._gap(end, offset - end, frame, "lost")
+            if self.mode is Mode.ENDED:
+                return
+        elif offset < end:  # overlap with bytes already delivered: keep the first copy
+            data = data[end - offset :]
+            offset = end
+        if not data:
+            return
+        if self._pending:
+            self._feed_pending(offset, data)
+        if self.mode in (Mode.NOT_HTTP, Mode.TUNNEL, Mode.ENDED):
+            st.consume(self._pos)
+            self._pos = 0
+            st.append(offset, data, frame)
+            st.consume(len(st.buf))  # keep only the history (for a later finding's excerpt) and offsets
+            return
+        st.append(offset, data, frame)
+        self._run()
+
+    def _run(self) -> None:
+        while self.pause is None:
+            mode = self.mode
+            if mode is Mode.HEAD or mode is Mode.DETECT:
+                progressed = self._step_head()
+            elif mode is Mode.BODY:
+                progressed = self._step_body()
+            elif mode is Mode.RESYNC:
+                progressed = self._step_resync()
+            else:
+                self._pos = len(self._stream.buf)
+                progressed = False
+            if not progressed:
+                break
+        self._compact()
+
+    def _compact(self) -> None:
+        if self._pos:
+            self._stream.consume(self._pos)
+            self._pos = 0
+
+    # --- heads ---------------------------------------------------------------------------------------------
+
+    def _step_head(self) -> bool:
+        st = self._stream
+        buf, base = st.buf, st.base
+        n = len(buf)
+        if self._msg_start is None:
+            # RFC 9112 §2.2: "a server that is expecting to receive and parse a request-line SHOULD ignore at
+            # least one empty line (CRLF) received prior to the request-line." Done for both directions.
+            p = self._pos
+            while p < n:
+                if buf[p] == LF:
+                    p += 1
+                elif buf[p] == CR and p + 1 < n and buf[p + 1] == LF:
+                    p += 2
+                else:
+                    break
+            self._pos = p
+            if p >= n or (buf[p] == CR and p + 1 == n):
+                return False
+            self._msg_start = self._line_start = self._scan = base + p
+            self._start = None
+        start_rel = self._msg_start - base
+        if self._start is None:
+            ls = start_rel
+            lf = buf.find(b"\n", max(ls, self._scan - base))
+            if not self._start_prefix_ok(bytes(buf[ls : min(ls + 64, n if lf < 0 else lf)])):
+                # Judged on the first 64 bytes of the start line, whether or not its end has arrived, so the
+                # verdict does not depend on how the stream was segmented.
+                return self._bad_start(partial=True)
+            if lf < 0:
+                self._scan = base + n
+                # The head must end (final LF included) within HEAD_LIMIT bytes; no LF yet and HEAD_LIMIT bytes
+                # buffered means it cannot.
+                if n - start_rel >= HEAD_LIMIT:
+                    return self._head_too_long()
+                return False
+            if lf + 1 - start_rel > HEAD_LIMIT:
+                return self._head_too_long()
+            data = bytes(buf[ls:lf])
+            self._line_start = self._scan = base + lf + 1
+            start = parse_start_line(data[:-1] if data.endswith(b"\r") else data, self.is_request)
+            if isinstance(start, BadStartLine):
+                return self._bad_start(partial=False)
+            self._start = start
+            self._start_line = data
+            if self.mode is Mode.DETECT:
+                self._detected()
+        # The head ends at the first empty line: an LF followed by CRLF or LF (the start line's LF is the first).
+        first_lf = self._line_start - base - 1
+        m = _HEAD_END.search(buf, max(first_lf, self._scan - base - 2))
+        if m is None:
+            self._scan = base + n
+            if n - start_rel >= HEAD_LIMIT:
+                return self._head_too_long()
+            return False
+        if m.end() - start_rel > HEAD_LIMIT:
+            return self._head_too_long()
+        return self._head_complete(m.start(), m.end())
+
+    def _start_prefix_ok(self, prefix: bytes) -> bool:
+        if self.is_request:
+            return abnf.request_line_prefix_ok(prefix)
+        if self.mode is Mode.DETECT and prefix[:7] == abnf.RESPONSE_PREFIX:
+            self._detected()  # "s2c starts with HTTP/1.": HTTP, even if the status line turns out malformed
+        return abnf.response_prefix_ok(prefix)
+
+    def _detected(self) -> None:
+        self.is_http = True
+        self.mode = Mode.HEAD
+
+    def _bad_start(self, *, partial: bool) -> bool:
+        """The start line is not one: ``partial`` when its first bytes already rule it out (then the next
+        message start is searched from the next byte), else when the complete line failed (from the next line)."""
+        assert self._msg_start is not None
+        if self.mode is Mode.DETECT:
+            return self._not_http()
+        start = self._msg_start
+        resume = start + 1 if partial else self._line_start
+        self._begin_resync(resume, boundary=not partial)
+        self._unparsed_from(start, f"not a {'request-line' if self.is_request else 'status-line'}")
+        return True
+
+    def _not_http(self) -> bool:
+        """Not HTTP/1.x from the first bytes: stop buffering this direction; no findings for it."""
+        self.mode = Mode.NOT_HTTP
+        self._msg_start = None
+        self._pos = len(self._stream.buf)
+        return False
+
+    def _head_too_long(self) -> bool:
+        assert self._msg_start is not None
+        if self.mode is Mode.DETECT:
+            return self._not_http()
+        start = self._msg_start
+        self._begin_resync(start + HEAD_LIMIT, boundary=False)
+        self._unparsed_from(start, f"head too long: no empty line within {HEAD_LIMIT} bytes")
+        return True
+
+    def _head_complete(self, last_lf: int, end: int) -> bool:
+        """The head is buf[msg_start:end]: start line, field lines up to ``last_lf``, then the empty line."""
+        st = self._stream
+        base = st.base
+        assert self._msg_start is not None and self._start is not None
+        start = self._msg_start
+        head_end = base + end
+        fields_at = self._line_start
+        block = bytes(st.buf[fields_at - base : last_lf]) if last_lf > fields_at - base else b""
+        offsets = [start]
+        datas = [self._start_line]
+        if block:
+            at = fields_at
+            for data in block.split(b"\n"):
+                offsets.append(at)
+                datas.append(data)
+                at += len(data) + 1
+        offsets.append(base + last_lf + 1)
+        datas.append(bytes(st.buf[last_lf + 1 : end - 1]))
+        frames = st.frames_at(offsets)
+        lines = [Line(o, d, f) for o, d, f in zip(offsets, datas, frames)]
+        parsed = parse_head(lines[:-1], lines[-1], self.is_request, start=self._start)
+        assert isinstance(parsed, ParsedHead)
+        index = len(self.messages)
+        elided = index >= DETAILED_MESSAGES
+        raw_stop = min(head_end, start + RAW_HEAD_KEEP)
+        hf = analyze_headers(parsed.fields, is_request=self.is_request, version=parsed.version)
+        msg = MessageBuilder(
+            direction=self.direction,
+            index=index,
+            start=parsed.start,
+            headers=() if elided else parsed.fields,
+            raw_head=b"" if elided else st.slice(start, raw_stop),
+            raw_head_truncated=raw_stop < head_end,
+            header_framing=hf,
+            offset=start,
+            head_end=head_end,
+            first_frame=lines[0].frame,
+            after_loss=self._after_loss,
+            elided=elided,
+            upgrade=self.is_request and any(f.lname == b"upgrade" for f in parsed.fields),
+        )
+        self.messages.append(msg)
+        self._msg_start = None
+        self._start = None
+        self._pos = head_end - st.base
+        self.host.head_parsed(self, msg)
+        for issue in parsed.issues:
+            self._issue(issue, msg)
+        if self.is_request:
+            for issue in hf.issues:
+                self._issue(issue, msg)
+            self._start_body(msg, body_framing(hf, is_request=True))
+            return True
+        info = self.host.request_for(self, msg)
+        if isinstance(info, AwaitRequest):
+            for issue in hf.issues:
+                self._issue(issue, msg)
+            self._waiting = msg
+            self.pause = info
+            return False
+        framing = body_framing(hf, is_request=False, status=msg.status, request_method=info.method)
+        for issue in hf.issues:
+            # RFC 9112 §6.1: a response to HEAD, or a 304, MAY carry the Transfer-Encoding the body would have
+            # had; 1xx/204/2xx-to-CONNECT have no body either: "not final" says nothing about framing there.
+            if issue.code != codes.TE_CHUNKED_NOT_FINAL or not isinstance(framing, (NoBody, Tunnel)):
+                self._issue(issue, msg)
+        self._start_body(msg, framing)
+        return True
+
+    # --- bodies --------------------------------------------------------------------------------------------
+
+    def _start_body(self, msg: MessageBuilder, framing: BodyFraming) -> None:
+        msg.framing = framing
+        self._msg = msg
+        if isinstance(framing, ContentLength) and framing.length > 0:
+            self._cl_remaining = framing.length
+            self.mode = Mode.BODY
+        elif isinstance(framing, Chunked):
+            self._chunk = ChunkedDecoder(msg.head_end, keep=0 if msg.elided else BODY_KEEP)
+            self._trailers = []
+            self.mode = Mode.BODY
+        elif isinstance(framing, UntilClose):
+            self.mode = Mode.BODY
+        elif isinstance(framing, Unframed):
+            # RFC 9112 §6.3 items 4/5: the recipient cannot tell where this message ends and must close;
+            # the next message, if any, is searched for. The cause is already reported (TE/CL finding).
+            self._message_done(msg, MessageState.MALFORMED)
+            self._begin_resync(msg.head_end, boundary=True)
+        elif isinstance(framing, Tunnel):
+            self._message_done(msg, MessageState.COMPLETE)
+            self._enter_tunnel()
+        else:  # NoBody, ContentLength(0)
+            self._message_done(msg, MessageState.COMPLETE)
+
+    def _step_body(self) -> bool:
+        msg = self._msg
+        assert msg is not None
+        st = self._stream
+        buf = st.buf
+        p = self._pos
+        n = len(buf)
+        framing = msg.framing
+        if isinstance(framing, ContentLength):
+            take = min(n - p, self._cl_remaining)
+            if take <= 0:
+                return False
+            msg.keep(buf, p, take)
+            self._pos = p + take
+            self._cl_remaining -= take
+            msg.body_length += take
+            msg.wire_body_length += take
+            if self._cl_remaining == 0:
+                self._message_done(msg, MessageState.INCOMPLETE if msg.body_missing else MessageState.COMPLETE)
+                return True
+            return False
+        if isinstance(framing, Chunked):
+            dec = self._chunk
+            assert dec is not None
+            self._pos = dec.feed(buf, p, st.base)
+            self._drain_chunk(dec, msg)
+            if dec.done:
+                self._chunk_done(dec, msg)
+                return True
+            if dec.failed:
+                self._chunk_sync(dec, msg)
+                self._message_done(msg, MessageState.MALFORMED)
+                self._begin_resync(dec.end, boundary=False)
+                return True
+            return False
+        # UntilClose: everything to the end of the stream
+        take = n - p
+        if take > 0:
+            msg.keep(buf, p, take)
+            msg.body_length += take
+            msg.wire_body_length += take
+            self._pos = n
+        return False
+
+    def _drain_chunk(self, dec: ChunkedDecoder, msg: MessageBuilder) -> None:
+        """Report the decoder's issues and parse its complete trailer lines now, while their bytes and
+        segments are still held (frames and excerpts then do not depend on segmentation). Everything a feed
+        completes lies after what earlier feeds completed, so ordering each batch by offset gives the same
+        order however the stream was segmented."""
+        issues, dec.issues = dec.issues, []
+        if dec.trailer_lines:
+            new, dec.trailer_lines = dec.trailer_lines, []
+            frames = self._stream.frames_at([o for o, _ in new])
+            lines = [Line(off, data, frame) for (off, data), frame in zip(new, frames)]
+            issues += parse_field_lines(lines, after_start_line=False, into=self._trailers)[1]
+        for issue in sorted(issues, key=lambda i: i.offset):
+            self._issue(issue, msg)
+
+    def _chunk_sync(self, dec: ChunkedDecoder, msg: MessageBuilder) -> None:
+        msg.body_length = dec.decoded
+        msg.wire_body_length = dec.end - dec.start
+        msg.body_missing = dec.missing
+        msg.chunks = dec.chunks
+        if not msg.elided:
+            msg.excerpt = dec.kept
+
+    def _chunk_done(self, dec: ChunkedDecoder, msg: MessageBuilder) -> None:
+        self._chunk_sync(dec, msg)
+        if not msg.elided:
+            msg.trailers = tuple(self._trailers)
+        self._message_done(msg, MessageState.INCOMPLETE if msg.body_missing else MessageState.COMPLETE)
+
+    def _message_done(self, msg: MessageBuilder, state: MessageState, end: int | None = None) -> None:
+        st = self._stream
+        msg.state = state
+        msg.end_offset = max(st.base + self._pos, msg.head_end) if end is None else end
+        if self._chunk is not None:
+            msg.end_offset = max(msg.end_offset, self._chunk.end)
+        last = msg.end_offset - 1
+        msg.last_frame = st.frame_at(last) if last >= st.available_from else msg.first_frame
+        self._msg = None
+        self._chunk = None
+        self._cl_remaining = 0
+        if self.mode is Mode.BODY:
+            self.mode = Mode.HEAD
+        pause = self.host.message_done(self, msg)
+        if pause is not None:
+            self.pause = pause
+
+    def _enter_tunnel(self) -> None:
+        if self.mode is Mode.ENDED:
+            return
+        self.mode = Mode.TUNNEL
+        self._msg_start = None
+        self._start = None
+
+    # --- resynchronisation ---------------------------------------------------------------------------------
+
+    def _begin_resync(self, resume_at: int, *, boundary: bool) -> None:
+        self.mode = Mode.RESYNC
+        self._msg_start = None
+        self._start = None
+        self._pos = max(resume_at - self._stream.base, self._pos)
+        self._boundary = boundary
+
+    def _unparsed_from(self, start: int, reason: str) -> None:
+        """Start an unparseable region; its finding is built when parsing resumes or the stream ends."""
+        index = self.host.reserve()
+        pending = self._excerpt_for(index, None, start, EXCERPT_SPAN)
+        pending.frames = self._stream.frames_for(start, 1)
+        pending.unparsed = _Unparsed(start, reason)
+        self._unparsed = pending.unparsed
+        self._track(pending)
+
+    def _step_resync(self) -> bool:
+        buf = self._stream.buf
+        p = self._pos
+        n = len(buf)
+        if self.is_request:
+            found, keep = _find_request_start(buf, p, n, self._boundary)
+        else:
+            found, keep = _find_response_start(buf, p, n)
+        if found >= 0:
+            self.unparsed_bytes += found - p
+            self._pos = found
+            self._end_resync(self._stream.base + found)
+            self.mode = Mode.HEAD
+            self.is_http = True
+            return True
+        if keep > p:
+            self.unparsed_bytes += keep - p
+            self._boundary = buf[keep - 1] == LF
+            self._pos = keep
+        return False
+
+    def _end_resync(self, resumed_at: int | None) -> None:
+        u, self._unparsed = self._unparsed, None
+        if u is None:
+            return
+        u.stop = resumed_at if resumed_at is not None else self._stream.end
+        u.resumed_at = resumed_at
+        u.closed = True
+        for p in self._pending:
+            if p.unparsed is u:
+                self._track(p)
+                break
+
+    def _unparsed_issue(self, u: _Unparsed, excerpt: bytes, excerpt_at: int) -> Issue:
+        """Built from the excerpt (complete by now), so the text is the same however the stream was segmented."""
+        first = excerpt[u.offset - excerpt_at :]
+        first = first[: first.find(b"\n") + 1 or len(first)]
+        skipped = u.stop - u.offset
+        tail = (
+            f"parsing resumed at the next {self.kind} at offset {u.resumed_at}"
+            if u.resumed_at is not None
+            else "the rest of the stream was not parsed"
+        )
+        return Issue(
+            codes.UNPARSEABLE,
+            u.offset,
+            max(skipped, 1),
+            f"{plural(skipped, 'byte')} from offset {u.offset} are not an HTTP/1.x {self.kind} ({u.reason}; first "
+            f"bytes {show(first)}); {tail}.",
+            {"reason": u.reason, "first_bytes": first, "resumed_at": u.resumed_at, "skipped": skipped},
+        )
+
+    # --- capture loss and end of stream --------------------------------------------------------------------
+
+    def _gap(self, offset: int, length: int, frame: int, reason: str) -> None:
+        st = self._stream
+        if self.mode is Mode.ENDED or length <= 0:
+            return
+        if not self._started:
+            self._started = True
+            st.reset(offset)
+        self.lost_bytes += length
+        mode = self.mode
+        what = "not captured" if reason == "lost" else f"not captured ({reason})"
+        after = offset + length
+        if mode is Mode.BODY:
+            msg = self._msg
+            assert msg is not None
+            self._gap_in_body(msg, offset, length, frame, what)
+        elif mode is Mode.HEAD:
+            if self._msg_start is not None:
+                start = self._msg_start
+                self._incomplete(
+                    None,
+                    offset,
+                    length,
+                    (frame,),
+                    f"The head of {self.kind} {len(self.messages)} (from offset {start}) was cut by {length} bytes "
+                    f"{what} at offset {offset} (frame {frame} follows the gap): it cannot be checked, and whole "
+                    "messages may be missing, so pairing after this point is uncertain.",
+                    {"reason": "capture-loss", "gap_offset": offset, "gap_length": length, "message_offset": start},
+                )
+            else:
+                self._incomplete(
+                    None,
+                    offset,
+                    length,
+                    (frame,),
+                    f"{length} bytes {what} at offset {offset} between {self.kind}s (frame {frame} follows the gap): "
+                    "whole messages may be missing, so pairing after this point is uncertain.",
+                    {"reason": "capture-loss", "gap_offset": offset, "gap_length": length},
+                )
+            self._begin_resync(after, boundary=False)
+            self._after_loss = True
+        elif mode is Mode.DETECT:
+            # The direction starts (for us) after a gap: look for a message start instead of judging the
+            # first bytes; no findings until one is found.
+            self._begin_resync(after, boundary=False)
+            self.mode = Mode.RESYNC
+            self._after_loss = True
+        elif mode is Mode.RESYNC:
+            self._boundary = False
+        self._flush_pending()
+        st.reset(after)
+        self._pos = 0
+        self._msg_start = None
+        self._line_start = self._scan = after
+
+    def _gap_in_body(self, msg: MessageBuilder, offset: int, length: int, frame: int, what: str) -> None:
+        framing = msg.framing
+        detail = {"reason": "capture-loss", "gap_offset": offset, "gap_length": length, "framing_intact": True}
+        frames = tuple(dict.fromkeys((frame, msg.first_frame)))
+        label = f"{self.kind} {msg.index}"
+        if isinstance(framing, ContentLength):
+            inside = min(length, self._cl_remaining)
+            msg.body_missing += inside
+            msg.body_length += inside
+            msg.wire_body_length += inside
+            self._cl_remaining -= inside
+            if length <= inside:
+                self._incomplete(
+                    msg,
+                    offset,
+                    length,
+                    frames,
+                    f"{length} bytes of the body of {label} were {what} at offset {offset} (frame {frame} follows the "
+                    "gap); Content-Length still delimits the message, so parsing goes on.",
+                    detail,
+                )
+                if self._cl_remaining == 0:
+                    self._message_done(msg, MessageState.INCOMPLETE, end=offset + inside)
+                return
+            detail["framing_intact"] = False
+            self._incomplete(
+                msg,
+                offset,
+                length,
+                frames,
+                f"{length} bytes were {what} at offset {offset}, running {length - inside} bytes past the end of "
+                f"the body of {label} (frame {frame} follows the gap): following messages may be missing, so parsing "
+                "resynchronises and pairing after this point is uncertain.",
+                detail,
+            )
+            msg.end_reason = "gap"
+            self._message_done(msg, MessageState.INCOMPLETE, end=offset + inside)
+        elif isinstance(framing, Chunked):
+            dec = self._chunk
+            assert dec is not None
+            if dec.gap(length):
+                self._chunk_sync(dec, msg)
+                self._incomplete(
+                    msg,
+                    offset,
+                    length,
+                    frames,
+                    f"{length} bytes of chunk-data of {label} were {what} at offset {offset} (frame {frame} follows "
+                    "the gap); the chunk-size still delimits the chunk, so parsing goes on.",
+                    detail,
+                )
+                return
+            detail["framing_intact"] = False
+            self._chunk_sync(dec, msg)
+            self._incomplete(
+                msg,
+                offset,
+                length,
+                frames,
+                f"{length} bytes of the chunked body of {label} were {what} at offset {offset}, {dec.describe()} "
+                f"(frame {frame} follows the gap): the chunk framing is lost, so parsing resynchronises.",
+                detail,
+            )
+            msg.end_reason = "gap"
+            self._message_done(msg, MessageState.INCOMPLETE)
+        else:  # UntilClose: the framing does not depend on the missing bytes
+            msg.body_missing += length
+            msg.body_length += length
+            msg.wire_body_length += length
+            self._incomplete(
+                msg,
+                offset,
+                length,
+                frames,
+                f"{length} bytes of the body of {label} (read until close) were {what} at offset {offset} "
+                f"(frame {frame} follows the gap).",
+                detail,
+            )
+            return
+        self._begin_resync(offset + length, boundary=False)
+        self._after_loss = True
+
+    def _end(self, offset: int, frame: int | None, reason: str) -> None:
+        st = self._stream
+        if self.mode is Mode.ENDED:
+            return
+        if self._started and offset > st.end:
+            self._gap(st.end, offset - st.end, frame or 0, "lost")
+        self.end_reason = reason
+        mode = self.mode
+        end_frames = (frame,) if frame is not None else ()
+        how = {"fin": "FIN", "rst": "RST"}.get(reason, reason)
+        at = f" at frame {frame}" if frame is not None else ""
+        capture = reason == "capture-ended"
+        if mode is Mode.HEAD and self._msg_start is not None:
+            start = self._msg_start
+            got = st.end - start
+            first = self._start_line if self._start is not None else st.slice(start, start + 64)
+            frames = tuple(dict.fromkeys((st.frame_at(max(st.end - 1, start)), *end_frames)))
+            detail = {"end_reason": reason, "message_offset": start, "received": got}
+            if capture:
+                self._incomplete(
+                    None,
+                    st.end,
+                    0,
+                    frames,
+                    f"The capture ended inside the head of {self.kind} {len(self.messages)} ({plural(got, 'byte')} from offset "
+                    f"{start}, starting {show(first, 64)}).",
+                    dict(detail, reason="capture-ended"),
+                )
+            else:
+                self._issue(
+                    Issue(
+                        codes.HEAD_TRUNCATED,
+                        st.end,
+                        0,
+                        f"The stream ended ({how}{at}) inside the head of {self.kind} {len(self.messages)}, after "
+                        f"{plural(got, 'byte')} starting {show(first, 64)}: the peer closed before the empty line that ends "
+                        "the head.",
+                        detail,
+                        frames=frames,
+                    ),
+                    None,
+                )
+        elif mode is Mode.BODY:
+            msg = self._msg
+            assert msg is not None
+            self._end_in_body(msg, reason, how, at, end_frames)
+        elif mode is Mode.RESYNC:
+            self._end_resync(None)
+        self._flush_pending()
+        self.mode = Mode.ENDED
+
+    def _end_in_body(self, msg: MessageBuilder, reason: str, how: str, at: str, end_frames: tuple[int, ...]) -> None:
+        st = self._stream
+        framing = msg.framing
+        capture = reason == "capture-ended"
+        end = st.end
+        frames = tuple(dict.fromkeys((st.frame_at(end - 1) if end > msg.offset else msg.first_frame, *end_frames)))
+        label = f"{self.kind} {msg.index}"
+        msg.end_reason = reason
+        if isinstance(framing, UntilClose):
+            if capture:
+                self._incomplete(
+                    msg,
+                    end,
+                    0,
+                    frames,
+                    f"The capture ended before the server closed the connection, so the body of {label} (read until "
+                    f"close, {msg.body_length} bytes so far) may be incomplete.",
+                    {"reason": "capture-ended", "body_length": msg.body_length},
+                )
+                self._message_done(msg, MessageState.INCOMPLETE)
+            else:
+                self._message_done(msg, MessageState.INCOMPLETE if msg.body_missing else MessageState.COMPLETE)
+            return
+        if isinstance(framing, ContentLength):
+            missing = self._cl_remaining
+            got = framing.length - missing
+            if capture:
+                self._incomplete(
+                    msg,
+                    end,
+                    missing,
+                    frames,
+                    f"The capture ended {missing} bytes before the end of the body of {label} (Content-Length "
+                    f"{framing.length}, {got} bytes captured).",
+                    {"reason": "capture-ended", "content_length": framing.length, "received": got, "missing": missing},
+                )
+                self._message_done(msg, MessageState.INCOMPLETE)
+            else:
+                self._issue(
+                    Issue(
+                        codes.BODY_TRUNCATED,
+                        end,
+                        missing,
+                        f"The body of {label} is cut short: Content-Length {framing.length}, but the stream ended "
+                        f"({how}{at}) after {got} bytes, {missing} missing (RFC 9112 §8: an incomplete message).",
+                        {"end_reason": reason, "content_length": framing.length, "received": got, "missing": missing},
+                        frames=frames,
+                    ),
+                    msg,
+                )
+                self._message_done(msg, MessageState.TRUNCATED)
+            return
+        dec = self._chunk
+        assert dec is not None
+        self._chunk_sync(dec, msg)
+        detail = {
+            "end_reason": reason,
+            "phase": dec.phase.name.lower(),
+            "chunks": dec.chunks,
+            "decoded": dec.decoded,
+            "missing_in_chunk": dec.remaining if dec.phase is ChunkPhase.DATA else 0,
+        }
+        if capture:
+            self._incomplete(
+                msg,
+                end,
+                0,
+                frames,
+                f"The capture ended inside the chunked body of {label}, {dec.describe()}.",
+                dict(detail, reason="capture-ended"),
+            )
+            self._message_done(msg, MessageState.INCOMPLETE)
+        else:
+            self._issue(
+                Issue(
+                    codes.CHUNK_TRUNCATED,
+                    end,
+                    dec.remaining if dec.phase is ChunkPhase.DATA else 0,
+                    f"The chunked body of {label} was cut by the stream's end ({how}{at}) {dec.describe()}, before "
+                    "the last-chunk (0 CRLF CRLF) and trailer section: an incomplete message (RFC 9112 §7.1, §8).",
+                    detail,
+                    frames=frames,
+                ),
+                msg,
+            )
+            self._message_done(msg, MessageState.TRUNCATED)
+
+    def _incomplete(
+        self, msg: MessageBuilder | None, offset: int, length: int, frames: tuple[int, ...], text: str, detail: dict
+    ) -> None:
+        self._issue(Issue(codes.INCOMPLETE, offset, length, text, detail, frames=frames), msg)
+
+    def _overflow(self) -> None:
+        """Too much queued while paused: take the default and say so."""
+        pause = self.pause
+        if isinstance(pause, AwaitRequest):
+            self.assumed.append(
+                f"{self.kind} {pause.exchange}: its request was not seen within {PAUSE_LIMIT} bytes; framed as if it "
+                "were not HEAD or CONNECT"
+            )
+            self.resume(RequestInfo(None))
+        elif isinstance(pause, AwaitResponse):
+            self.assumed.append(
+                f"request {pause.exchange}: no response seen within {PAUSE_LIMIT} bytes; "
+                + ("the CONNECT tunnel was assumed open" if pause.connect else "no protocol switch was assumed")
+            )
+            self.resume(pause.connect)
+
+    # --- findings ------------------------------------------------------------------------------------------
+
+    def issue(self, issue: Issue, msg: MessageBuilder | None) -> None:
+        """Report ``issue`` (for the host: e.g. a proxy-generated error response it recognised)."""
+        self._issue(issue, msg)
+
+    def _issue(self, issue: Issue, msg: MessageBuilder | None) -> None:
+        index = self.host.reserve()
+        if msg is not None:
+            msg.findings.append(index)
+        message_index = msg.index if msg is not None else len(self.messages)
+        frames = issue.frames or self._stream.frames_for(issue.offset, issue.length)
+        if issue.excerpt is not None:
+            at, data = issue.excerpt
+            self.host.deliver(self, index, issue, frames, message_index, data, at)
+            return
+        pending = self._excerpt_for(index, issue, issue.offset, issue.length)
+        pending.frames = frames
+        pending.message_index = message_index
+        self._track(pending)
+
+    def _excerpt_for(self, index: int, issue: Issue | None, offset: int, length: int) -> _Pending:
+        """Up to 64 bytes around the offending ones: 24 before (back to the last discontinuity), 16 of them, 24
+        after. Bytes after may not have arrived yet; the finding then waits for them (or for a gap / the end), so
+        the excerpt is the same however the stream was segmented."""
+        st = self._stream
+        start = max(offset - EXCERPT_BEFORE, st.reset_at)
+        stop = offset + min(max(length, 0), EXCERPT_SPAN) + EXCERPT_AFTER
+        data = bytearray(st.slice(start, stop))
+        start = max(start, st.available_from)
+        return _Pending(index, issue, (), len(self.messages), start, stop, data)
+
+    def _track(self, p: _Pending) -> None:
+        if p.ready and p.start + len(p.data) >= p.stop:
+            if p.queued:
+                self._pending.remove(p)
+            self._deliver(p)
+        elif not p.queued:
+            p.queued = True
+            self._pending.append(p)
+
+    def _feed_pending(self, offset: int, data: bytes) -> None:
+        still = []
+        for p in self._pending:
+            have = p.start + len(p.data)
+            if have < p.stop and offset <= have < offset + len(data):
+                p.data += data[have - offset : p.stop - offset]
+            if p.ready and p.start + len(p.data) >= p.stop:
+                self._deliver(p)
+            else:
+                still.append(p)
+        self._pending = still
+
+    def _flush_pending(self) -> None:
+        """No more contiguous bytes will come (gap, end): deliver what is ready with the excerpt it has."""
+        still = []
+        for p in self._pending:
+            if p.ready:
+                self._deliver(p)
+            else:
+                p.stop = p.start + len(p.data)  # an unparseable region still being skipped: its excerpt is final
+                still.append(p)
+        self._pending = still
+
+    def _deliver(self, p: _Pending) -> None:
+        p.queued = False
+        data = bytes(p.data)
+        issue = p.issue
+        if issue is None:
+            assert p.unparsed is not None
+            issue = self._unparsed_issue(p.unparsed, data, p.start)
+        self.host.deliver(self, p.index, issue, p.frames, p.message_index, data, p.start)
+
+
+def _find_response_start(buf: bytearray, p: int, n: int) -> tuple[int, int]:
+    """(start of the next status-line at or after p, or -1; where to keep bytes from when not found)."""
+    i = buf.find(abnf.RESPONSE_PREFIX, p)
+    while i >= 0:
+        if n - i < 13:
+            return -1, i
+        if abnf.STATUS_LINE_START.match(buf, i):
+            return i, i
+        i = buf.find(abnf.RESPONSE_PREFIX, i + 1)
+    return -1, max(p, n - len(abnf.RESPONSE_PREFIX) + 1)
+
+
+def _find_request_start(buf: bytearray, p: int, n: int, boundary: bool) -> tuple[int, int]:
+    """(start of the next request-line at or after p, or -1; where to keep bytes from when not found).
+
+    A request-line is accepted at a line start; in the middle of a line (after binary body bytes whose end
+    was lost) only when its method is a well-known one.
+    """
+    i = buf.find(b" HTTP/1.", p)
+    while i >= 0:
+        ls = buf.rfind(b"\n", p, i) + 1
+        if ls == 0:
+            ls = p
+        lf = buf.find(b"\n", i)
+        if lf < 0:
+            if n - i >= 11:  # " HTTP/1.1\r\n" would have ended by now
+                i = buf.find(b" HTTP/1.", i + 1)
+                continue
+            return -1, max(ls, n - RESYNC_KEEP)
+        line = bytes(buf[ls:lf])
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        at_line_start = ls > p or boundary
+        if at_line_start and abnf.REQUEST_LINE.fullmatch(line):
+            return ls, ls
+        target_sp = line.rfind(b" ", 0, i - ls)
+        if target_sp > 0:
+            before = line[:target_sp]
+            for method in abnf.KNOWN_METHODS:
+                if before.endswith(method):
+                    cand = target_sp - len(method)
+                    if abnf.REQUEST_LINE.fullmatch(line[cand:]):
+                        return ls + cand, ls + cand
+        i = buf.find(b" HTTP/1.", i + 1)
+    keep = max(p, buf.rfind(b"\n", p, n) + 1, n - RESYNC_KEEP)
+    return -1, keep

@@ -1,0 +1,708 @@
+"""Http1Analyzer end to end: attack-named malformations, negative controls, capture loss, stream ends.
+
+Every case is fed whole, one byte per segment and split at random segment boundaries; the findings must be
+the same (code, direction, severity, offset, length, message index and excerpt; only frame numbers differ).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from pcapcheck.analyzers.http1 import Http1Analyzer
+from pcapcheck.findings import C2S, S2C, Finding, Severity
+from pcapcheck.http.codes import CODES
+from pcapcheck.http.framing import Chunked, ContentLength, NoBody, Tunnel, Unframed, UntilClose
+from pcapcheck.http.model import MessageState, Pairing
+from pcapcheck.http.peers import PEER_NAMES
+from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
+
+CONV = 7
+SPLITS = ["whole", "bytes", 1, 2, 3]
+
+
+# --- feeding helpers (also used by test_http_fuzz) -----------------------------------------------------------
+
+
+def segments(data: bytes, how: str | int) -> list[bytes]:
+    """``how``: "whole", "bytes" (one byte per segment) or an int seed for random segment boundaries."""
+    if not data:
+        return []
+    if how == "whole":
+        return [data]
+    if how == "bytes":
+        return [data[i : i + 1] for i in range(len(data))]
+    rnd = random.Random(how)
+    k = min(len(data) - 1, rnd.randint(1, 12))
+    cuts = sorted(rnd.sample(range(1, len(data)), k)) if k > 0 else []
+    bounds = [0, *cuts, len(data)]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+@dataclass
+class Run:
+    analyzer: Http1Analyzer
+    findings: list[Finding]
+
+    @property
+    def codes(self) -> list[str]:
+        return sorted(f.code for f in self.findings)
+
+    def only(self, code: str) -> Finding:
+        found = [f for f in self.findings if f.code == code]
+        assert len(found) == 1, (code, self.codes)
+        return found[0]
+
+
+def play(events: list[tuple], conversation: int = CONV) -> Run:
+    """Events: ("data", dir, bytes[, offset]) | ("gap", dir, length) | ("end", dir, reason). Frames count up
+    from 1 in event order; offsets follow on per direction unless given."""
+    a = Http1Analyzer(conversation)
+    offsets = {C2S: 0, S2C: 0}
+    for frame, ev in enumerate(events, start=1):
+        kind, direction = ev[0], ev[1]
+        if kind == "data":
+            data = ev[2]
+            off = ev[3] if len(ev) > 3 else offsets[direction]
+            a.data(StreamData(direction, off, data, frame, frame * 1000))
+            offsets[direction] = max(offsets[direction], off + len(data))
+        elif kind == "gap":
+            a.gap(Gap(direction, offsets[direction], ev[2], frame, "lost"))
+            offsets[direction] += ev[2]
+        else:
+            a.end(StreamEnd(direction, offsets[direction], frame, ev[2]))
+    findings = a.finish()
+    for i, f in enumerate(findings):
+        check_finding(f)
+        assert f.detail["finding_index"] == i
+    linked = sorted(i for e in a.exchanges for i in e.findings)
+    assert len(linked) == len(set(linked)) and all(0 <= i < len(findings) for i in linked)
+    return Run(a, findings)
+
+
+def run(c2s: bytes = b"", s2c: bytes = b"", how: str | int = "whole", end: str | None = "fin") -> Run:
+    """All of c2s, then all of s2c (each split as ``how`` says), then both ends."""
+    events: list[tuple] = [("data", C2S, seg) for seg in segments(c2s, how)]
+    events += [("data", S2C, seg) for seg in segments(s2c, how)]
+    if end is not None:
+        events += [("end", C2S, end), ("end", S2C, end)]
+    return play(events)
+
+
+def key(f: Finding) -> tuple:
+    d = f.detail
+    return (
+        f.code,
+        f.direction,
+        f.severity,
+        d["offset"],
+        d["length"],
+        d["message_index"],
+        d["excerpt"],
+        d["excerpt_offset"],
+    )
+
+
+def check_finding(f: Finding) -> None:
+    """Every HTTP finding carries what DESIGN.md §4 and the report need, and serialises to JSON."""
+    assert f.code in CODES
+    assert f.conversation == CONV
+    assert f.direction in (C2S, S2C)
+    assert f.message and f.rule
+    assert f.frames, f
+    d = f.detail
+    for k in ("offset", "length", "excerpt", "excerpt_offset", "message_index", "peers"):
+        assert k in d, (f.code, k)
+    assert isinstance(d["excerpt"], bytes) and len(d["excerpt"]) <= 64
+    assert d["excerpt_offset"] <= max(d["offset"], 0) or not d["excerpt"]
+    assert set(d["peers"]) == set(PEER_NAMES)
+    json.dumps(f.to_json())
+
+
+# --- messages ------------------------------------------------------------------------------------------------
+
+GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+POST_CHUNKED = b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+OK_CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+OK_EMPTY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+def resp(head: bytes, body: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\n" + head + b"\r\n" + body
+
+
+ENVOY_BODY = b"upstream connect error or disconnect/reset before headers. reset reason: protocol error"
+NGINX_BODY = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>"
+    b"\r\n<hr><center>nginx/1.25.3</center>\r\n</body>\r\n</html>\r\n"
+)
+
+# id -> (c2s, s2c, expected codes, end reason)
+ATTACKS: dict[str, tuple[bytes, bytes, list[str], str]] = {
+    # TE.TE: two TE lines, one obfuscated so one peer ignores it
+    "te.te": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n0\r\n\r\n" + GET,
+        b"",
+        ["http.te.chunked-not-final", "http.te.duplicate", "http.te.unknown"],
+        "fin",
+    ),
+    # incident 1: chunked + Chunked on two lines of a response
+    "te-case": (
+        GET,
+        resp(
+            b"Transfer-Encoding: chunked\r\nContent-Type: text/plain\r\nTransfer-Encoding: Chunked\r\n",
+            b"5\r\nhello\r\n0\r\n\r\n",
+        ),
+        ["http.te.duplicate"],
+        "fin",
+    ),
+    # CL.TE: the front end uses CL (6: "0\r\n\r\nG"), the back end TE: "G" starts the next request
+    "cl.te": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+        b"",
+        ["http.head.truncated", "http.te-cl.conflict"],
+        "fin",
+    ),
+    # TE.CL: the front end uses TE, the back end CL 3: "8\r\nSMUGGLED..." becomes a request
+    "te.cl": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"8\r\nSMUGGLED\r\n0\r\n\r\n",
+        b"",
+        ["http.te-cl.conflict"],
+        "fin",
+    ),
+    "multi-cl": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!" + GET,
+        b"",
+        ["http.cl.conflict"],
+        "fin",
+    ),
+    "multi-cl-same": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello" + GET,
+        b"",
+        ["http.cl.duplicate"],
+        "fin",
+    ),
+    "te-unicode-kelvin": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chun\xe2\x84\xaaed\r\n\r\n0\r\n\r\n",
+        b"",
+        ["http.te.chunked-not-final", "http.te.unknown"],
+        "fin",
+    ),
+    "te-nul": (
+        GET,
+        resp(b"Transfer-Encoding: chunked\x00\r\n", b"hello"),
+        ["http.te.chunked-not-final", "http.te.unknown"],
+        "fin",
+    ),
+    "te-identity": (
+        GET,
+        resp(b"Transfer-Encoding: identity\r\n", b"hello"),
+        ["http.te.chunked-not-final", "http.te.unknown"],
+        "fin",
+    ),
+    "te-gzip-chunked": (
+        GET,
+        resp(b"Transfer-Encoding: gzip, chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+        ["http.te.unsupported"],
+        "fin",
+    ),
+    "te-http10": (
+        GET,
+        b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        ["http.te.http10"],
+        "fin",
+    ),
+    "chunk-size-zz": (GET, OK_CHUNKED + b"zz\r\nhello\r\n0\r\n\r\n", ["http.chunk.size-invalid"], "fin"),
+    "chunk-size-0x": (GET, OK_CHUNKED + b"0x5\r\nhello\r\n0\r\n\r\n", ["http.chunk.size-invalid"], "fin"),
+    "chunk-size-overflow": (
+        GET,
+        OK_CHUNKED + b"FFFFFFFFFFFFFFFFFFFF\r\nhello\r\n0\r\n\r\n",
+        ["http.chunk.size-overflow"],
+        "fin",
+    ),
+    "chunk-no-crlf": (GET, OK_CHUNKED + b"5\r\nhelloXX0\r\n\r\n", ["http.chunk.crlf-missing"], "fin"),
+    "chunk-size-too-small": (GET, OK_CHUNKED + b"3\r\nhello\r\n0\r\n\r\n", ["http.chunk.crlf-missing"], "fin"),
+    "chunk-bare-lf": (GET, OK_CHUNKED + b"5\nhello\n0\n\n", ["http.chunk.bare-lf"], "fin"),
+    "chunk-size-space": (GET, OK_CHUNKED + b"5 \r\nhello\r\n0\r\n\r\n", ["http.chunk.whitespace"], "fin"),
+    "chunk-ext": (GET, OK_CHUNKED + b"5;foo=bar\r\nhello\r\n0\r\n\r\n", ["http.chunk.extension"], "fin"),
+    "chunk-missing-last": (GET, OK_CHUNKED + b"5\r\nhello\r\n", ["http.chunk.truncated"], "fin"),
+    "eof-in-chunk": (GET, OK_CHUNKED + b"a\r\nhel", ["http.chunk.truncated"], "rst"),
+    "cl-short": (GET, resp(b"Content-Length: 10\r\n", b"hello"), ["http.body.truncated"], "fin"),
+    "space-before-colon": (
+        GET,
+        resp(b"Transfer-Encoding : chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+        ["http.header.space-before-colon"],
+        "fin",
+    ),
+    "obs-fold": (GET, resp(b"X-Long: a\r\n  b\r\nContent-Length: 0\r\n"), ["http.header.obs-fold"], "fin"),
+    "trailer-faults": (
+        GET,
+        OK_CHUNKED + b"5\r\nhello\r\n0\r\nX-Sum : 1\r\nX-Note: a\r\n  b\r\n\r\n",
+        ["http.header.obs-fold", "http.header.space-before-colon"],
+        "fin",
+    ),
+    "bare-cr": (GET, resp(b"X-A: a\rb\r\nContent-Length: 0\r\n"), ["http.header.bare-cr"], "fin"),
+    "garbage-head": (
+        GET + GET,
+        OK_EMPTY + b"\x00\x01garbage here\r\n\r\n" + OK_EMPTY,
+        ["http.unparseable"],
+        "fin",
+    ),
+    "envoy-502": (
+        GET,
+        b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: %d\r\ncontent-type: text/plain\r\nserver: envoy\r\n\r\n%s"
+        % (len(ENVOY_BODY), ENVOY_BODY),
+        ["http.proxy-error"],
+        "fin",
+    ),
+    "nginx-502": (
+        GET,
+        b"HTTP/1.1 502 Bad Gateway\r\nServer: nginx/1.25.3\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(NGINX_BODY), NGINX_BODY),
+        ["http.proxy-error"],
+        "fin",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ATTACKS), ids=list(ATTACKS))
+def test_attack_detected_the_same_however_segmented(case: str) -> None:
+    c2s, s2c, expected, end = ATTACKS[case]
+    runs = [run(c2s, s2c, how, end) for how in SPLITS]
+    assert runs[0].codes == sorted(expected)
+    reference = [key(f) for f in runs[0].findings]
+    for how, r in zip(SPLITS[1:], runs[1:]):
+        assert [key(f) for f in r.findings] == reference, how
+    assert runs[0].analyzer.is_http
+
+
+def test_incident1_names_both_lines_frames_and_peers() -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n"
+    r = play(
+        [
+            ("data", C2S, b"POST /api HTTP/1.1\r\nHost: app\r\nContent-Length: 2\r\n\r\n{}"),
+            ("data", S2C, head),
+            ("data", S2C, b"Transfer-Encoding: Chunked\r\n\r\n"),
+            ("data", S2C, b"5\r\nhello\r\n0\r\n\r\n"),
+            ("end", S2C, "rst"),
+            ("end", C2S, "fin"),
+        ]
+    )
+    f = r.only("http.te.duplicate")
+    assert r.codes == ["http.te.duplicate"]  # one root finding: no http.te.chunked-twice beside it
+    assert f.severity is Severity.ERROR and f.direction == S2C
+    assert f.frames == (2, 3)
+    assert "b'Transfer-Encoding: chunked' (frame 2" in f.message
+    assert "b'Transfer-Encoding: Chunked' (frame 3" in f.message
+    assert "`chunked, chunked`" in f.message and "RFC 9112 §6.1" in f.message
+    assert "Envoy: 502" in f.message and "nginx: 502" in f.message and "curl accepts" in f.message
+    d = f.detail
+    assert d["lines"] == [
+        {"raw": b"Transfer-Encoding: chunked", "frame": 2, "offset": 17},
+        {"raw": b"Transfer-Encoding: Chunked", "frame": 3, "offset": len(head)},
+    ]
+    assert d["combined"] == b"chunked, Chunked"
+    assert d["offset"] == 17 and d["message_index"] == 0
+    assert "502" in d["peers"]["envoy"] and "UPE" in d["peers"]["envoy"] and d["peers"]["curl"].startswith("accepts")
+    assert f.rule.startswith("RFC 9112 §6.1")
+    ex = r.analyzer.exchanges[0]
+    assert ex.response is not None and ex.response.findings == (0,)
+    assert ex.response.body_excerpt == b"hello" and ex.response.state is MessageState.COMPLETE
+
+
+def test_request_side_duplicate_te_names_request_rejecters() -> None:
+    r = run(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    f = r.only("http.te.duplicate")
+    assert "Envoy: 501" in f.message and "nginx: 400" in f.message
+    assert f.detail["peers"]["nginx"].startswith("rejects: 400")
+
+
+def test_chunked_twice_on_one_line() -> None:
+    r = run(GET, resp(b"Transfer-Encoding: chunked, chunked\r\n", b"0\r\n\r\n"))
+    assert r.codes == ["http.te.chunked-twice"]
+    f = r.only("http.te.chunked-twice")
+    assert f.detail["combined"] == b"chunked, chunked" and f.severity is Severity.ERROR
+
+
+def test_chunked_not_final_severity_differs_by_side() -> None:
+    req = run(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n")
+    rsp = run(GET, resp(b"Transfer-Encoding: chunked, gzip\r\n", b"xyz"))
+    assert req.only("http.te.chunked-not-final").severity is Severity.ERROR
+    assert rsp.only("http.te.chunked-not-final").severity is Severity.WARNING
+    assert isinstance(req.analyzer.exchanges[0].request.framing, Unframed)
+    response = rsp.analyzer.exchanges[0].response
+    assert isinstance(response.framing, UntilClose) and response.body_excerpt == b"xyz"
+
+
+def test_bodiless_responses_may_describe_a_coding() -> None:
+    r = run(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n" + GET, resp(b"Transfer-Encoding: gzip\r\n") + OK_EMPTY)
+    assert r.findings == [] and r.analyzer.exchanges[0].response.framing == NoBody()
+
+
+def test_kelvin_sign_is_named() -> None:
+    f = run(*ATTACKS["te-unicode-kelvin"][:2]).only("http.te.unknown")
+    assert "KELVIN" in f.message and f.detail["unknown"][0]["coding"] == "chun\u212aed".encode()
+
+
+def test_cl_invalid_values() -> None:
+    for value, why in ((b"-5", "negative"), (b"5x", "not 1*DIGIT"), (b"99999999999999999999", "2^63")):
+        r = run(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + value + b"\r\n\r\nhello")
+        f = r.only("http.cl.invalid")
+        assert why in f.message and f.severity is Severity.ERROR
+        assert isinstance(r.analyzer.exchanges[0].request.framing, Unframed)
+
+
+def test_cl_leading_zeros_is_a_notice_and_still_frames() -> None:
+    r = run(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 005\r\n\r\nhello" + GET)
+    assert r.codes == ["http.cl.leading-zeros"]
+    assert r.only("http.cl.leading-zeros").severity is Severity.NOTICE
+    assert [e.request.framing for e in r.analyzer.exchanges] == [ContentLength(5), NoBody()]
+
+
+def test_chunk_faults_carry_offsets_and_frames() -> None:
+    body = b"5\r\nhelloXX0\r\n\r\n"
+    r = play([("data", C2S, GET), ("data", S2C, OK_CHUNKED), ("data", S2C, body), ("end", S2C, "fin")])
+    f = r.only("http.chunk.crlf-missing")
+    assert f.detail["offset"] == len(OK_CHUNKED) + 8 and f.frames == (3,)
+    assert b"\r\n\r\n5\r\nhelloXX0\r\n" in f.detail["excerpt"]
+    assert "b'X'" in f.message
+    assert r.analyzer.exchanges[0].response.state is MessageState.MALFORMED
+
+
+def test_wireshark_and_peer_notes_on_chunk_size() -> None:
+    f = run(*ATTACKS["chunk-size-zz"][:2]).only("http.chunk.size-invalid")
+    assert "Wireshark reads it as size 0" in f.message
+    assert "HPE_INVALID_CHUNK_SIZE" in f.detail["peers"]["llhttp"]
+
+
+def test_lenient_chunk_faults_reported_once_per_body() -> None:
+    r = run(GET, OK_CHUNKED + b"1;a=b\r\nx\r\n1;c=d\r\ny\r\n0\r\n\r\n")
+    assert r.codes == ["http.chunk.extension"]
+    assert r.analyzer.exchanges[0].response.body_excerpt == b"xy"
+
+
+def test_invalid_chunk_extension() -> None:
+    r = run(GET, OK_CHUNKED + b"1;a=\x01\r\nx\r\n0\r\n\r\n")
+    assert r.codes == ["http.chunk.extension-invalid"]
+
+
+def test_space_before_colon_keeps_framing_of_repairing_proxy() -> None:
+    r = run(*ATTACKS["space-before-colon"][:2])
+    f = r.only("http.header.space-before-colon")
+    assert f.detail["offset"] == len(b"HTTP/1.1 200 OK\r\nTransfer-Encoding")
+    response = r.analyzer.exchanges[0].response
+    assert isinstance(response.framing, Chunked) and response.body_excerpt == b"hello"
+
+
+def test_obs_fold_joins_value() -> None:
+    r = run(*ATTACKS["obs-fold"][:2])
+    h = r.analyzer.exchanges[0].response.headers[0]
+    assert (h.name, h.value, h.raw) == (b"X-Long", b"a b", b"X-Long: a\r\n  b")
+
+
+def test_trailer_faults_name_their_own_frames() -> None:
+    r = play(
+        [
+            ("data", C2S, GET),
+            ("data", S2C, OK_CHUNKED + b"5\r\nhello\r\n0\r\n"),
+            ("data", S2C, b"X-Sum : 1\r\n"),
+            ("data", S2C, b"X-Note: a\r\n"),
+            ("data", S2C, b"  b\r\n\r\n"),
+            ("end", S2C, "fin"),
+        ]
+    )
+    assert r.only("http.header.space-before-colon").frames == (3,)
+    assert r.only("http.header.obs-fold").frames == (5,)
+    trailers = r.analyzer.exchanges[0].response.trailers
+    assert [(t.name, t.value, t.frame) for t in trailers] == [(b"X-Sum", b"1", 3), (b"X-Note", b"a b", 4)]
+
+
+def test_bare_lf_head_is_one_warning() -> None:
+    r = run(b"GET / HTTP/1.1\nHost: a\n\n", b"HTTP/1.1 200 OK\nContent-Length: 2\n\nhi")
+    assert r.codes == ["http.header.bare-lf", "http.header.bare-lf"]
+    assert all(f.severity is Severity.WARNING for f in r.findings)
+    assert r.analyzer.exchanges[0].response.body_excerpt == b"hi"
+
+
+def test_header_without_colon_and_control_chars() -> None:
+    r = run(b"GET / HTTP/1.1\r\nHost: a\r\nbogus line\r\nX-A: b\x01c\r\n\r\n")
+    assert r.codes == ["http.header.invalid", "http.header.invalid"]
+
+
+def test_garbage_resync_reports_skipped_bytes_and_pairs_next() -> None:
+    c2s, s2c, _, _ = ATTACKS["garbage-head"]
+    r = run(c2s, s2c)
+    f = r.only("http.unparseable")
+    assert f.direction == S2C and f.detail["offset"] == len(OK_EMPTY)
+    assert f.detail["resumed_at"] == len(OK_EMPTY) + len(b"\x00\x01garbage here\r\n\r\n")
+    assert b"\r\n\x00\x01garbage" in f.detail["excerpt"]
+    ex = r.analyzer.exchanges
+    assert len(ex) == 2 and all(e.response is not None for e in ex)
+    assert f.detail["message_index"] == 1
+
+
+def test_unparseable_to_end_of_stream() -> None:
+    r = run(GET + b"\x16\x03\x01\x02\x00" + bytes(100))
+    f = r.only("http.unparseable")
+    assert f.detail["resumed_at"] is None and "rest of the stream" in f.message
+
+
+def test_head_too_long() -> None:
+    big = b"GET / HTTP/1.1\r\n" + b"X-Pad: " + b"a" * (70 * 1024) + b"\r\n\r\n"
+    r = run(big + GET)
+    f = r.only("http.unparseable")
+    assert "head too long" in f.message
+    assert len(r.analyzer.exchanges) == 1  # the GET after it was found again
+
+
+def test_proxy_errors_name_the_failure() -> None:
+    f = run(*ATTACKS["envoy-502"][:2]).only("http.proxy-error")
+    assert f.detail["proxy"] == "envoy" and f.detail["upstream_failure"] == "protocol error"
+    assert f.detail["likely_flag"] == "UPE" and f.detail["confidence"] == "high"
+    assert f.severity is Severity.WARNING and f.detail["excerpt"].startswith(b"HTTP/1.1 502")
+    body = b"upstream connect error or disconnect/reset before headers. reset reason: connection termination"
+    r = run(GET, b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    g = r.only("http.proxy-error")
+    assert g.detail["upstream_failure"] == "connection termination" and g.detail["likely_flag"] == "UC"
+    n = run(*ATTACKS["nginx-502"][:2]).only("http.proxy-error")
+    assert n.detail["proxy"] == "nginx" and n.detail["title"] == b"502 Bad Gateway"
+
+
+def test_proxy_error_in_chunked_response() -> None:
+    body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(ENVOY_BODY), ENVOY_BODY)
+    r = run(GET, b"HTTP/1.1 502 Bad Gateway\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+    assert r.only("http.proxy-error").detail["upstream_failure"] == "protocol error"
+
+
+# --- negative controls ---------------------------------------------------------------------------------------
+
+PIPELINE_C2S = (
+    b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
+    b"HEAD /b HTTP/1.1\r\nHost: a\r\n\r\n"
+    b"POST /c HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+    b"POST /d HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"
+    b"3\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 5\r\n\r\n"
+    b"PUT /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nxyz"
+    b'GET /f HTTP/1.1\r\nHost: a\r\nIf-None-Match: "x"\r\n\r\n'
+    b"DELETE /g HTTP/1.1\r\nHost: a\r\n\r\n"
+    b"\r\nGET /h HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+)
+PIPELINE_S2C = (
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+    b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Check\r\n\r\n"
+    b"4\r\nwxyz\r\n0\r\nX-Check: 1\r\n\r\n"
+    b"HTTP/1.1 100 Continue\r\n\r\n"
+    b"HTTP/1.1 204 No Content\r\n\r\n"
+    b'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\n\r\n'
+    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end"
+)
+
+
+@pytest.mark.parametrize("how", SPLITS, ids=str)
+def test_valid_pipelined_keepalive_has_no_findings(how) -> None:
+    r = run(PIPELINE_C2S, PIPELINE_S2C, how)
+    assert r.findings == []
+    ex = r.analyzer.exchanges
+    assert [e.request.start.target for e in ex] == [b"/a", b"/b", b"/c", b"/d", b"/e", b"/f", b"/g", b"/h"]
+    assert [e.response.start.status for e in ex] == [200, 200, 201, 200, 204, 304, 200, 200]
+    assert [len(e.interim) for e in ex] == [0, 0, 0, 0, 1, 0, 0, 0]
+    assert ex[1].response.framing == NoBody()  # HEAD: Content-Length 1000 but no body
+    assert ex[3].request.body_excerpt == b"abcde" and ex[3].request.trailers[0].value == b"5"
+    assert ex[3].response.trailers[0].name == b"X-Check"
+    assert isinstance(ex[7].response.framing, UntilClose) and ex[7].response.body_excerpt == b"until the end"
+    assert all(e.pairing is Pairing.IN_ORDER for e in ex)
+    assert all(m.state is MessageState.COMPLETE for e in ex for m in (e.request, e.response))
+    json.dumps([e.to_json() for e in ex])
+
+
+def test_exchange_json_is_plain_and_escaped() -> None:
+    r = run(b"GET /\xff HTTP/1.1\r\nHost: \xe9\r\n\r\n", OK_EMPTY)
+    doc = r.analyzer.exchanges[0].to_json()
+    text = json.dumps(doc)
+    assert doc["request"]["target"] == "/\\xff" and doc["request"]["headers"][0]["value"] == "\\xe9"
+    assert doc["response"]["framing"] == {"type": "content-length", "length": 0}
+    assert text.isascii()
+
+
+def test_connect_tunnel_stops_parsing() -> None:
+    tls = b"\x16\x03\x01\x00\x05hello"
+    r = play(
+        [
+            ("data", C2S, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n" + tls),
+            ("data", S2C, b"HTTP/1.1 200 Connection established\r\n\r\n"),
+            ("data", S2C, b"\x16\x03\x03\x00\x10" + bytes(16)),
+            ("data", C2S, b"\x17\x03\x03garbage"),
+            ("end", C2S, "fin"),
+            ("end", S2C, "fin"),
+        ]
+    )
+    assert r.findings == []
+    ex = r.analyzer.exchanges
+    assert len(ex) == 1 and ex[0].tunnel and ex[0].response.framing == Tunnel()
+
+
+def test_connect_refused_goes_on_parsing() -> None:
+    r = run(
+        b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n" + GET,
+        b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n" + OK_EMPTY,
+    )
+    assert r.findings == [] and len(r.analyzer.exchanges) == 2
+
+
+def test_upgrade_101_becomes_tunnel() -> None:
+    r = run(
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x05hello",
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x02hi",
+    )
+    assert r.findings == [] and r.analyzer.exchanges[0].tunnel
+
+
+def test_not_http_directions_are_left_alone() -> None:
+    hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(200)
+    r = run(hello, b"\x16\x03\x03\x00\x7a\x02" + bytes(100))
+    assert r.findings == [] and not r.analyzer.is_http and r.analyzer.exchanges == []
+    # plaintext request to a TLS server: the request is HTTP, the TLS alert answer is not reported
+    r = run(GET, b"\x15\x03\x01\x00\x02\x02\x46")
+    assert r.findings == [] and r.analyzer.is_http
+    assert r.analyzer.summary()["s2c"]["http"] is False
+    # HTTP/2 prior knowledge is not HTTP/1.x
+    assert not run(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").analyzer.is_http
+
+
+def test_response_before_any_request_waits_then_assumes() -> None:
+    r = run(b"", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi" + OK_EMPTY)
+    assert r.findings == [] and len(r.analyzer.exchanges) == 2
+    assert r.analyzer.exchanges[0].request is None
+
+
+def test_pause_is_bounded() -> None:
+    body = bytes(300 * 1024)
+    a = Http1Analyzer(CONV)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+    a.data(StreamData(S2C, 0, head, 1, 0))
+    off = len(head)
+    for i in range(0, len(body), 1460):
+        a.data(StreamData(S2C, off + i, body[i : i + 1460], 2 + i, 0))
+    assert a.summary()["s2c"]["assumed"]  # the request never came: said so, and did not buffer it all
+    assert a.finish() == []
+
+
+# --- capture loss and the end of the stream ------------------------------------------------------------------
+
+
+def test_gap_inside_content_length_body_is_incomplete_not_malformed() -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+    r = play(
+        [
+            ("data", C2S, GET + GET),
+            ("data", S2C, head + b"a" * 30),
+            ("gap", S2C, 40),
+            ("data", S2C, b"b" * 30 + OK_EMPTY),
+            ("end", S2C, "fin"),
+        ]
+    )
+    f = r.only("http.incomplete")
+    assert r.codes == ["http.incomplete"] and f.severity is Severity.INFO
+    assert f.detail["gap_offset"] == len(head) + 30 and f.detail["framing_intact"] and f.frames == (3, 2)
+    ex = r.analyzer.exchanges
+    assert ex[0].response.state is MessageState.INCOMPLETE and ex[0].response.body_missing == 40
+    assert ex[1].response.state is MessageState.COMPLETE
+
+
+def test_gap_inside_chunk_data_keeps_framing() -> None:
+    r = play(
+        [
+            ("data", C2S, GET),
+            ("data", S2C, OK_CHUNKED + b"64\r\n" + b"a" * 10),
+            ("gap", S2C, 50),
+            ("data", S2C, b"a" * 40 + b"\r\n0\r\n\r\n"),
+            ("end", S2C, "fin"),
+        ]
+    )
+    assert r.codes == ["http.incomplete"]
+    response = r.analyzer.exchanges[0].response
+    assert response.body_length == 100 and response.body_missing == 50 and response.state is MessageState.INCOMPLETE
+
+
+def test_gap_across_messages_resynchronises() -> None:
+    r = play(
+        [
+            ("data", C2S, GET + GET + GET),
+            ("data", S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
+            ("gap", S2C, 30),  # the rest of the body and the start of the second response
+            ("data", S2C, b"tent-Length: 0\r\n\r\n" + OK_EMPTY),
+            ("end", S2C, "fin"),
+        ]
+    )
+    assert r.codes == ["http.incomplete"]
+    assert not r.only("http.incomplete").detail["framing_intact"]
+    ex = r.analyzer.exchanges
+    assert ex[1].response is not None and ex[1].pairing is Pairing.UNCERTAIN
+
+
+def test_gap_in_head_and_implicit_gap() -> None:
+    r = play(
+        [
+            ("data", C2S, b"GET / HTTP/1.1\r\nHo"),
+            ("data", C2S, GET, 60),  # 42 bytes never delivered: an implicit gap
+            ("end", C2S, "fin"),
+        ]
+    )
+    assert r.codes == ["http.incomplete"]
+    assert len(r.analyzer.exchanges) == 1 and r.analyzer.exchanges[0].request.offset == 60
+
+
+@pytest.mark.parametrize(
+    "s2c,code",
+    [
+        (resp(b"Content-Length: 10\r\n", b"hello"), "http.body.truncated"),
+        (OK_CHUNKED + b"5\r\nhello\r\n", "http.chunk.truncated"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "http.head.truncated"),
+    ],
+    ids=["cl", "chunked", "head"],
+)
+def test_fin_truncates_but_capture_end_is_only_incomplete(s2c: bytes, code: str) -> None:
+    truncated = run(GET, s2c, end="fin")
+    assert truncated.codes == [code] and truncated.findings[0].severity is Severity.ERROR
+    assert truncated.findings[0].detail["end_reason"] == "fin"
+    for end in ("capture-ended", None):  # an explicit end event, or finish() without one
+        r = run(GET, s2c, end=end)
+        assert r.codes == ["http.incomplete"] and r.findings[0].severity is Severity.INFO
+
+
+def test_body_truncated_names_last_frame_and_end_frame() -> None:
+    r = play([("data", C2S, GET), ("data", S2C, resp(b"Content-Length: 10\r\n", b"hello")), ("end", S2C, "rst")])
+    f = r.only("http.body.truncated")
+    assert f.frames == (2, 3) and f.detail["missing"] == 5 and "RST at frame 3" in f.message
+    assert r.analyzer.exchanges[0].response.state is MessageState.TRUNCATED
+
+
+def test_until_close_ended_by_fin_is_complete() -> None:
+    r = run(GET, b"HTTP/1.0 200 OK\r\n\r\nall of it")
+    assert r.findings == [] and r.analyzer.exchanges[0].response.body_excerpt == b"all of it"
+
+
+def test_large_bodies_are_walked_not_stored() -> None:
+    body = bytes(8 * 1024 * 1024)
+    chunked = b"".join(b"10000\r\n" + body[i : i + 0x10000] + b"\r\n" for i in range(0, len(body), 0x10000))
+    s2c = resp(b"Content-Length: %d\r\n" % len(body), body) + OK_CHUNKED + chunked + b"0\r\n\r\n"
+    started = time.perf_counter()
+    a = Http1Analyzer(CONV)
+    a.data(StreamData(C2S, 0, GET + GET, 1, 0))
+    for i in range(0, len(s2c), 16384):
+        a.data(StreamData(S2C, i, s2c[i : i + 16384], 2 + i // 16384, 0))
+    a.end(StreamEnd(S2C, len(s2c), None, "fin"))
+    assert a.finish() == []
+    elapsed = time.perf_counter() - started
+    ex = a.exchanges
+    assert [e.response.body_length for e in ex] == [len(body), len(body)]
+    assert all(len(e.response.body_excerpt) == 4096 for e in ex)
+    assert elapsed < 5.0
