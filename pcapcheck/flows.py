@@ -78,6 +78,7 @@ class FlowTable:
         self._tombstones: dict[tuple, tuple[int, list]] = {}
         self.next_id = 0
         self.reused: list[tuple[int, int, int]] = []  # (new id, old id, frame)
+        self.replaced: list[Conversation] = []  # superseded by port reuse: the caller finalizes them
 
     def __len__(self) -> int:
         return len(self._table) // 2
@@ -101,6 +102,7 @@ class FlowTable:
                     old = conv
                     conv = self._new(pkt)
                     conv.reuse_of = old.id
+                    self.replaced.append(old)
                     self.reused.append((conv.id, old.id, pkt.frame))
                     return conv, True
             if conv.base[conv.side(pkt)] is None:

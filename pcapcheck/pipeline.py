@@ -142,7 +142,7 @@ class ConvState:
         self.rst.packet(d, pkt, mask, j)
         verdict = ""
         if j is not ACCEPTED:
-            self.wan.judged(d, pkt, j)
+            self.wan.judged(d, pkt, j, mask)
             verdict = j.new if j.new != "ACCEPT" else f"{j.old} (<6.1)"
         if mask:
             ff = self.flag_frames
@@ -325,6 +325,11 @@ class Analysis:
                 pkt = decode(frame)
                 if pkt is not None:
                     conv, new = lookup(pkt)
+                    if new and table.replaced:
+                        for old in table.replaced:
+                            if old.state is not None:
+                                self._emit(old.state, table, False)
+                        table.replaced.clear()
                     st = conv.state
                     if st is None:
                         st = conv.state = ConvState(conv, index, options, pkt)
