@@ -26,7 +26,7 @@ STAGES = [
     ("pcapcheck.capture", 1), ("pcapcheck.decode", 2), ("pcapcheck.flows", 3),
     ("pcapcheck.tcp", 4), ("pcapcheck.http", 5), ("pcapcheck.analyzers", 6), ("pcapcheck.model", 7),
     ("pcapcheck.pipeline", 8), ("pcapcheck.report", 9), ("pcapcheck.crosscheck", 9), ("pcapcheck.check", 9),
-    ("pcapcheck.cli", 10), ("pcapcheck.__main__", 11), ("pcapcheck", 0),
+    ("pcapcheck.cli", 10), ("pcapcheck.cli_check", 10), ("pcapcheck.__main__", 11), ("pcapcheck", 0),
 ]
 
 
