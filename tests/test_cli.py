@@ -1,0 +1,84 @@
+"""The command line: commands, exit codes, messages, stdin."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pcapcheck.cli import main
+from tests.conftest import FIXTURES, ROOT
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def test_analyze_writes_index_pages_and_json(capsys, tmp_path: Path) -> None:
+    code, out, err = run(capsys, "analyze", str(FIXTURES / "incident1-te-duplicate.pcap"), "-o", str(tmp_path))
+    assert code == 1  # errors found, default --fail-on error
+    assert (tmp_path / "index.html").exists() and (tmp_path / "conv-0.html").exists()
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["format"] == 1 and report["conversations"][0]["id"] == 0
+    assert "1 conversations" in out and "http.te.duplicate" in out and err == ""
+
+
+def test_fail_on_never_and_clean_capture_exit_zero(capsys, tmp_path: Path) -> None:
+    code, _, _ = run(capsys, "analyze", str(FIXTURES / "incident1-te-duplicate.pcap"), "-o", str(tmp_path),
+                     "--fail-on", "never")
+    assert code == 0
+    code, _, _ = run(capsys, "analyze", str(FIXTURES / "tcp-normal-http.pcap"), "-o", str(tmp_path / "b"))
+    assert code == 0
+
+
+@pytest.mark.parametrize("name", ["bad-garbage.bin", "bad-empty.pcap"])
+def test_unreadable_input_exits_3_with_one_line(capsys, tmp_path: Path, name: str) -> None:
+    code, out, err = run(capsys, "analyze", str(FIXTURES / name), "-o", str(tmp_path))
+    assert code == 3
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and name in lines[0] and "Traceback" not in err
+
+
+def test_missing_file_exits_3(capsys, tmp_path: Path) -> None:
+    code, _, err = run(capsys, "summary", str(tmp_path / "nope.pcap"))
+    assert code == 3 and "cannot open" in err
+
+
+def test_truncated_capture_reports_offset_and_still_analyzes(capsys, tmp_path: Path) -> None:
+    code, out, err = run(capsys, "analyze", str(FIXTURES / "bad-truncated-record.pcap"), "-o", str(tmp_path))
+    assert code == 1
+    assert "byte offset" in err and "frame" in err and "bad-truncated-record.pcap" in err
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["conversations"], "frames before the cut must still be analyzed"
+
+
+def test_usage_error_exits_2(capsys) -> None:
+    code, _, err = run(capsys, "analyze", "x.pcap")  # missing -o
+    assert code == 2 and "-o" in err
+
+
+def test_help_has_an_example(capsys) -> None:
+    code, out, _ = run(capsys, "analyze", "--help")
+    assert code == 0 and "Example" in out
+
+
+def test_summary_lists_conversations_with_wireshark_ids(capsys) -> None:
+    code, out, _ = run(capsys, "summary", str(FIXTURES / "tcp-interleaved.pcap"))
+    assert code == 0
+    rows = [line.split() for line in out.splitlines() if line.startswith(" 0 ")]
+    assert [int(r[1]) for r in rows] == [0, 1, 2, 3, 4]
+    assert "link types: Ethernet (1)" in out
+
+
+def test_stdin_and_python_m(tmp_path: Path) -> None:
+    data = (FIXTURES / "fmt-gzip.pcap.gz").read_bytes()
+    p = subprocess.run([sys.executable, "-m", "pcapcheck", "summary", "-"], input=data, capture_output=True,
+                       cwd=ROOT, check=False)
+    assert p.returncode == 0, p.stderr
+    assert b"(gzip)" in p.stdout and b"1 conversations" in p.stdout
