@@ -220,3 +220,12 @@ def main(argv: list[str] | None = None) -> None:
                    err=True)
         code = EXIT_INTERNAL
     sys.exit(code)
+
+
+def _register_subcommands() -> None:
+    from pcapcheck.cli_check import register
+
+    register(cli)
+
+
+_register_subcommands()
