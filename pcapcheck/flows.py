@@ -24,7 +24,7 @@ class Conversation:
 
     __slots__ = (
         "id", "a", "aport", "b", "bport", "client_is_a", "guessed", "base", "closed_at", "last_ts",
-        "saw_fin", "saw_rst", "state", "reuse_of", "resumed", "key_ab", "key_ba",
+        "saw_fin", "saw_rst", "state", "reuse_of", "reuse_frame", "resumed", "key_ab", "key_ba",
     )
 
     def __init__(self, cid: int, pkt: TcpPacket) -> None:
@@ -50,6 +50,7 @@ class Conversation:
         self.saw_rst = False
         self.state = None
         self.reuse_of: int | None = None
+        self.reuse_frame: int | None = None
         self.resumed = False
 
     def side(self, pkt: TcpPacket) -> int:
@@ -102,6 +103,7 @@ class FlowTable:
                     old = conv
                     conv = self._new(pkt)
                     conv.reuse_of = old.id
+                    conv.reuse_frame = pkt.frame
                     self.replaced.append(old)
                     self.reused.append((conv.id, old.id, pkt.frame))
                     return conv, True

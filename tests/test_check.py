@@ -700,10 +700,7 @@ def corpus_cases() -> list[tuple[str, chk.Case]]:
 
 
 # Expectations (checked with tshark) the analyzers do not meet yet; strict, like FIXTURE_KNOWN_BUGS.
-CORPUS_KNOWN_BUGS: dict[str, str] = {
-    "suricata-verify__bug-3844__input.pcap.expect.yaml":
-        "tcp.port-reuse on conversation 1 has no frames (tshark: tcp.analysis.reused_ports at frame 3, its SYN)",
-}
+CORPUS_KNOWN_BUGS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")

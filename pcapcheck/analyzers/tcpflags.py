@@ -83,7 +83,8 @@ def tcp_findings(cid: int, flag_frames: dict[int, list], reasm: Sequence[Any], c
             "tcp.port-reuse", Severity.NOTICE,
             f"this conversation reuses the 4-tuple of conversation {conv.reuse_of} with a new initial sequence "
             "number (a new SYN on the same addresses and ports)",
-            conversation=cid, detail={"previous": conv.reuse_of},
+            conversation=cid, frames=(conv.reuse_frame,) if conv.reuse_frame else (),
+            detail={"previous": conv.reuse_of},
             rule="Wireshark tcp.analysis.reused_ports",
         ))
     return out
