@@ -1,0 +1,184 @@
+"""The benchmark capture generator (bench/gen.py) and a smoke run of the benchmark runner (bench/run.py).
+
+No timings are asserted here: the benchmark itself is the measure. These tests check that the capture is
+deterministic, well-formed, and that Wireshark counts the same frames, conversations, port reuses and
+RSTs the generator says it wrote.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dpkt
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TSHARK = shutil.which("tshark")
+needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+gen = _load("gen")
+
+# Everything that is rare in the benchmark made common, so a small capture holds every kind.
+BUSY = gen.Profile(loss=0.03, reorder=0.02, malformed=0.5, client_abort=0.15, server_abort=0.1, server_forgot=0.1,
+                   port_reuse=0.3)
+
+
+@pytest.fixture(scope="module")
+def busy(tmp_path_factory) -> tuple[Path, dict]:
+    path = tmp_path_factory.mktemp("gen") / "busy.pcap"
+    stats = gen.generate(str(path), 6000, seed=3, concurrency=20, profile=BUSY)
+    return path, stats
+
+
+def _read(path: Path) -> list[tuple[float, bytes]]:
+    with open(path, "rb") as f:
+        return list(dpkt.pcap.Reader(f))
+
+
+def test_same_seed_same_bytes(tmp_path):
+    a, b, c = tmp_path / "a.pcap", tmp_path / "b.pcap", tmp_path / "c.pcap"
+    gen.generate(str(a), 3000, seed=7, concurrency=30)
+    gen.generate(str(b), 3000, seed=7, concurrency=30)
+    gen.generate(str(c), 3000, seed=8, concurrency=30)
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+
+
+def test_smaller_capture_is_a_prefix_of_a_larger_one(tmp_path):
+    small, large = tmp_path / "small.pcap", tmp_path / "large.pcap"
+    gen.generate(str(small), 1000, seed=7, concurrency=30)
+    gen.generate(str(large), 3000, seed=7, concurrency=30)
+    assert large.read_bytes().startswith(small.read_bytes())
+
+
+def test_command_line_writes_capture_and_stats(tmp_path):
+    out, stats = tmp_path / "cli.pcap", tmp_path / "cli.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gen.py"), str(out), "--packets", "500", "--seed",
+                           "2", "--concurrency", "10", "--stats", str(stats)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "500 packets" in proc.stderr
+    assert len(_read(out)) == 500
+    assert '"packets": 500' in stats.read_text()
+
+
+def test_exact_count_valid_headers_and_checksums(busy):
+    path, stats = busy
+    records = _read(path)
+    assert len(records) == stats["packets"] == 6000
+    assert stats["bytes"] == path.stat().st_size
+    last_ts = 0.0
+    syns = 0
+    for ts, buf in records:
+        assert ts >= last_ts
+        last_ts = ts
+        eth = dpkt.ethernet.Ethernet(buf)
+        ip = eth.data
+        assert isinstance(ip, dpkt.ip.IP) and isinstance(ip.data, dpkt.tcp.TCP)
+        assert ip.len == len(buf) - 14
+        raw_ip = buf[14:34]
+        assert dpkt.in_cksum(raw_ip) == 0
+        segment = buf[34:]
+        pseudo = ip.src + ip.dst + bytes((0, 6)) + len(segment).to_bytes(2, "big")
+        assert dpkt.in_cksum(pseudo + segment) == 0
+        tcp = ip.data
+        if tcp.flags & dpkt.tcp.TH_SYN and not tcp.flags & dpkt.tcp.TH_ACK:
+            syns += 1
+            assert {o for o, _ in dpkt.tcp.parse_opts(tcp.opts)} >= {dpkt.tcp.TCP_OPT_MSS, dpkt.tcp.TCP_OPT_SACKOK,
+                                                                      dpkt.tcp.TCP_OPT_TIMESTAMP,
+                                                                      dpkt.tcp.TCP_OPT_WSCALE}
+        assert len(tcp.data) <= gen.MSS
+    assert syns == stats["conversations"]
+
+
+def test_mix_holds_every_kind(busy):
+    counts = busy[1]["counts"]
+    for kind in ("retransmission", "gap-retransmission", "out-of-order", "response-chunked", "response-length",
+                 "rst:abort-client", "rst:abort-server", "rst:no-socket-client", "rst:no-socket-server",
+                 "malformed:te-duplicate", "port-reuse", "fin"):
+        assert counts.get(kind, 0) > 0, kind
+
+
+def test_default_mix_is_http_heavy(tmp_path):
+    stats = gen.generate(str(tmp_path / "d.pcap"), 20_000, seed=1)
+    counts = stats["counts"]
+    assert counts["request"] > 200
+    assert counts["response-chunked"] > 50 and counts["response-length"] > 100
+    assert 0 < counts["retransmission"] + counts["gap-retransmission"] < 0.02 * stats["packets"]
+
+
+def _tshark(path: Path, *args: str) -> list[str]:
+    proc = subprocess.run([TSHARK, "-r", str(path), *args], capture_output=True, text=True,
+                          env=dict(os.environ, WIRESHARK_CONFIG_DIR=str(path.parent)))
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+@needs_tshark
+def test_tshark_sees_what_the_generator_wrote(busy):
+    path, stats = busy
+    counts = stats["counts"]
+    fields = ("tcp.stream", "tcp.flags.syn", "tcp.flags.ack", "tcp.flags.reset", "tcp.analysis.reused_ports",
+              "tcp.analysis.ack_lost_segment", "tcp.checksum.status", "ip.checksum.status")
+    rows = [line.split("\t") for line in _tshark(path, "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE",
+                                                 "-T", "fields", *(a for f in fields for a in ("-e", f)))]
+    assert len(rows) == stats["packets"]
+    assert len({r[0] for r in rows}) == stats["conversations"]
+    syn_reused = [r for r in rows if r[1] == "1" and r[2] == "0" and r[4]]
+    assert len(syn_reused) == counts["port-reuse"]
+    assert sum(r[3] == "1" for r in rows) == sum(v for k, v in counts.items() if k.startswith("rst:"))
+    assert not [r for r in rows if r[5]]  # ACK numbers never run ahead of the data captured
+    assert {(r[6], r[7]) for r in rows} == {("1", "1")}  # checksums verified good
+
+
+# -- bench/run.py -------------------------------------------------------------------------------------
+
+STANDIN = ("import os, sys; os.makedirs(sys.argv[2], exist_ok=True); "
+           "open(os.path.join(sys.argv[2], 'report.json'), 'w').write('{}'); sys.exit(int(sys.argv[3]))")
+
+
+def _run_bench(tmp_path: Path, exit_code: int, *extra: str) -> subprocess.CompletedProcess:
+    cmd = f"{shlex.quote(sys.executable)} -c {shlex.quote(STANDIN)} {{capture}} {{out}} {exit_code}"
+    rss = "auto" if os.access("/usr/bin/time", os.X_OK) else "resource"  # never apt-get from a test
+    argv = [sys.executable, str(ROOT / "bench" / "run.py"), "--packets", "2000", "--rounds", "2", "--scaling",
+            "1000,2000", "--keep", str(tmp_path), "--rss-via", rss, "--pcapcheck-cmd", cmd, *extra]
+    return subprocess.run(argv, capture_output=True, text=True)
+
+
+@needs_tshark
+def test_runner_prints_tables_and_verdict(tmp_path):
+    proc = _run_bench(tmp_path, 1)  # exit status 1 = findings: still a good run
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for text in ("pcapcheck analyze", "tshark -2 -q -z expert", "tshark -q -z expert", "tshark -q -z conv,tcp",
+                 "us/packet", "(goal >= 3), peak"):
+        assert text in out
+    assert (tmp_path / "pcapcheck-out-2000" / "report.json").is_file()
+
+
+@needs_tshark
+def test_runner_measures_through_resource_too(tmp_path):
+    proc = _run_bench(tmp_path, 0, "--rss-via", "resource", "--no-extra-modes", "--rounds", "1", "--scaling", "")
+    assert proc.returncode == 0, proc.stderr
+    assert "ratio " in proc.stdout
+
+
+@needs_tshark
+def test_runner_fails_when_the_tool_fails(tmp_path):
+    proc = _run_bench(tmp_path, 3)
+    assert proc.returncode == 1
+    assert "exited with status 3" in proc.stderr
