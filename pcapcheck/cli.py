@@ -121,10 +121,16 @@ def analyze(captures: tuple[str, ...], outdir: Path, fail_on: str, pages: str, c
     except OSError as e:
         raise click.UsageError(f"cannot create the output directory {outdir}: {e.strerror}") from None
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds") if timestamp else None
-    html = HtmlReport(outdir, pages=pages, conversations=frozenset(conversations), timestamp=stamp)
+    html = HtmlReport(outdir, pages=pages, conversations=frozenset(conversations), timestamp=stamp,
+                      inputs=list(captures))
     js = JsonReport(outdir / "report.json", timestamp=stamp)
-    totals = Analysis(_options(kernel, be_liberal, no_http), Tee(html, js), progress=_progress_printer()).run(
-        list(captures))
+    try:
+        totals = Analysis(_options(kernel, be_liberal, no_http), Tee(html, js), progress=_progress_printer()).run(
+            list(captures))
+    except BaseException:
+        html.close()
+        js.close()
+        raise
     if sys.stderr.isatty():
         sys.stderr.write("\r\033[K")
     html.finish(totals)

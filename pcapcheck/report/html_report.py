@@ -1,0 +1,260 @@
+"""The HTML report: ``index.html`` plus one self-contained page per conversation (DESIGN 7).
+
+A sink: the pipeline calls ``conversation(result)`` as each conversation is finalized (finalization order,
+not id order), then the caller calls ``finish(totals)``. A page is rendered at once, when the page policy
+allows, and only a small ConversationSummary is kept for the index, so memory does not grow with the
+timelines.
+
+Page policy. Up to PAGE_LIMIT (2,000) conversations, every conversation gets a page. Beyond that, only
+conversations with a finding of severity warning or worse, those asked for (``conversations``), or all of
+them with ``pages="all"``. The total is unknown while pages are written, so the first PAGE_LIMIT
+conversations get a page regardless; when conversation PAGE_LIMIT + 1 arrives, the pages the policy excludes
+are deleted and their index rows lose their link. The run ends with exactly the policy's set of pages.
+
+Links between pages never break. Previous/next on a page point to the neighbouring conversations' rows in
+the index (``index.html#c<id>``), which always exist (the index lists every conversation, plus an
+end-of-list anchor one past the last id); a page is linked from the index only when it exists.
+
+Rendering runs beside the analysis. Building a page costs about as much CPU as analysing its packets, and the
+pipeline uses one core; so, when the machine has another core, pages are rendered by one forked worker
+process fed through a bounded queue (the first pages are rendered in this process, so a small run never
+pays for the fork). Output is the same bytes either way; ``finish`` waits for the worker and re-raises its
+error, if any.
+
+Only this module imports jinja2. One Environment per process; its compiled templates are cached.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import multiprocessing
+import os
+import queue
+import signal
+import traceback
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from pcapcheck.findings import Severity
+from pcapcheck.model import ConversationResult, ConversationSummary
+from pcapcheck.report import views
+
+PAGE_LIMIT = 2000
+PAGES = ("auto", "all")
+WORKER_AFTER = 8  # pages rendered in this process before a worker is started
+WORKER_QUEUE = 32  # conversations waiting for the worker at most (back-pressure on the pipeline)
+
+_ENV: jinja2.Environment | None = None
+
+
+def environment() -> jinja2.Environment:
+    """The one jinja2 Environment: autoescape everywhere, undefined names are errors."""
+    global _ENV
+    if _ENV is None:
+        _ENV = jinja2.Environment(
+            loader=jinja2.PackageLoader("pcapcheck", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            auto_reload=False,
+        )
+        _ENV.filters["num"] = views.number
+    return _ENV
+
+
+def script_hash() -> str:
+    """The index's one inline script, as a Content-Security-Policy hash: no other script can run there."""
+    text = environment().get_template("index.js").render()
+    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+
+
+def render_conversation(result: ConversationResult, *, input_path: str | None = None,
+                        timestamp: str | None = None) -> str:
+    """One conversation page as text (for tests and for callers that write elsewhere)."""
+    view = views.build_conversation(result, input_path=input_path, timestamp=timestamp)
+    return environment().get_template("conversation.html").render(c=view)
+
+
+def default_workers() -> int:
+    """1 when a second core and fork() are available, else 0 (render in this process)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return 1 if cores > 1 and "fork" in multiprocessing.get_all_start_methods() else 0
+
+
+def _write_file(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+
+
+def _render_worker(jobs: Any, errors: Any, outdir: Path, timestamp: str | None) -> None:
+    """The worker process: render and write pages, delete pages, until ``None``. After an error it reports it
+    and keeps draining the queue, so the analysis never blocks on a full queue."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; the worker is a daemon
+    page = environment().get_template("conversation.html")
+    failed = False
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        if failed:
+            continue
+        try:
+            if job[0] == "page":
+                _, name, result, path = job
+                view = views.build_conversation(result, input_path=path, timestamp=timestamp)
+                _write_file(outdir / name, page.render(c=view))
+            else:  # ("drop", names)
+                for name in job[1]:
+                    (outdir / name).unlink(missing_ok=True)
+        except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+            errors.put(traceback.format_exc())
+            failed = True
+
+
+class HtmlReport:
+    """Sink writing ``outdir/index.html`` and the conversation pages.
+
+    ``pages``: "auto" (the policy above) or "all". ``conversations``: ids that always get a page (in every
+    input). ``timestamp``: text shown in the footer; without it the output holds no wall-clock time.
+    ``inputs``: the capture paths, in input order, for the tshark commands on each page (the pages are
+    written before ``finish`` gives the inputs' summaries). ``workers``: 0 renders in this process, 1 in a
+    worker process after the first pages; None chooses (see ``default_workers``).
+    """
+
+    def __init__(self, outdir: str | os.PathLike[str], *, pages: str = "auto",
+                 conversations: Iterable[int] = frozenset(), timestamp: str | None = None,
+                 inputs: Iterable[str] = (), workers: int | None = None) -> None:
+        if pages not in PAGES:
+            raise ValueError(f"pages must be one of {', '.join(PAGES)}, not {pages!r}")
+        self.outdir = Path(outdir)
+        self.pages = pages
+        self.wanted = frozenset(int(c) for c in conversations)
+        self.timestamp = timestamp
+        self.inputs = tuple(str(p) for p in inputs)
+        self.workers = default_workers() if workers is None else min(max(int(workers), 0), 1)
+        env = environment()
+        self._page = env.get_template("conversation.html")
+        self._index = env.get_template("index.html")
+        self._script_hash = script_hash()
+        self._summaries: list[ConversationSummary] = []
+        self._provisional: list[int] = []  # positions in _summaries whose page exists only under PAGE_LIMIT
+        self._codes = views.CodeIndex()
+        self._rendered = 0
+        self._worker: Any = None
+        self._jobs: Any = None
+        self._errors: Any = None
+        self.outdir.mkdir(parents=True, exist_ok=True)
+
+    def _keeps_page(self, r: ConversationResult) -> bool:
+        """Whether the conversation gets a page whatever the total count."""
+        return self.pages == "all" or r.id in self.wanted or (r.worst is not None and r.worst >= Severity.WARNING)
+
+    def conversation(self, result: ConversationResult) -> None:
+        keep = self._keeps_page(result)
+        n = len(self._summaries) + 1
+        page = None
+        if keep or n <= PAGE_LIMIT:
+            page = views.page_name(result.input_index, result.id)
+            path = self.inputs[result.input_index] if result.input_index < len(self.inputs) else None
+            self._render(page, result, path)
+            if not keep:
+                self._provisional.append(len(self._summaries))
+        self._summaries.append(ConversationSummary.of(result, page))
+        self._codes.add(result)
+        if n == PAGE_LIMIT + 1 and self.pages == "auto":
+            self._drop_provisional()
+
+    def _render(self, name: str, result: ConversationResult, path: str | None) -> None:
+        self._rendered += 1
+        if self._worker is None and self.workers and self._rendered > WORKER_AFTER:
+            self._start_worker()
+        if self._worker is None:
+            view = views.build_conversation(result, input_path=path, timestamp=self.timestamp)
+            _write_file(self.outdir / name, self._page.render(c=view))
+        else:
+            self._send(("page", name, result, path))
+
+    def _start_worker(self) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self._jobs = ctx.Queue(maxsize=WORKER_QUEUE)
+        self._errors = ctx.Queue()
+        self._worker = ctx.Process(target=_render_worker, args=(self._jobs, self._errors, self.outdir, self.timestamp),
+                                   name="pcapcheck-render", daemon=True)
+        self._worker.start()
+
+    def _send(self, job: Any) -> None:
+        while True:
+            self._raise_worker_error()
+            try:
+                self._jobs.put(job, timeout=1)
+                return
+            except queue.Full:
+                if not self._worker.is_alive():
+                    raise RuntimeError("the page-rendering worker process died") from None
+
+    def _raise_worker_error(self, wait: float = 0) -> None:
+        try:
+            text = self._errors.get(timeout=wait) if wait else self._errors.get_nowait()
+        except queue.Empty:
+            return
+        self.close()
+        raise RuntimeError(f"rendering a conversation page failed in the worker process:\n{text}")
+
+    def _drop_provisional(self) -> None:
+        names = []
+        for pos in self._provisional:
+            s = self._summaries[pos]
+            if s.page is not None:
+                names.append(s.page)
+                self._summaries[pos] = ConversationSummary(
+                    s.id, s.input_index, s.client, s.server, s.start_ns, s.duration_ns, s.packets, s.bytes, s.end,
+                    s.end_sentence, s.counts, s.codes, s.worst, None,
+                )
+        self._provisional = []
+        if self._worker is not None:
+            self._send(("drop", names))  # after the pages queued before it: the queue keeps the order
+        else:
+            for name in names:
+                (self.outdir / name).unlink(missing_ok=True)
+
+    def _wait_worker(self) -> None:
+        if self._worker is None:
+            return
+        self._send(None)
+        self._worker.join()
+        code = self._worker.exitcode
+        self._raise_worker_error(wait=0.1)
+        self._worker = None
+        if code != 0:
+            raise RuntimeError(f"the page-rendering worker process exited with status {code}")
+
+    def close(self) -> None:
+        """Stop the worker without waiting for its queue (an aborted run)."""
+        if self._worker is not None:
+            self._worker.terminate()
+            self._worker.join()
+            self._worker = None
+
+    @property
+    def summaries(self) -> tuple[ConversationSummary, ...]:
+        return tuple(self._summaries)
+
+    def finish(self, totals: Any) -> Path:
+        """Wait for the pages, then write index.html from the summaries and the run's totals (pipeline.Totals)."""
+        self._wait_worker()
+        view = views.build_index(
+            self._summaries, totals.inputs, totals.severities, totals.codes, self._codes,
+            page_limit=PAGE_LIMIT, policy=self.pages, timestamp=self.timestamp,
+        )
+        with open(self.outdir / "index.html", "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(self._index.generate(ix=view, script_hash=self._script_hash))  # streamed: 100k rows
+        return self.outdir / "index.html"

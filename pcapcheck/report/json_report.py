@@ -1,0 +1,120 @@
+"""report.json (DESIGN 7): one versioned, deterministic JSON document for the whole run.
+
+The pipeline hands over conversations as they are finalized, in finalization order, and a capture can hold
+100,000 of them. So each conversation's JSON text goes to a temporary spool file as it arrives; memory keeps
+only ``(input, id, offset, length)`` per conversation. ``finish`` writes the document with the
+conversations in ``(input, id)`` order, copying their text from the spool.
+
+The output is byte for byte what ``json.dumps(document, sort_keys=True, indent=1)`` gives for the whole
+document (a test checks this), so two runs over the same inputs give identical files. No wall-clock time
+is written unless a ``timestamp`` is given.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pcapcheck import __version__
+from pcapcheck.findings import Severity
+from pcapcheck.model import ConversationResult
+
+FORMAT = 1
+_INDENT = 1
+_ITEM_PREFIX = " " * (2 * _INDENT)  # a conversation is nested two levels deep: {"conversations": [ ... ]}
+_PLACEHOLDER = "\x00conversations\x00"  # encoded by json.dumps as "\u0000conversations\u0000"
+
+
+def _default(value: Any) -> Any:
+    """Values the model's to_json() may leave as they are: bytes as escaped text (as findings.to_json does)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("latin-1").encode("unicode_escape").decode("ascii")
+    if isinstance(value, enum.Enum):
+        return value.name.lower() if isinstance(value, Severity) else value.value
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"report.json cannot hold a {type(value).__name__}")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, indent=_INDENT, default=_default)
+
+
+class JsonReport:
+    """Sink writing ``report.json``: ``conversation(result)`` per conversation, then ``finish(totals)``."""
+
+    def __init__(self, path: str | os.PathLike[str], *, timestamp: str | None = None) -> None:
+        self.path = Path(path)
+        self.timestamp = timestamp
+        self._spool: BinaryIO | None = tempfile.TemporaryFile(prefix="pcapcheck-json-")  # noqa: SIM115 (closed in finish/close)
+        self._index: list[tuple[int, int, int, int]] = []  # (input, id, offset, length) into the spool
+        self._pos = 0
+
+    def conversation(self, result: ConversationResult) -> None:
+        if self._spool is None:
+            raise RuntimeError("JsonReport.conversation() after finish()")
+        text = _ITEM_PREFIX + _dumps(result.to_json()).replace("\n", "\n" + _ITEM_PREFIX)
+        data = text.encode("ascii")  # json.dumps escapes non-ASCII (ensure_ascii), so this cannot fail
+        self._spool.write(data)
+        self._index.append((result.input_index, result.id, self._pos, len(data)))
+        self._pos += len(data)
+
+    def document_head(self, totals: Any) -> dict[str, Any]:
+        """Everything but the conversations: inputs, capture-level findings, format and version."""
+        findings = []
+        for i in totals.inputs:
+            for f in i.findings:
+                d = f.to_json()
+                d["input"] = i.index
+                findings.append(d)
+        doc: dict[str, Any] = {
+            "format": FORMAT,
+            "pcapcheck": __version__,
+            "inputs": [i.to_json() for i in totals.inputs],
+            "findings": findings,
+        }
+        if self.timestamp is not None:
+            doc["timestamp"] = self.timestamp
+        return doc
+
+    def finish(self, totals: Any) -> Path:
+        """Write the document (atomically: a temporary file renamed over ``path``) and drop the spool."""
+        if self._spool is None:
+            raise RuntimeError("JsonReport.finish() called twice")
+        doc = self.document_head(totals)
+        doc["conversations"] = _PLACEHOLDER
+        head, tail = _dumps(doc).split(json.dumps(_PLACEHOLDER), 1)  # "conversations" sorts first: no clash
+        spool, self._spool = self._spool, None
+        self._index.sort()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            with spool, open(tmp, "wb") as out:
+                out.write(head.encode("ascii"))
+                if not self._index:
+                    out.write(b"[]")
+                else:
+                    out.write(b"[\n")
+                    for n, (_, _, offset, length) in enumerate(self._index):
+                        if n:
+                            out.write(b",\n")
+                        spool.seek(offset)
+                        out.write(spool.read(length))
+                    out.write(b"\n" + b" " * _INDENT + b"]")
+                out.write(tail.encode("ascii"))
+            os.replace(tmp, self.path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        self._index = []
+        return self.path
+
+    def close(self) -> None:
+        """Drop the spool without writing (an aborted run)."""
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None

@@ -1,0 +1,1353 @@
+"""View models for the HTML report: plain frozen data, built in one pass from a ConversationResult.
+
+The report is made in three steps, as coverage.py's HTML report is: gather (the pipeline's results), build
+views (this module), render templates (``html_report``). No markup is written here: these classes decide
+*what* is shown, the templates decide how it looks.
+
+Every byte of traffic is attacker-controlled. Here it only ever becomes *text*: bytes are shown with
+printable ASCII kept and everything else as a visible escape (``\\x00``, ``\\r``); the template engine then
+escapes that text. Anchors, file names, CSS classes and URLs are made from integers and fixed vocabularies
+(severity labels, TCP flag letters, mark kinds) only, never from capture content.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from pcapcheck import __version__
+from pcapcheck.findings import Finding, Severity
+from pcapcheck.model import ConversationResult, ConversationSummary, InputSummary, PacketRow
+
+SEVERITIES = tuple(s.label for s in sorted(Severity, reverse=True))  # ("error", "warning", "notice", "info")
+BODY_TEXT_SHOWN = 1024  # body excerpt bytes shown in an HTTP message (the raw stream view has more)
+BODY_HEX_SHOWN = 256  # ... for a binary body, as hex
+STREAM_HEX_LIMIT = 1024  # a stream excerpt's hex view: the first KiB, then only the rows around marked bytes
+GRAPH_POINTS = 2000  # above this many I-bars per graph, unmarked segments are thinned per pixel column
+INDEX_CODE_LINKS = 30  # conversations linked per finding code in the index summary
+
+# TCP flag bits (RFC 9293 §3.1) and their tcpdump letters, in tcpdump's printing order (print-tcp.c).
+FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+_FLAG_LETTERS = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (ACK, "."), (URG, "U"), (ECE, "E"), (CWR, "W"))
+_RETRANSMISSION = frozenset({"tcp.retransmission", "tcp.fast-retransmission", "tcp.spurious-retransmission"})
+DIRECTIONS = ("c2s", "s2c")
+
+
+# -- names and anchors: integers only -------------------------------------------------------------------
+
+def page_name(input_index: int, cid: int) -> str:
+    """The page's file name: from ids only (``conv-7.html``, ``in1-conv-7.html`` for the second input)."""
+    k, c = int(input_index), int(cid)
+    return f"conv-{c}.html" if k == 0 else f"in{k}-conv-{c}.html"
+
+
+def row_anchor(input_index: int, cid: int) -> str:
+    """The index row's anchor: ``c7``, ``in1-c7`` for the second input."""
+    k, c = int(input_index), int(cid)
+    return f"c{c}" if k == 0 else f"in{k}-c{c}"
+
+
+# -- text from bytes ------------------------------------------------------------------------------------
+
+_ESCAPES = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
+_PIECES = re.compile(rb"[\x20-\x7e]+|[^\x20-\x7e]")
+# C0 and C1 controls, DEL, and the invisible characters that can disguise text (zero-width, bidi overrides).
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]")
+
+
+def _escape_byte(b: int) -> str:
+    return _ESCAPES.get(b) or f"\\x{b:02x}"
+
+
+_ESC_TABLE = [_escape_byte(b) for b in range(256)]
+
+
+def visible(text: str) -> str:
+    """A str with control and invisible characters shown as escapes, so nothing is hidden or reordered."""
+    return _CONTROL_CHARS.sub(_escape_char, text)
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    if c < 0x100:
+        return _escape_byte(c)
+    return f"\\u{c:04x}" if c < 0x10000 else f"\\U{c:08x}"
+
+
+def as_bytes(value: Any) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        # Text that stands for bytes (a detail value given as str): code points < 256 are the bytes.
+        return value.encode("latin-1", "backslashreplace")
+    return str(value).encode("ascii", "backslashreplace")
+
+
+def bytes_text(data: bytes) -> str:
+    """Bytes as one line of text: printable ASCII as is, everything else escaped."""
+    return "".join(m.group().decode("ascii") if len(m.group()) > 1 or 0x20 <= m.group()[0] <= 0x7E
+                   else _escape_byte(m.group()[0]) for m in _PIECES.finditer(data))
+
+
+def value_text(value: Any) -> str:
+    """Any detail value as one line of text (scalars plainly, containers as compact JSON)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes_text(bytes(value))
+    if isinstance(value, str):
+        return visible(value)
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bytes)) for v in value):
+        return ", ".join(value_text(v) for v in value)
+    if isinstance(value, Mapping) and all(isinstance(v, (str, int, float, bool)) or v is None for v in value.values()):
+        # a flat record such as a framing: {"type": "content-length", "length": 29} -> "content-length, length 29"
+        kind = next((value[k] for k in ("type", "kind") if isinstance(value.get(k), str)), None)
+        parts = [value_text(kind)] if kind is not None else []
+        parts += [f"{visible(str(k))} {value_text(v)}" for k, v in value.items() if k not in ("type", "kind")]
+        return ", ".join(parts)
+    return visible(json.dumps(_plain(value), sort_keys=True, ensure_ascii=False, default=str))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes_text(bytes(value))
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A piece of text with one style: ``cls`` is "", "c" (escaped control/non-ASCII), "m" (marked), "m c"."""
+
+    text: str
+    cls: str
+
+
+@dataclass(frozen=True, slots=True)
+class HexRow:
+    offset: str
+    hex: tuple[Run, ...]
+    ascii: tuple[Run, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BytesView:
+    """Bytes shown twice: as text lines (control bytes escaped) and as hex+ASCII rows, marks highlighted."""
+
+    start: int  # stream offset of the first byte
+    size: int
+    lines: tuple[Line, ...]  # () for binary data shown as hex only
+    hex_rows: tuple[HexRow, ...]
+    marked: int  # number of marked bytes
+
+
+def _mask(n: int, spans: Iterable[tuple[int, int]]) -> bytearray:
+    mask = bytearray(n)
+    for s, e in spans:
+        s, e = max(0, s), min(n, e)
+        if s < e:
+            mask[s:e] = b"\x01" * (e - s)
+    return mask
+
+
+def _partitions(mask: bytearray) -> list[tuple[int, int, bool]]:
+    """[start, end, marked) runs covering the mask."""
+    out: list[tuple[int, int, bool]] = []
+    n, i = len(mask), 0
+    while i < n:
+        m = mask[i]
+        j = mask.find(b"\x00" if m else b"\x01", i)
+        j = n if j < 0 else j
+        out.append((i, j, bool(m)))
+        i = j
+    return out
+
+
+def _append(runs: list[Run], text: str, cls: str) -> None:
+    if runs and runs[-1].cls == cls:
+        runs[-1] = Run(runs[-1].text + text, cls)
+    else:
+        runs.append(Run(text, cls))
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A line of text from bytes. A CRLF or LF ending is a class (``end``), drawn by CSS as ``\\r\\n`` or ``\\n``,
+    so the common case costs no extra element: "crlf", "lf", "crlf mk" / "lf mk" (marked) or "" (no ending, or
+    an ending whose bytes are marked differently, then left in ``runs``)."""
+
+    runs: tuple[Run, ...]
+    end: str
+
+
+_LINE_PIECES = re.compile(rb"[\x20-\x7e]+|\n|[^\x20-\x7e\n]+")
+
+
+BINARY_LINE_SHOWN = 48  # bytes shown of a line that is binary data (the rest is summarized)
+
+
+def text_lines(data: bytes, mask: bytearray) -> tuple[Line, ...]:
+    """Lines of text: a new line after every LF byte; control bytes and non-ASCII shown escaped. A long line
+    of binary data (a compressed or encrypted body) is cut after BINARY_LINE_SHOWN bytes unless a finding
+    marks bytes in it: four escaped characters per byte would drown the text around it."""
+    lines: list[Line] = []
+    start, n = 0, len(data)
+    while start < n:
+        nl = data.find(b"\n", start)
+        stop = n if nl < 0 else nl + 1
+        body_end, end = stop, ""
+        if nl >= 0:
+            cr = nl > start and data[nl - 1] == 0x0D
+            first = nl - 1 if cr else nl
+            if mask[first:stop].count(mask[nl]) == stop - first:  # the ending is marked (or not) as a whole
+                end = ("crlf" if cr else "lf") + (" mk" if mask[nl] else "")
+                body_end = first
+        if body_end - start > 2 * BINARY_LINE_SHOWN and is_binary(data[start:body_end]) \
+                and not any(mask[start:body_end]):
+            cut = start + BINARY_LINE_SHOWN
+            runs = _runs(data, mask, start, cut) + (Run(f" ... {body_end - cut} more bytes of binary data", "c"),)
+            lines.append(Line(runs, end))
+        else:
+            lines.append(Line(_runs(data, mask, start, body_end), end))
+        start = stop
+    return tuple(lines)
+
+
+def _runs(data: bytes, mask: bytearray, start: int, stop: int) -> tuple[Run, ...]:
+    if stop <= start:
+        return ()
+    if not any(mask[start:stop]):  # the common case: no marks
+        return _piece_runs(data, start, stop, "")
+    out: list[Run] = []
+    for s, e, marked in _partitions(mask[start:stop]):
+        for r in _piece_runs(data, start + s, start + e, "m" if marked else ""):
+            _append(out, r.text, r.cls)
+    return tuple(out)
+
+
+def _piece_runs(data: bytes, start: int, stop: int, m: str) -> tuple[Run, ...]:
+    c = f"{m} c".strip()
+    out: list[Run] = []
+    for piece in _LINE_PIECES.finditer(data, start, stop):
+        p = piece.group()
+        if 0x20 <= p[0] <= 0x7E:
+            out.append(Run(p.decode("ascii"), m))
+        else:
+            out.append(Run("".join([_ESC_TABLE[b] for b in p]), c))
+    return tuple(out)
+
+
+_ASCII_COLUMN = bytes(b if 0x20 <= b <= 0x7E else 0x2E for b in range(256))  # "." for the rest
+HEX_CONTEXT = 32  # bytes shown around marked bytes beyond a hex view's limit
+
+
+def _hex_wanted(mask: bytearray, limit: int | None) -> range | list[int]:
+    """Row offsets to show: all, or those within ``limit`` plus the rows around marked bytes."""
+    n = len(mask)
+    if limit is None or n <= limit and limit:
+        return range(0, n, 16)
+    rows = set(range(0, limit, 16))
+    i = mask.find(1, limit)
+    while i >= 0:
+        first = max(0, i - HEX_CONTEXT) // 16 * 16
+        j = mask.find(0, i)
+        j = n if j < 0 else j
+        rows.update(range(first, min(n, j + HEX_CONTEXT), 16))
+        i = mask.find(1, j)
+    return sorted(rows)
+
+
+def hex_rows(data: bytes, mask: bytearray, start: int, limit: int | None = None) -> tuple[HexRow, ...]:
+    """16 bytes a row (the template puts one space between the hex runs). With ``limit``, only the rows of the
+    first ``limit`` bytes and those around marked bytes; an empty offset stands for rows left out."""
+    rows = []
+    prev = -16
+    for off in _hex_wanted(mask, limit):
+        if off != prev + 16:
+            rows.append(HexRow("", (Run(f"... {off - prev - 16} bytes not shown ...", "c"),), ()))
+        prev = off
+        chunk = data[off:off + 16]
+        if not any(mask[off:off + 16]):  # the common case: one run per column
+            asc = chunk.translate(_ASCII_COLUMN).decode("ascii")
+            rows.append(HexRow(f"{start + off:08x}", (Run(chunk.hex(" "), ""),), (Run(asc, ""),)))
+            continue
+        hx: list[Run] = []
+        asc_runs: list[Run] = []
+        for i, b in enumerate(chunk):
+            m = "m" if mask[off + i] else ""
+            if hx and hx[-1].cls == m:
+                hx[-1] = Run(f"{hx[-1].text} {b:02x}", m)
+            else:
+                hx.append(Run(f"{b:02x}", m))
+            if 0x20 <= b <= 0x7E:
+                _append(asc_runs, chr(b), m)
+            else:
+                _append(asc_runs, ".", f"{m} c".strip())
+        rows.append(HexRow(f"{start + off:08x}", tuple(hx), tuple(asc_runs)))
+    if limit is not None and prev + 16 < len(data):
+        rows.append(HexRow("", (Run(f"... {len(data) - prev - 16} bytes not shown ...", "c"),), ()))
+    return tuple(rows)
+
+
+_TEXT_BYTES = bytes(range(0x20, 0x7F)) + b"\t\r\n"
+
+
+def is_binary(data: bytes) -> bool:
+    """More than a quarter of the bytes are neither printable ASCII nor line breaks or tabs."""
+    sample = data[:1024]
+    return bool(sample) and len(sample.translate(None, _TEXT_BYTES)) > 0.25 * len(sample)
+
+
+def bytes_view(data: bytes, start: int = 0, spans: Iterable[tuple[int, int]] = (),
+               hex_limit: int | None = None, text: bool = True) -> BytesView:
+    """``spans`` are [start, end) in the same offsets as ``start`` (stream offsets). ``text=False``: hex only."""
+    mask = _mask(len(data), ((s - start, e - start) for s, e in spans))
+    return BytesView(start, len(data), text_lines(data, mask) if text else (),
+                     hex_rows(data, mask, start, hex_limit), mask.count(1))
+
+
+# -- times and numbers ----------------------------------------------------------------------------------
+
+def utc(ns: int | None) -> str:
+    """Packet time in UTC with nanosecond precision."""
+    if ns is None:
+        return "-"
+    sec, frac = divmod(int(ns), 10**9)
+    try:
+        return f"{datetime.fromtimestamp(sec, tz=timezone.utc):%Y-%m-%d %H:%M:%S}.{frac:09d} UTC"
+    except (OverflowError, OSError, ValueError):
+        return f"{ns} ns after the epoch"
+
+
+def clock(ns: int) -> str:
+    """Time of day to the microsecond (the index's start column; the date is in the title)."""
+    sec, frac = divmod(int(ns), 10**9)
+    try:
+        return f"{datetime.fromtimestamp(sec, tz=timezone.utc):%H:%M:%S}.{frac // 1000:06d}"
+    except (OverflowError, OSError, ValueError):
+        return str(ns)
+
+
+def duration(ns: int) -> str:
+    ns = int(ns)
+    if abs(ns) < 1000:
+        return f"{ns} ns"
+    if abs(ns) < 10**6:
+        return f"{ns / 1e3:.3f} µs"
+    if abs(ns) < 10**9:
+        return f"{ns / 1e6:.3f} ms"
+    return f"{ns / 1e9:.6f} s"
+
+
+def number(n: int) -> str:
+    return f"{int(n):,}"
+
+
+def flag_text(flags: int) -> str:
+    """tcpdump's notation: ``[S.]`` for SYN+ACK, ``[R]`` for a bare RST, ``[none]`` for no flags."""
+    letters = "".join(c for bit, c in _FLAG_LETTERS if flags & bit)
+    return f"[{letters or 'none'}]"
+
+
+def _signed32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+# -- findings ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class FrameRef:
+    frame: int
+    linked: bool  # the frame is in the page's ladder (an ``#f<frame>`` anchor exists)
+
+
+@dataclass(frozen=True, slots=True)
+class DetailRow:
+    key: str
+    text: str
+    frames: tuple[FrameRef, ...] = ()  # non-empty when the value is a frame number or a list of them
+    findings: tuple[tuple[int, str], ...] = ()  # (finding index, code): a "related" list naming other findings
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRow:
+    name: str
+    text: str
+    verdict: str  # "rejects" | "accepts" | "" (a CSS class, from a fixed set)
+
+
+@dataclass(frozen=True, slots=True)
+class LineRef:
+    text: str
+    frame: FrameRef | None
+
+
+@dataclass(frozen=True, slots=True)
+class FindingView:
+    index: int  # ``#finding-<index>``
+    code: str
+    severity: str
+    message: str
+    direction: str  # "client → server" ...
+    frames: tuple[FrameRef, ...]
+    frames_more: int  # frames the finding lists beyond those shown
+    rule: str
+    details: tuple[DetailRow, ...]
+    peers: tuple[PeerRow, ...]
+    evidence: tuple[str, ...]
+    lines: tuple[LineRef, ...]
+    excerpt: BytesView | None
+
+
+_SPECIAL_KEYS = frozenset({"excerpt", "excerpt_offset", "peers", "evidence", "lines"})
+FINDING_FRAMES_SHOWN = 40
+
+
+def _direction_text(direction: str | None) -> str:
+    return {"c2s": "client → server", "s2c": "server → client"}.get(direction or "", "")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _frame_refs(frames: Iterable[Any], shown: frozenset[int] | set[int]) -> tuple[FrameRef, ...]:
+    """Frame numbers as links when the ladder has them; at most FINDING_FRAMES_SHOWN (the page says how many)."""
+    out = []
+    for f in frames:
+        if _is_int(f):
+            out.append(FrameRef(f, f in shown))
+            if len(out) == FINDING_FRAMES_SHOWN:
+                break
+    return tuple(out)
+
+
+def finding_view(i: int, f: Finding, shown: frozenset[int] | set[int],
+                 codes: Mapping[str, list[int]] | None = None) -> FindingView:
+    """``codes``: finding code -> indices of the conversation's findings, to link a "related" detail."""
+    detail = f.detail or {}
+    rows: list[DetailRow] = []
+    for key, value in detail.items():
+        key = str(key)
+        if key in _SPECIAL_KEYS:
+            continue
+        related = _related(value, codes, i) if key == "related" else ()
+        if related:
+            rows.append(DetailRow(visible(key), value_text(value), (), related))
+        else:
+            rows.append(_detail_row(key, value, shown))
+    peers = detail.get("peers")
+    peer_rows: tuple[PeerRow, ...] = ()
+    if isinstance(peers, Mapping):
+        peer_rows = tuple(PeerRow(visible(str(k)), value_text(v), _peer_verdict(v)) for k, v in peers.items())
+    elif peers is not None:
+        rows.append(DetailRow("peers", value_text(peers), ()))
+    evidence = detail.get("evidence")
+    if evidence is None:
+        ev: tuple[str, ...] = ()
+    elif isinstance(evidence, (list, tuple)):
+        ev = tuple(value_text(e) for e in evidence)
+    else:
+        ev = (value_text(evidence),)
+    lines = tuple(_line_ref(x, shown) for x in _as_list(detail.get("lines")))
+    excerpt = None
+    if detail.get("excerpt") is not None:
+        data = as_bytes(detail["excerpt"])
+        start = detail.get("excerpt_offset")
+        start = start if _is_int(start) else 0
+        spans = _spans_of(detail)
+        excerpt = bytes_view(data, start, spans)
+    frames = f.frames[:FINDING_FRAMES_SHOWN]
+    return FindingView(
+        index=i, code=visible(f.code), severity=f.severity.label, message=visible(f.message),
+        direction=_direction_text(f.direction), frames=_frame_refs(frames, shown),
+        frames_more=max(0, len(f.frames) - len(frames)), rule=visible(f.rule),
+        details=tuple(rows), peers=peer_rows, evidence=ev, lines=lines, excerpt=excerpt,
+    )
+
+
+def _related(value: Any, codes: Mapping[str, list[int]] | None, me: int) -> tuple[tuple[int, str], ...]:
+    """Links for a detail naming other findings by code (``[{"code": ..., "frames": [...]}, ...]``)."""
+    if not codes:
+        return ()
+    out: list[tuple[int, str]] = []
+    for x in _as_list(value):
+        code = x.get("code") if isinstance(x, Mapping) else x
+        if isinstance(code, str):
+            out += [(j, code) for j in codes.get(code, ()) if j != me]
+    return tuple(dict.fromkeys(out))
+
+
+def _peer_verdict(v: Any) -> str:
+    text = v if isinstance(v, str) else ""
+    if text.startswith("rejects"):
+        return "rejects"
+    if text.startswith("accepts"):
+        return "accepts"
+    return ""
+
+
+def _as_list(v: Any) -> list[Any]:
+    if v is None:
+        return []
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def _line_ref(x: Any, shown: frozenset[int] | set[int]) -> LineRef:
+    if isinstance(x, Mapping):
+        frame = x.get("frame")
+        text = next((x[k] for k in ("raw", "line", "text") if k in x), None)
+        if text is None:
+            rest = {k: v for k, v in x.items() if k != "frame"}
+            text_s = value_text(rest)
+        else:
+            text_s = value_text(text)
+        return LineRef(text_s, FrameRef(frame, frame in shown) if _is_int(frame) else None)
+    if isinstance(x, (list, tuple)) and len(x) == 2 and _is_int(x[0]):
+        return LineRef(value_text(x[1]), FrameRef(x[0], x[0] in shown))
+    return LineRef(value_text(x), None)
+
+
+def _spans_of(detail: Mapping[str, Any]) -> list[tuple[int, int]]:
+    off, length = detail.get("offset"), detail.get("length")
+    if _is_int(off) and _is_int(length):
+        return [(off, off + max(1, length))]
+    return []
+
+
+# -- the ladder -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class LadderRow:
+    """One packet of the ladder. Kept flat and pre-formatted: a page can hold thousands of these."""
+
+    frame: int
+    t: str  # seconds since the conversation's first packet
+    dir: int  # 0 client -> server, 1 server -> client
+    flags: str  # "[S.]"
+    label: str  # "seq 1:518 ack 1 win 64256 len 517" (numbers only)
+    cls: str  # CSS classes from fixed words: "d<dir> k-<kind>" plus "s-<severity>" and "oow" when they apply
+    kind: str  # "syn" | "fin" | "rst" | "data" | "ack"
+    analysis: tuple[tuple[str, int], ...]  # Wireshark flags without "tcp.", with their finding's index or -1
+    verdict: str
+    severity: str  # worst finding naming this frame, "" when none
+    findings: tuple[tuple[int, str, str], ...]  # (finding index, code, severity) of the other findings naming it
+    notes: bool  # any of analysis, verdict, findings (one test in the template for the common empty case)
+
+
+def _kind(flags: int, length: int) -> str:
+    if flags & RST:
+        return "rst"
+    if flags & SYN:
+        return "syn"
+    if flags & FIN:
+        return "fin"
+    return "data" if length else "ack"
+
+
+# -- the time-sequence graph ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    pos: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    kind: str  # "oow" | "rst" | "fin" | "syn" | "finding" (CSS class and shape)
+    frame: int
+    x: float
+    y: float
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class Graph:
+    direction: str  # "c2s" | "s2c"
+    title: str
+    width: int
+    height: int
+    left: int
+    top: int
+    plot_w: int
+    plot_h: int
+    xticks: tuple[Tick, ...]
+    yticks: tuple[Tick, ...]
+    seg_path: str  # SVG path data (numbers only) for the ordinary I-bars
+    retx_path: str  # ... for retransmitted segments
+    oow_path: str  # ... for segments judged out of window
+    ack_points: str  # polyline points: the receiver's cumulative ACK
+    win_points: str  # polyline points: ACK + advertised window (the receive-window edge)
+    rst_lines: tuple[Mark, ...]  # RSTs from the other direction: vertical lines
+    marks: tuple[Mark, ...]
+    segments: int  # I-bars drawn
+    segments_total: int
+    clipped: bool  # window line went above the plot
+
+
+GW, GH, GL, GT, GR, GB = 1040, 330, 76, 12, 14, 34  # viewBox size and margins
+GH_SMALL = 210  # height for a conversation with a handful of segments
+
+
+def _nice_step(span: float, target: int) -> float:
+    raw = max(span, 1e-9) / target
+    mag = 10 ** int(f"{raw:e}".split("e")[1])
+    for m in (1, 2, 5, 10):
+        if m * mag >= raw:
+            return m * mag
+    return 10 * mag
+
+
+def _si(v: float) -> str:
+    a = abs(v)
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if a >= div:
+            return f"{v / div:g}{suffix}"
+    return f"{v:g}"
+
+
+def _time_label(ns: float, step: float) -> str:
+    """A time-axis label in the unit the tick step calls for."""
+    for div, unit in ((1e9, "s"), (1e6, "ms"), (1e3, "µs")):
+        if step >= div:
+            return f"{round(ns / div, 6):g} {unit}"
+    return f"{round(ns):g} ns"
+
+
+def _ticks(lo: float, hi: float, target: int) -> list[float]:
+    step = _nice_step(hi - lo, target)
+    first = -(-lo // step) * step
+    out, v = [], first
+    while v <= hi + step * 1e-9 and len(out) < 50:
+        out.append(v)
+        v += step
+    return out
+
+
+class _Dir:
+    """One direction's graph input, collected in the single pass over the timeline."""
+
+    __slots__ = ("segs", "ctl", "acks", "wins", "rev_wins", "rev_rsts")
+
+    def __init__(self) -> None:
+        self.segs: list[tuple[int, int, int, str, int]] = []  # (ts, seq, end, kind, frame)
+        self.ctl: list[tuple[int, int, str, int]] = []  # (ts, seq, kind, frame): SYN/FIN/RST and findings
+        self.acks: list[tuple[int, int]] = []  # (ts, ack) from the other direction
+        self.wins: list[tuple[int, int]] = []  # (ts, right window edge): PacketRow.wnd_edge of this direction
+        self.rev_wins: list[tuple[int, int]] = []  # (ts, ACK + window) from the other direction: the fallback
+        self.rev_rsts: list[tuple[int, int]] = []  # (ts, frame) RSTs sent by the other direction
+
+
+def _graph(d: int, g: _Dir, start_ns: int, end_ns: int, total_segments: int) -> Graph | None:
+    if not g.segs:
+        return None
+    ref = g.segs[0][1]
+    half, mask = 1 << 31, 0xFFFFFFFF
+    # sequence numbers unwrapped around the first segment (mod 2^32 safe): ref + signed32(v - ref)
+    segs = [(ts, ref + ((s - ref + half) & mask) - half, ref + ((s - ref + half) & mask) - half + (e - s), kind, fr)
+            for ts, s, e, kind, fr in g.segs]
+    acks = [(ts, ref + ((a - ref + half) & mask) - half) for ts, a in g.acks]
+    # the window line: the edge the pipeline judged each segment against (PacketRow.wnd_edge); when the rows
+    # carry none, the receiver's ACK + advertised window (tcptrace's construction)
+    wins = [(ts, ref + ((w - ref + half) & mask) - half) for ts, w in (g.wins or g.rev_wins)]
+    ctl = [(ts, ref + ((s - ref + half) & mask) - half, kind, fr) for ts, s, kind, fr in g.ctl]
+    lo = min(min(s for _, s, _, _, _ in segs), min((a for _, a in acks), default=segs[0][1]),
+             min((s for _, s, _, _ in ctl), default=segs[0][1]))
+    hi = max(max(e for _, _, e, _, _ in segs), max((a for _, a in acks), default=lo),
+             max((s for _, s, _, _ in ctl), default=lo))
+    clipped = False
+    top_win = max((w for _, w in wins), default=hi)
+    if top_win > hi:
+        limit = hi + max((hi - lo) * 0.5, 1)
+        clipped = top_win > limit
+        hi = min(top_win, limit)
+    if hi <= lo:
+        hi = lo + 1
+    height = GH if total_segments >= 20 else GH_SMALL
+    t0, t1 = start_ns, max(end_ns, start_ns + 1)
+    t1 += (t1 - t0) // 50  # a little room right of the last packet, so marks there stay inside the plot
+    pw, ph = GW - GL - GR, height - GT - GB
+
+    def X(ts: int) -> float:
+        return round(GL + (ts - t0) * pw / (t1 - t0), 1)
+
+    def Y(v: float) -> float:
+        return round(GT + ph - (v - lo) * ph / (hi - lo), 1)
+
+    def ybar(v: float) -> float:  # clamp into the plot (clipped lines still show where they leave it)
+        return min(max(Y(v), GT - 4), GT + ph + 4)
+
+    plain = [s for s in segs if s[3] == "plain"]
+    special = [s for s in segs if s[3] != "plain"]
+    if len(plain) > GRAPH_POINTS:  # keep, per pixel column, the lowest start and the highest end
+        lowest: dict[int, tuple] = {}
+        highest: dict[int, tuple] = {}
+        for s in plain:
+            col = int(X(s[0]))
+            if col not in lowest or s[1] < lowest[col][1]:
+                lowest[col] = s
+            if col not in highest or s[2] > highest[col][2]:
+                highest[col] = s
+        keep = {id(s) for s in lowest.values()} | {id(s) for s in highest.values()}
+        plain = [s for s in plain if id(s) in keep]
+    paths: dict[str, list[str]] = {"plain": [], "retx": [], "oow": []}
+    sx, sy, base, top, bottom = pw / (t1 - t0), ph / (hi - lo), GT + ph, GT - 4, GT + ph + 4
+    for ts, s, e, kind, _ in plain + special:  # the hot loop of a big graph: arithmetic inlined
+        x = GL + (ts - t0) * sx
+        y1 = min(max(base - (s - lo) * sy, top), bottom)
+        y2 = min(max(base - (e - lo) * sy, top), bottom)
+        # an I-bar: the vertical, then the ticks at both ends (relative moves keep the text short)
+        paths[kind].append(f"M{x:.1f} {y1:.1f}V{y2:.1f}m-2 0h4m-4 {y1 - y2:.1f}h4")
+    marks: list[Mark] = []
+    for ts, _, e, kind, fr in special:
+        if kind == "oow":
+            marks.append(Mark("oow", fr, X(ts), ybar(e), f"frame {fr}: outside the receiver's window"))
+    for ts, s, kind, fr in ctl:
+        marks.append(Mark(kind, fr, X(ts), ybar(s), f"frame {fr}: {_MARK_TEXT[kind]}"))
+    rst_lines = tuple(Mark("rst", fr, X(ts), 0, f"frame {fr}: RST from the other side") for ts, fr in g.rev_rsts)
+    xt = _ticks(0, t1 - t0, 8)
+    step_x = xt[1] - xt[0] if len(xt) > 1 else float(t1 - t0)
+    yt = _ticks(lo, hi, 6)
+    name = DIRECTIONS[d]
+    return Graph(
+        direction=name,
+        title="client → server" if d == 0 else "server → client",
+        width=GW, height=height, left=GL, top=GT, plot_w=pw, plot_h=ph,
+        xticks=tuple(Tick(X(int(t0 + v)), _time_label(v, step_x)) for v in xt),
+        yticks=tuple(Tick(Y(v), _si(v)) for v in yt),
+        seg_path="".join(paths["plain"]), retx_path="".join(paths["retx"]), oow_path="".join(paths["oow"]),
+        ack_points=_step_points(acks, t0, sx, lo, sy, base, GT - 40, bottom + 40),
+        win_points=_step_points(wins, t0, sx, lo, sy, base, GT - 40, bottom + 40),
+        rst_lines=rst_lines, marks=tuple(marks),
+        segments=len(plain) + len(special), segments_total=total_segments, clipped=clipped,
+    )
+
+
+_MARK_TEXT = {"rst": "RST", "fin": "FIN", "syn": "SYN", "finding": "has a finding"}
+
+
+def _step_points(points: list[tuple[int, int]], t0: int, sx: float, lo: float, sy: float, base: float,
+                 top: float, bottom: float) -> str:
+    """A step line through (time, value) points, at most two vertices per pixel column. y is clamped to
+    [top, bottom]: beyond the plot's clip path, so a line far above the data is cut, not drawn on the edge."""
+    if not points:
+        return ""
+    out: list[str] = []
+    last_col = last_y = None
+    for ts, v in sorted(points, key=lambda p: p[0]):
+        y = round(min(max(base - (v - lo) * sy, top), bottom), 1)
+        if y == last_y:
+            continue
+        x = round(GL + (ts - t0) * sx, 1)
+        col = int(x)
+        if col == last_col and len(out) >= 2:
+            out[-1] = f"{x:g},{y:g}"  # same pixel column: move the column's last vertex
+        else:
+            if last_y is not None:
+                out.append(f"{x:g},{last_y:g}")
+            out.append(f"{x:g},{y:g}")
+        last_col, last_y = col, y
+    return " ".join(out)
+
+
+# -- HTTP exchanges and stream heads ----------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class HeaderLineView:
+    text: str
+    marked: bool
+    findings: tuple[tuple[int, str], ...]  # (finding index, code) marking this line
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    kind: str  # "request" | "response" | "interim response"
+    direction: str  # "c2s" | "s2c" (a CSS class)
+    start_line: str
+    head: tuple[Line, ...]  # the head as sent (raw bytes, offending bytes marked); () when not given
+    headers: tuple[HeaderLineView, ...]  # parsed header lines, when the head's raw bytes are not given
+    marked_codes: tuple[tuple[int, str], ...]  # findings whose bytes are marked in the head
+    body: tuple[Line, ...]  # body excerpt as text lines (text bodies)
+    body_hex: tuple[HexRow, ...]  # ... or as hex rows (binary bodies)
+    body_note: str
+    rows: tuple[DetailRow, ...]  # framing, frames, offsets, state and anything else the exchange reports
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeView:
+    index: int
+    summary: str
+    messages: tuple[MessageView, ...]
+    rows: tuple[DetailRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamView:
+    direction: str  # "c2s" | "s2c"
+    title: str
+    total: int  # payload bytes the direction carried
+    view: BytesView
+    complete: bool  # the excerpt is the whole direction
+    binary: bool  # mostly non-text bytes (TLS, ...): the hex view comes first
+
+
+# Keys of an exchange's to_json() (pcapcheck.http.model) that the message view shows itself; the rest are rows.
+_START_KEYS = ("start_line", "line", "request_line", "status_line")
+_BODY_KEYS = ("body_excerpt", "body", "excerpt")
+_ESCAPED_KEYS = ("raw_head", "body_excerpt")  # bytes the model wrote as unicode_escape text
+_CONSUMED = frozenset(_START_KEYS + _BODY_KEYS + (
+    "method", "target", "version", "status", "reason", "headers", "raw_head", "direction", "findings", "index",
+    # in report.json; on the page they repeat what the head, the body note or the stream view already show
+    "offset", "end_offset", "raw_head_truncated", "body_excerpt_truncated", "wire_body_length"))
+
+
+def unescape(text: str) -> bytes:
+    """The bytes behind the model's escaped text (latin-1 + unicode_escape); text not in that form as is."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return text.encode("ascii").decode("unicode_escape").encode("latin-1")
+    except (UnicodeError, DeprecationWarning):
+        return as_bytes(text)
+
+
+def _start_line(m: Mapping[str, Any], kind: str) -> str:
+    for k in _START_KEYS:
+        if m.get(k) is not None:
+            return value_text(m[k])
+    if kind == "request":
+        parts = [m.get("method"), m.get("target"), m.get("version")]
+    else:
+        parts = [m.get("version"), m.get("status"), m.get("reason")]
+    return " ".join(value_text(p) for p in parts if p is not None)
+
+
+def _header_line(h: Any) -> tuple[str, int | None]:
+    if isinstance(h, Mapping):
+        off = h.get("offset")
+        for k in ("raw", "line", "text"):
+            if h.get(k) is not None:
+                return value_text(h[k]), off if _is_int(off) else None
+        name, value = h.get("name", ""), h.get("value", "")
+        return f"{value_text(name)}: {value_text(value)}", off if _is_int(off) else None
+    if isinstance(h, (list, tuple)) and len(h) == 2:
+        return f"{value_text(h[0])}: {value_text(h[1])}", None
+    return value_text(h), None
+
+
+class _Marks:
+    """Where the findings point in each direction's stream: offset spans and quoted lines."""
+
+    def __init__(self, findings: Sequence[Finding]) -> None:
+        self.spans: dict[str, list[tuple[int, int, int, str]]] = {"c2s": [], "s2c": []}
+        self.lines: dict[str, dict[str, list[tuple[int, str]]]] = {"c2s": {}, "s2c": {}}
+        for i, f in enumerate(findings):
+            if f.direction not in self.spans:
+                continue
+            detail = f.detail or {}
+            for s, e in _spans_of(detail):
+                self.spans[f.direction].append((s, e, i, f.code))
+            for x in _as_list(detail.get("lines")):
+                text = _line_ref(x, frozenset()).text
+                self.lines[f.direction].setdefault(text, []).append((i, f.code))
+
+    def header(self, direction: str, text: str, offset: int | None) -> tuple[tuple[int, str], ...]:
+        hits = list(self.lines.get(direction, {}).get(text, ()))
+        if offset is not None:
+            hits += self.within(direction, offset, offset + max(1, len(text)))
+        return tuple(sorted(set(hits)))
+
+    def within(self, direction: str, start: int, end: int) -> list[tuple[int, str]]:
+        return [(i, code) for s, e, i, code in self.spans.get(direction, ()) if s < end and start < e]
+
+
+def _message_view(kind: str, m: Mapping[str, Any], direction: str, marks: _Marks,
+                  shown: frozenset[int] | set[int]) -> MessageView:
+    head: tuple[Line, ...] = ()
+    headers: list[HeaderLineView] = []
+    codes: tuple[tuple[int, str], ...] = ()
+    raw = m.get("raw_head")
+    offset = m.get("offset") if _is_int(m.get("offset")) else None
+    if isinstance(raw, (str, bytes, bytearray)) and raw:
+        data = unescape(raw) if isinstance(raw, str) else bytes(raw)
+        start = offset or 0
+        spans = marks.spans.get(direction, ()) if offset is not None else ()
+        mask = _mask(len(data), ((s - start, e - start) for s, e, _, _ in spans))
+        head = text_lines(data, mask)
+        codes = tuple(sorted(set(marks.within(direction, start, start + len(data))))) if offset is not None else ()
+    else:
+        for h in _as_list(m.get("headers")):
+            text, off = _header_line(h)
+            hits = marks.header(direction, text, off)
+            headers.append(HeaderLineView(text, bool(hits), hits))
+    body: tuple[Line, ...] = ()
+    body_hex: tuple[HexRow, ...] = ()
+    note = ""
+    for k in _BODY_KEYS:
+        b = m.get(k)
+        if isinstance(b, Mapping):  # {"excerpt": ..., "length": ...}
+            b = next((b[x] for x in ("excerpt", "data", "text") if b.get(x) is not None), None)
+        if b is not None and not isinstance(b, (int, bool)) and b != "":
+            data = unescape(b) if isinstance(b, str) and k in _ESCAPED_KEYS else as_bytes(b)
+            limit = BODY_HEX_SHOWN if is_binary(data) else BODY_TEXT_SHOWN
+            shown_data = data[:limit]
+            if limit == BODY_HEX_SHOWN:
+                body_hex = hex_rows(shown_data, bytearray(len(shown_data)), 0)
+            else:
+                body = text_lines(shown_data, bytearray(len(shown_data)))
+            decoded = ", decoded" if "chunk" in value_text(m.get("framing")) else ""
+            total = m.get("body_length") if _is_int(m.get("body_length")) else len(data)
+            cut = f", first {len(shown_data)} of {total} bytes" if len(shown_data) < max(total, len(data)) else ""
+            note = f"body{decoded}{cut}"
+            break
+    rows = tuple(_detail_row(k, v, shown) for k, v in m.items() if k not in _CONSUMED and not _empty(v))
+    return MessageView(kind, direction, _start_line(m, kind), head, tuple(headers), codes, body, body_hex, note,
+                       rows)
+
+
+def _empty(value: Any) -> bool:
+    """Facts not worth a line in a message's summary: false flags, empty text and lists."""
+    return value is None or value is False or (isinstance(value, (str, list, tuple, dict)) and not value)
+
+
+def _detail_row(key: Any, value: Any, shown: frozenset[int] | set[int]) -> DetailRow:
+    key = visible(str(key))
+    if _is_int(value) and (key == "frame" or key.endswith("_frame")):
+        return DetailRow(key, str(value), _frame_refs((value,), shown))
+    if key.endswith("frames") and isinstance(value, (list, tuple)) and value and all(map(_is_int, value)):
+        return DetailRow(key, value_text(value), _frame_refs(value, shown))
+    return DetailRow(key, value_text(value), ())
+
+
+def exchange_view(i: int, exchange: Any, marks: _Marks, shown: frozenset[int] | set[int]) -> ExchangeView:
+    """One request/response exchange from its ``to_json()`` (pcapcheck.http.model), read defensively."""
+    data = exchange.to_json() if hasattr(exchange, "to_json") else exchange
+    data = data if isinstance(data, Mapping) else {"exchange": data}
+    messages = []
+    parts: list[tuple[str, Any, str]] = [("request", data.get("request"), "c2s")]
+    parts += [("interim response", x, "s2c") for x in _as_list(data.get("interim"))]
+    parts.append(("response", data.get("response"), "s2c"))
+    for kind, m, direction in parts:
+        if isinstance(m, Mapping):
+            direction = m.get("direction") if m.get("direction") in DIRECTIONS else direction
+            messages.append(_message_view(kind, m, direction, marks, shown))
+    skip = {"request", "response", "interim", "findings", "index"}
+    rows = tuple(_detail_row(k, v, shown) for k, v in data.items() if k not in skip and not _empty(v))
+    finals = [m.start_line for m in messages if m.kind != "interim response" and m.start_line]
+    summary = " → ".join(finals) or f"exchange {i + 1}"
+    return ExchangeView(i, summary, tuple(messages), rows)
+
+
+# -- the conversation page --------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class DirStats:
+    title: str
+    packets: str
+    bytes: str
+    options: str  # SYN options, "" when no SYN was seen
+
+
+@dataclass(frozen=True, slots=True)
+class Nav:
+    index: str  # "index.html#c7"
+    prev: str | None
+    prev_label: str
+    next: str
+    next_label: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationView:
+    id: int
+    input_index: int
+    input_path: str
+    title: str
+    client: str
+    server: str
+    client_guessed: bool
+    resumed: bool
+    reuse_of: str | None  # index anchor href of the conversation whose 4-tuple this one reuses
+    reuse_of_id: int | None
+    start: str
+    end: str
+    duration: str
+    first_frame: int
+    last_frame: int
+    dirs: tuple[DirStats, DirStats]
+    rtt: str
+    end_kind: str
+    end_sentence: str
+    worst: str  # severity label, "" when no findings
+    counts: tuple[tuple[str, int], ...]  # (severity, count), worst first, only non-zero
+    wireshark_filter: str
+    tshark_view: str
+    tshark_extract: str
+    findings: tuple[FindingView, ...]
+    ladder: tuple[LadderRow, ...]
+    timeline_total: int
+    timeline_capped: bool
+    graphs: tuple[Graph, ...]
+    exchanges: tuple[ExchangeView, ...]
+    streams: tuple[StreamView, ...]
+    streams_left_out: int  # directions of an HTTP conversation whose raw bytes are not repeated
+    follow_cmd: str  # tshark's Follow TCP Stream for this conversation
+    nav: Nav
+    version: str
+    timestamp: str | None
+
+
+def _options_text(opts: Mapping[str, Any]) -> str:
+    if not opts:
+        return ""
+    parts = []
+    if "mss" in opts:
+        parts.append(f"MSS {value_text(opts['mss'])}")
+    if "wscale" in opts:
+        parts.append(f"window scale {value_text(opts['wscale'])}")
+    if opts.get("sack_perm"):
+        parts.append("SACK permitted")
+    if opts.get("timestamps"):
+        parts.append("timestamps")
+    if "window" in opts:
+        parts.append(f"window {value_text(opts['window'])}")
+    known = {"mss", "wscale", "sack_perm", "timestamps", "window"}
+    parts += [f"{visible(str(k))} {value_text(v)}" for k, v in opts.items() if k not in known]
+    return ", ".join(parts)
+
+
+def build_conversation(r: ConversationResult, *, input_path: str | None = None,
+                       timestamp: str | None = None) -> ConversationView:
+    """The whole page's data, in one pass over the findings and one over the timeline."""
+    shown = frozenset(row.frame for row in r.timeline)
+    # frames -> findings naming them (for ladder rows), and severity
+    by_frame: dict[int, list[tuple[int, str, str]]] = {}
+    frame_sev: dict[int, int] = {}
+    counts: dict[str, int] = {}
+    findings = []
+    codes: dict[str, list[int]] = {}
+    for i, f in enumerate(r.findings):
+        codes.setdefault(f.code, []).append(i)
+    for i, f in enumerate(r.findings):
+        findings.append(finding_view(i, f, shown, codes))
+        counts[f.severity.label] = counts.get(f.severity.label, 0) + 1
+        for fr in f.frames:
+            if fr in shown:
+                lst = by_frame.setdefault(fr, [])
+                if not lst or lst[-1][0] != i:
+                    lst.append((i, f.code, f.severity.label))
+                frame_sev[fr] = max(frame_sev.get(fr, -1), int(f.severity))
+    marked_frames = {fr for fr, sev in frame_sev.items() if sev >= Severity.WARNING}
+
+    dirs = (_Dir(), _Dir())
+    seg_counts = [0, 0]
+    ladder = []
+    start = r.start_ns
+    for row in r.timeline:
+        ladder.append(_ladder_row(row, start, by_frame, frame_sev))
+        _collect(row, dirs, seg_counts, marked_frames)
+    graphs = tuple(g for g in (_graph(d, dirs[d], r.start_ns, r.end_ns, seg_counts[d]) for d in (0, 1))
+                   if g is not None)
+
+    marks = _Marks(r.findings)
+    exchanges = tuple(exchange_view(i, x, marks, shown) for i, x in enumerate(r.http))
+    streams = []
+    for d, head in enumerate(r.stream_heads):
+        if not head:
+            continue
+        name = DIRECTIONS[d]
+        spans = [(s, e) for s, e, _, _ in marks.spans[name]]
+        if exchanges and not any(s < len(head) for s, _ in spans):
+            continue  # the exchanges above show this direction; the raw bytes only when a finding points there
+        head = bytes(head)
+        binary = is_binary(head)  # binary data (TLS...) reads better, and renders faster, as hex only
+        # hex: the first KiB and the rows around highlighted bytes; for a text stream of an HTTP conversation
+        # only the latter (the exchanges above show the rest)
+        limit = 0 if exchanges and not binary else STREAM_HEX_LIMIT
+        streams.append(StreamView(name, "client → server" if d == 0 else "server → client", r.bytes[d],
+                                  bytes_view(head, 0, spans, limit, text=not binary),
+                                  len(head) >= r.bytes[d], binary))
+
+    path = input_path if input_path is not None else "CAPTURE.pcap"
+    fil = f"tcp.stream eq {int(r.id)}"
+    ext = f"conv-{int(r.id)}.pcap" if r.input_index == 0 else f"in{int(r.input_index)}-conv-{int(r.id)}.pcap"
+    hs = r.handshake
+    k = r.input_index
+    nav = Nav(
+        index=f"index.html#{row_anchor(k, r.id)}",
+        prev=f"index.html#{row_anchor(k, r.id - 1)}" if r.id > 0 else None,
+        prev_label=f"conversation {r.id - 1}" if r.id > 0 else "",
+        next=f"index.html#{row_anchor(k, r.id + 1)}",
+        next_label=f"conversation {r.id + 1}",
+    )
+    worst = r.worst
+    return ConversationView(
+        id=r.id, input_index=k, input_path=path,
+        title=f"conversation {r.id}: {r.client} → {r.server}",
+        client=r.client, server=r.server, client_guessed=r.client_guessed, resumed=r.resumed,
+        reuse_of=f"index.html#{row_anchor(k, r.reuse_of)}" if r.reuse_of is not None else None,
+        reuse_of_id=r.reuse_of,
+        start=utc(r.start_ns), end=utc(r.end_ns), duration=duration(r.duration_ns),
+        first_frame=r.first_frame, last_frame=r.last_frame,
+        dirs=(DirStats("client → server", number(r.packets[0]), number(r.bytes[0]),
+                       _options_text(hs.client_options)),
+              DirStats("server → client", number(r.packets[1]), number(r.bytes[1]),
+                       _options_text(hs.server_options))),
+        rtt=duration(hs.rtt_ns) if hs.rtt_ns is not None else "",
+        end_kind=visible(r.end), end_sentence=visible(r.end_sentence),
+        worst=worst.label if worst is not None else "",
+        counts=tuple((s, counts[s]) for s in SEVERITIES if s in counts),
+        wireshark_filter=fil,
+        tshark_view=f"tshark -r {shlex.quote(path)} -Y '{fil}'",
+        tshark_extract=f"tshark -r {shlex.quote(path)} -Y '{fil}' -w {ext}",
+        findings=tuple(findings), ladder=tuple(ladder), timeline_total=r.timeline_total,
+        timeline_capped=r.timeline_capped, graphs=graphs, exchanges=exchanges, streams=tuple(streams),
+        streams_left_out=sum(1 for h in r.stream_heads if h) - len(streams),
+        follow_cmd=f"tshark -r {shlex.quote(path)} -q -z follow,tcp,ascii,{int(r.id)}",
+        nav=nav, version=__version__, timestamp=timestamp,
+    )
+
+
+_FLAG_TEXT = [flag_text(f) for f in range(256)]
+_SEVERITY_LABEL = {int(s): s.label for s in Severity}
+
+
+def _ladder_row(row: PacketRow, start: int, by_frame: Mapping[int, list[tuple[int, str, str]]],
+                frame_sev: Mapping[int, int]) -> LadderRow:
+    frame, flags, length = row.frame, row.flags, row.length
+    if length:
+        label = f"seq {row.seq}:{(row.seq + length) & 0xFFFFFFFF}"
+    else:
+        label = f"seq {row.seq}"
+    if flags & ACK:
+        label = f"{label} ack {row.ack} win {row.window}"
+    else:
+        label = f"{label} win {row.window}"
+    if length:
+        label = f"{label} len {length}"
+    kind = _kind(flags, length)
+    sev = frame_sev.get(frame, -1)
+    severity = _SEVERITY_LABEL[sev] if sev >= 0 else ""
+    cls = f"d{row.direction} k-{kind}"
+    if severity:
+        cls = f"{cls} s-{severity}"
+    if row.verdict:
+        cls = f"{cls} oow"
+    found = tuple(by_frame[frame]) if frame in by_frame else ()
+    analysis: tuple[tuple[str, int], ...] = ()
+    if row.analysis:  # a Wireshark flag links to the finding that counts it; that finding is not listed again
+        index = {code: i for i, code, _ in found}
+        analysis = tuple((a[4:] if a.startswith("tcp.") else a, index.get(a, -1)) for a in row.analysis)
+        found = tuple(x for x in found if x[1] not in row.analysis)
+    return LadderRow(
+        frame, f"{(row.ts - start) / 1e9:.6f}", row.direction, _FLAG_TEXT[flags & 0xFF], label, cls, kind,
+        analysis, row.verdict, severity, found, bool(analysis or row.verdict or found),
+    )
+
+
+def _collect(row: PacketRow, dirs: tuple[_Dir, _Dir], seg_counts: list[int], marked: set[int]) -> None:
+    d = row.direction
+    mine, other = dirs[d], dirs[1 - d]
+    flags = row.flags
+    if row.length:
+        seg_counts[d] += 1
+        if row.verdict:
+            kind = "oow"
+        elif _RETRANSMISSION.intersection(row.analysis):
+            kind = "retx"
+        else:
+            kind = "plain"
+        mine.segs.append((row.ts, row.seq, row.seq + row.length, kind, row.frame))
+    if flags & RST:
+        mine.ctl.append((row.ts, row.seq, "rst", row.frame))
+        other.rev_rsts.append((row.ts, row.frame))
+    elif flags & SYN:
+        mine.ctl.append((row.ts, row.seq, "syn", row.frame))
+    elif flags & FIN:
+        mine.ctl.append((row.ts, row.seq + row.length, "fin", row.frame))
+    elif row.frame in marked and not row.length:
+        mine.ctl.append((row.ts, row.seq, "finding", row.frame))
+    if row.verdict and not row.length and not flags & (RST | SYN | FIN):
+        mine.ctl.append((row.ts, row.seq, "oow", row.frame))
+    if flags & ACK and not flags & RST:
+        other.acks.append((row.ts, row.ack))
+        other.rev_wins.append((row.ts, (row.ack + row.window) & 0xFFFFFFFF))
+    if row.wnd_edge >= 0:
+        mine.wins.append((row.ts, row.wnd_edge))
+
+
+# -- the index --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class IndexRow:
+    anchor: str
+    id: int
+    input_index: int
+    client: str
+    server: str
+    start: str
+    start_title: str
+    start_ns: int
+    duration: str
+    duration_ns: int
+    packets: int
+    bytes: int
+    end: str
+    end_sentence: str
+    counts: tuple[int, int, int, int]  # error, warning, notice, info
+    codes: str
+    worst: str  # severity label or ""
+    worst_n: int  # -1 when none (sort key)
+    page: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureFindingView:
+    severity: str
+    code: str
+    message: str
+    frames: str
+
+
+@dataclass(frozen=True, slots=True)
+class InputView:
+    index: int
+    path: str
+    format: str
+    compressed: bool
+    readable: bool
+    linktypes: tuple[str, ...]
+    frames: str
+    tcp_frames: str
+    conversations: str
+    conversations_n: int
+    first: str
+    last: str
+    span: str
+    findings: tuple[CaptureFindingView, ...]
+    end_anchor: str  # anchor one past the last id: the "next" link of the last conversation's page
+
+
+@dataclass(frozen=True, slots=True)
+class ConvLink:
+    href: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class CodeSummary:
+    code: str
+    severity: str
+    findings: int
+    conversations: tuple[ConvLink, ...]
+    more: int  # conversations with the code beyond those linked
+
+
+@dataclass(frozen=True, slots=True)
+class IndexView:
+    title: str
+    inputs: tuple[InputView, ...]
+    multi_input: bool
+    severity_totals: tuple[tuple[str, int], ...]
+    codes: tuple[CodeSummary, ...]
+    rows: Iterable[IndexRow]  # a generator, worst first: read once, by the template
+    conversations: int
+    pages: int
+    without_page: int
+    page_limit: int
+    policy: str  # "auto" | "all"
+    version: str
+    timestamp: str | None
+
+
+class CodeIndex:
+    """Per finding code: worst severity and the first conversations that have it (for the index summary)."""
+
+    def __init__(self) -> None:
+        self.severity: dict[str, int] = {}
+        self.convs: dict[str, list[tuple[int, int]]] = {}
+        self.conv_count: dict[str, int] = {}
+
+    def add(self, r: ConversationResult) -> None:
+        seen: set[str] = set()
+        for f in r.findings:
+            self.severity[f.code] = max(self.severity.get(f.code, -1), int(f.severity))
+            if f.code in seen:
+                continue
+            seen.add(f.code)
+            self.conv_count[f.code] = self.conv_count.get(f.code, 0) + 1
+            lst = self.convs.setdefault(f.code, [])
+            if len(lst) < INDEX_CODE_LINKS:
+                lst.append((r.input_index, r.id))
+
+    def add_capture(self, findings: Iterable[Finding]) -> None:
+        for f in findings:
+            self.severity[f.code] = max(self.severity.get(f.code, -1), int(f.severity))
+
+
+def index_row(s: ConversationSummary) -> IndexRow:
+    counts = dict(s.counts)
+    return IndexRow(
+        anchor=row_anchor(s.input_index, s.id), id=s.id, input_index=s.input_index,
+        client=s.client, server=s.server, start=clock(s.start_ns), start_title=utc(s.start_ns),
+        start_ns=s.start_ns, duration=duration(s.duration_ns), duration_ns=s.duration_ns,
+        packets=s.packets, bytes=s.bytes, end=visible(s.end), end_sentence=visible(s.end_sentence),
+        counts=(counts.get("error", 0), counts.get("warning", 0), counts.get("notice", 0), counts.get("info", 0)),
+        codes=" ".join(s.codes), worst=Severity(s.worst).label if s.worst >= 0 else "", worst_n=s.worst,
+        page=s.page,
+    )
+
+
+def input_view(i: InputSummary) -> InputView:
+    span = duration(i.last_ns - i.first_ns) if i.first_ns is not None and i.last_ns is not None else "-"
+    return InputView(
+        index=i.index, path=i.path, format=i.format, compressed=i.compressed, readable=i.readable,
+        linktypes=tuple(f"{name} ({lt}): {number(n)} frames" for lt, name, n in i.linktypes),
+        frames=number(i.frames), tcp_frames=number(i.tcp_frames), conversations=number(i.conversations),
+        conversations_n=i.conversations, first=utc(i.first_ns), last=utc(i.last_ns), span=span,
+        findings=tuple(CaptureFindingView(f.severity.label, visible(f.code), visible(f.message),
+                                          value_text(list(f.frames[:20])) + (" ..." if len(f.frames) > 20 else ""))
+                       for f in i.findings),
+        end_anchor=row_anchor(i.index, i.conversations),
+    )
+
+
+def build_index(summaries: Sequence[ConversationSummary], inputs: Sequence[InputSummary],
+                severities: Mapping[Severity, int], codes: Mapping[str, int], code_index: CodeIndex, *,
+                page_limit: int, policy: str, timestamp: str | None = None) -> IndexView:
+    code_index.add_capture(f for i in inputs for f in i.findings)
+    order = sorted(summaries, key=lambda s: (-s.worst, s.input_index, s.id))
+    rows = (index_row(s) for s in order)  # made while the template writes them: the index can list 100k rows
+    pages = {(s.input_index, s.id): s.page for s in summaries if s.page is not None}
+    code_views = []
+    for code in sorted(codes, key=lambda c: (-code_index.severity.get(c, 0), c)):
+        links = tuple(ConvLink(pages.get((k, c)) or f"#{row_anchor(k, c)}", f"{k}:{c}" if k else str(c))
+                      for k, c in code_index.convs.get(code, ()))
+        code_views.append(CodeSummary(
+            code=code, severity=Severity(max(code_index.severity.get(code, 0), 0)).label, findings=codes[code],
+            conversations=links, more=code_index.conv_count.get(code, 0) - len(links),
+        ))
+    names = ", ".join(i.path for i in inputs)
+    return IndexView(
+        title=f"pcapcheck: {names}" if names else "pcapcheck report",
+        inputs=tuple(input_view(i) for i in inputs), multi_input=len(inputs) > 1,
+        severity_totals=tuple((s.label, severities.get(s, 0)) for s in sorted(Severity, reverse=True)),
+        codes=tuple(code_views), rows=rows, conversations=len(summaries), pages=len(pages),
+        without_page=len(summaries) - len(pages), page_limit=page_limit, policy=policy, version=__version__,
+        timestamp=timestamp,
+    )

@@ -1,0 +1,1 @@
+"""Helpers for the report tests: hand-built conversation results and a headless Chromium runner."""

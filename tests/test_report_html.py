@@ -1,0 +1,320 @@
+"""The HTML report: escaping of attacker bytes, links and anchors, page policy, determinism, view models."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import multiprocessing
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from pcapcheck.findings import Severity
+from pcapcheck.report import html_report, views
+from pcapcheck.report.html_report import HtmlReport, render_conversation
+from tests.browser import samples as s
+
+PKG = Path(html_report.__file__).resolve().parent.parent
+
+
+class Page(HTMLParser):
+    """What the checks need from a page: ids, links, resources, scripts."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.ids: list[str] = []
+        self.hrefs: list[str] = []
+        self.srcs: list[str] = []
+        self.scripts = 0
+        self.tags: set[str] = set()
+        self.handlers: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        if tag == "script":
+            self.scripts += 1
+        for k, v in attrs:
+            if k == "id":
+                self.ids.append(v)
+            elif k == "href":
+                self.hrefs.append(v)
+            elif k in ("src", "srcset", "action", "data", "poster"):
+                self.srcs.append(v)
+            elif k.startswith("on"):
+                self.handlers.append(k)
+
+
+def render_all(outdir: Path, results, inputs=None, **kw) -> HtmlReport:
+    inputs = inputs if inputs is not None else [s.input_summary(conversations=len(results))]
+    rep = HtmlReport(outdir, inputs=[i.path for i in inputs], **kw)
+    for r in results:
+        rep.conversation(r)
+    rep.finish(s.totals_for(list(results), inputs))
+    return rep
+
+
+def check_links(outdir: Path) -> dict[str, Page]:
+    """Every id unique, every link lands (file exists, anchor exists), nothing external."""
+    pages = {p.name: Page(p.read_text(encoding="utf-8")) for p in outdir.glob("*.html")}
+    for name, page in pages.items():
+        assert len(page.ids) == len(set(page.ids)), f"{name}: duplicate ids"
+        assert not page.srcs, f"{name}: loads {page.srcs}"
+        assert not page.handlers, f"{name}: event handler attributes {page.handlers}"
+        for href in page.hrefs:
+            assert not re.match(r"[a-z]+:", href), f"{name}: external link {href}"
+            target, _, anchor = href.partition("#")
+            target = target or name
+            assert target in pages, f"{name}: link to missing {target}"
+            if anchor:
+                assert anchor in pages[target].ids, f"{name}: link to missing #{anchor} in {target}"
+    return pages
+
+
+# -- safety -----------------------------------------------------------------------------------------------
+
+def test_attacker_bytes_render_inert(tmp_path):
+    render_all(tmp_path, [s.xss(), s.incident1()])
+    for path in tmp_path.glob("*.html"):
+        text = path.read_text(encoding="utf-8")
+        assert "<script>document" not in text and "<img src=x" not in text, path.name
+        assert 'onerror="' not in text and "<pwned" not in text
+        assert "\x00" not in text and "\x1b" not in text and "\ufffd" not in text, path.name
+        page = Page(text)
+        assert "img" not in page.tags and "pwned" not in page.tags
+        assert page.scripts == (1 if path.name == "index.html" else 0), path.name
+    page = (tmp_path / "conv-2.html").read_text(encoding="utf-8")
+    assert "&lt;script&gt;document.title=&#39;PWNED&#39;" in page  # shown, as text
+    assert "\\x00" in page and "\\x1b" in page and "\\xff\\xfe" in page  # control bytes and invalid UTF-8 visible
+    assert "<title>conversation 2: 198.51.100.7:1234 → 198.51.100.8:80</title>" in page
+    index = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert "reset: &lt;script&gt;" in index  # the ending sentence, in a title attribute, escaped
+    # a Content-Security-Policy lets only the index's own script run, and none on conversation pages
+    assert "script-src 'sha256-" in index and "script-src" not in page and "default-src 'none'" in page
+
+
+def test_no_markup_in_python():
+    """Three steps (coverage.py): views hold data, templates hold markup. No tags in Python string literals."""
+    tag = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*[\s>/]")
+    for path in (PKG / "report").glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef)) and n.body
+                      and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                assert not tag.search(node.value), f"{path.name}:{node.lineno}: markup in Python: {node.value!r}"
+
+
+def test_names_and_anchors_from_ids_only():
+    assert views.page_name(0, 7) == "conv-7.html" and views.page_name(2, 7) == "in2-conv-7.html"
+    assert views.row_anchor(0, 7) == "c7" and views.row_anchor(1, 0) == "in1-c0"
+
+
+# -- links, anchors, navigation -------------------------------------------------------------------------
+
+def test_links_and_anchors(tmp_path):
+    render_all(tmp_path, [s.incident2(30), s.xss(), s.incident1()])
+    pages = check_links(tmp_path)
+    conv0 = pages["conv-0.html"]
+    assert {"finding-0", "finding-1", "finding-2", "f1", "f8"} <= set(conv0.ids)
+    assert "#f6" in conv0.hrefs  # the finding's frame links to the ladder row
+    # previous/next go to the neighbours' index rows; the last one to the end-of-list anchor
+    assert "index.html#c1" in conv0.hrefs and not any(h.startswith("index.html#c-1") for h in conv0.hrefs)
+    assert "index.html#c3" in pages["conv-2.html"].hrefs
+    xss = (tmp_path / "conv-2.html").read_text(encoding="utf-8")
+    assert "99999" in xss and "#f99999" not in xss  # a frame not in the ladder is shown, not linked
+
+
+def test_multiple_inputs(tmp_path):
+    results = [s.plain(0), s.plain(1), s.plain(0, input_index=1, severity=Severity.ERROR)]
+    inputs = [s.input_summary(0, 2, "a.pcap"), s.input_summary(1, 1, "b.pcapng")]
+    render_all(tmp_path, results, inputs)
+    pages = check_links(tmp_path)
+    assert set(pages) == {"index.html", "conv-0.html", "conv-1.html", "in1-conv-0.html"}
+    assert {"c0", "c1", "c2", "in1-c0", "in1-c1"} <= set(pages["index.html"].ids)
+    page = (tmp_path / "in1-conv-0.html").read_text(encoding="utf-8")
+    assert "tshark -r b.pcapng -Y &#39;tcp.stream eq 0&#39; -w in1-conv-0.pcap" in page
+
+
+def test_index_sorted_worst_first(tmp_path):
+    results = [s.plain(0), s.plain(1, severity=Severity.NOTICE), s.plain(2, severity=Severity.ERROR),
+               s.plain(3, severity=Severity.WARNING), s.plain(4, severity=Severity.ERROR)]
+    render_all(tmp_path, results)
+    index = (tmp_path / "index.html").read_text(encoding="utf-8")
+    rows = re.findall(r'<tr id="(c\d+)" class="w-', index)
+    assert rows == ["c2", "c4", "c3", "c1", "c0"]
+
+
+# -- page policy ------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_limit(monkeypatch):
+    monkeypatch.setattr(html_report, "PAGE_LIMIT", 10)
+    return 10
+
+
+def _many(n: int) -> list:
+    # finalization order differs from id order; every 7th has a warning, every 11th an error
+    out = []
+    for cid in range(n):
+        sev = Severity.ERROR if cid % 11 == 5 else Severity.WARNING if cid % 7 == 3 else None
+        if cid % 5 == 0:
+            sev = sev or Severity.INFO
+        out.append(s.plain(cid, severity=sev))
+    return out[1::2] + out[0::2]
+
+
+def test_policy_all_pages_up_to_the_limit(tmp_path, small_limit):
+    rep = render_all(tmp_path, _many(small_limit))
+    assert len(list(tmp_path.glob("conv-*.html"))) == small_limit
+    assert all(x.page for x in rep.summaries)
+    assert "have no page of their own" not in (tmp_path / "index.html").read_text(encoding="utf-8")
+
+
+def test_policy_beyond_the_limit(tmp_path, small_limit):
+    results = _many(small_limit * 4)
+    render_all(tmp_path, results, conversations={0, 2})
+    expected = {f"conv-{r.id}.html" for r in results
+                if r.id in (0, 2) or (r.worst is not None and r.worst >= Severity.WARNING)}
+    assert {p.name for p in tmp_path.glob("conv-*.html")} == expected
+    pages = check_links(tmp_path)  # rows of page-less conversations do not link
+    index = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert f"{40 - len(expected)} of 40 conversations have no page of their own" in index
+    assert "--pages all" in index and "--conversation N" in index
+    linked = {h for h in pages["index.html"].hrefs if h.startswith("conv-")}
+    assert linked == expected
+
+
+def test_policy_pages_all(tmp_path, small_limit):
+    render_all(tmp_path, _many(small_limit * 2), pages="all")
+    assert len(list(tmp_path.glob("conv-*.html"))) == small_limit * 2
+    with pytest.raises(ValueError):
+        HtmlReport(tmp_path, pages="some")
+
+
+# -- determinism and size ---------------------------------------------------------------------------------
+
+def test_two_renders_identical(tmp_path):
+    for d in ("a", "b"):
+        render_all(tmp_path / d, [s.incident1(), s.incident2(50), s.xss()])
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for n in names:
+        assert (tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes(), n
+    text = (tmp_path / "a" / "index.html").read_text(encoding="utf-8")
+    assert not re.search(r"20\d\d-\d\d-\d\dT", text)  # no wall-clock time without a timestamp
+    render_all(tmp_path / "c", [s.incident1()], timestamp="generated 2024-05-01T12:00:00Z")
+    assert "generated 2024-05-01T12:00:00Z" in (tmp_path / "c" / "index.html").read_text(encoding="utf-8")
+
+
+def test_page_size_linear_in_timeline():
+    small = len(render_conversation(s.incident2(1000)))
+    big = len(render_conversation(s.incident2(2000)))
+    assert 1.7 < big / small < 2.2
+
+
+def test_timeline_cap_is_stated():
+    page = render_conversation(s.incident2(200, capped=True))
+    r = s.incident2(200, capped=True)
+    assert f"Showing {len(r.timeline)} of {r.timeline_total} packets" in page
+
+
+# -- view models ------------------------------------------------------------------------------------------
+
+def test_graph_thins_but_keeps_marked_segments():
+    r = s.incident2(6000)
+    view = views.build_conversation(r)
+    g = view.graphs[0]
+    assert g.direction == "c2s" and g.segments_total == 6000
+    assert g.segments < 2 * g.plot_w + 200  # thinned per pixel column
+    retx = sum(1 for row in r.timeline if row.analysis)
+    assert g.retx_path.count("V") == retx  # every retransmission kept
+    assert g.oow_path.count("V") == 1 and any(m.kind == "oow" for m in g.marks)
+    assert len(view.graphs) == 1  # no data from the server: no server graph
+    assert [m.frame for m in g.rst_lines] == [r.timeline[-1].frame]
+
+
+def test_ladder_rows():
+    view = views.build_conversation(s.incident1())
+    flags = [row.flags for row in view.ladder]
+    assert flags == ["[S]", "[S.]", "[.]", "[P.]", "[.]", "[P.]", "[.]", "[R.]"]
+    rst = view.ladder[-1]
+    assert rst.kind == "rst" and rst.dir == 0 and rst.findings[0][1] == "tcp.rst"
+    assert view.ladder[3].label == f"seq 1:{1 + len(s.REQUEST1)} ack 1 win 65536 len {len(s.REQUEST1)}"
+    assert view.start == "2023-11-14 22:13:20.123456789 UTC"
+
+
+def test_finding_detail_views():
+    view = views.build_conversation(s.incident1())
+    te = view.findings[0]
+    assert te.code == "http.te.duplicate" and [p.verdict for p in te.peers][:2] == ["rejects", "rejects"]
+    marked = [("".join(r.text for r in line.runs if "m" in r.cls), line.end) for line in te.excerpt.lines]
+    assert marked == [("", "crlf"), ("Transfer-Encoding: chunked", "crlf mk"), ("Transfer-Encoding: Chunked", "crlf"),
+                      ("", "")]
+    assert [line.frame.frame for line in te.lines] == [6, 6]
+    rst = view.findings[1]
+    assert len(rst.evidence) == 3 and any(d.key == "trigger_frame" and d.frames for d in rst.details)
+    resp = view.exchanges[0].messages[1]
+    marked = ["".join(r.text for r in line.runs if "m" in r.cls) for line in resp.head]
+    assert marked == ["", "", "Transfer-Encoding: chunked", "Transfer-Encoding: Chunked", "", ""]
+    assert resp.marked_codes == ((0, "http.te.duplicate"),)
+    assert "".join(r.text for r in resp.body[0].runs) == '{"status":"ok","id":42}'
+    # without the raw head (another producer's exchange), the parsed header lines are marked instead
+    xss = views.build_conversation(s.xss()).exchanges[0].messages[0]
+    assert xss.head == () and [h.marked for h in xss.headers] == [False, False, True]
+
+
+def test_bytes_view_escapes_and_marks():
+    bv = views.bytes_view(b"ab\x00\r\nc\xff" * 3, 100, [(102, 104)])
+    assert bv.marked == 2 and bv.start == 100
+    # one line per LF; the CR is marked and the LF not, so the ending stays in the runs, escaped
+    assert [(r.text, r.cls) for r in bv.lines[0].runs] == [("ab", ""), ("\\x00\\r", "m c"), ("\\n", "c")]
+    assert bv.lines[0].end == "" and bv.lines[1].end == "crlf"
+    assert [(r.text, r.cls) for r in bv.lines[1].runs] == [("c", ""), ("\\xff", "c"), ("ab", ""), ("\\x00", "c")]
+    assert bv.hex_rows[0].offset == "00000064" and bv.hex_rows[0].hex[0].text == "61 62"
+    assert views.visible("a\u202eb\x07") == "a\\u202eb\\x07" and views.visible("→ µs") == "→ µs"
+    assert views.flag_text(0x02 | 0x10) == "[S.]" and views.flag_text(0) == "[none]"
+    assert views.utc(1) == "1970-01-01 00:00:00.000000001 UTC"
+
+
+# -- the render worker --------------------------------------------------------------------------------------
+
+@pytest.fixture
+def early_worker(monkeypatch):
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork(): pages are always rendered in-process here")
+    monkeypatch.setattr(html_report, "WORKER_AFTER", 2)
+
+
+def test_worker_output_identical(tmp_path, early_worker, small_limit):
+    """Pages rendered by the worker process are the same bytes, including pages the policy deletes later."""
+    n = small_limit * 3
+    results = _many(n) + [dataclasses.replace(s.incident1(), id=n), dataclasses.replace(s.xss(), id=n + 1)]
+    for w in (0, 1):
+        rep = render_all(tmp_path / str(w), results, workers=w, conversations={4})
+        assert (rep._worker is None) and rep.workers == w
+    a, b = tmp_path / "0", tmp_path / "1"
+    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+    for p in a.iterdir():
+        assert p.read_bytes() == (b / p.name).read_bytes(), p.name
+    check_links(b)
+
+
+def test_worker_error_is_raised(tmp_path, early_worker, monkeypatch):
+    real = views.build_conversation
+
+    def broken(result, **kw):
+        if result.id == 5:
+            raise ValueError("boom in the view")
+        return real(result, **kw)
+
+    monkeypatch.setattr(views, "build_conversation", broken)  # the forked worker inherits the patch
+    rep = HtmlReport(tmp_path, workers=1)
+    with pytest.raises(RuntimeError, match="boom in the view"):
+        for cid in range(12):
+            rep.conversation(s.plain(cid))
+        rep.finish(s.totals_for([], [s.input_summary()]))
+    rep.close()
