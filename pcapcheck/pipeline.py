@@ -89,9 +89,9 @@ class ConvState:
         self.start_ts = pkt.ts
         self.end_ts = pkt.ts
         self.flag_frames: dict[int, list] = {}  # flag bit -> [count, frames...]
-        self.head: list[PacketRow] = []
-        self.tail: deque[PacketRow] = deque(maxlen=options.timeline_tail)
-        self.marked: list[PacketRow] = []
+        self.head: list[tuple] = []  # raw rows, see _row
+        self.tail: deque[tuple] = deque(maxlen=options.timeline_tail)
+        self.marked: list[tuple] = []
         self.timeline_total = 0
         self.fin_frame: list[int | None] = [None, None]
         self.rst_frames: list[int] = []
@@ -99,7 +99,8 @@ class ConvState:
         self.synack: TcpPacket | None = None
         self.handshake_ack: int | None = None
         self.isn: list[int | None] = [None, None]
-        self.edge: list[int] = [-1, -1]  # right edge of the window direction d may send into (absolute seq)
+        # (ack, raw window, on a SYN) last advertised to direction d: the window d may send into
+        self.edge: list[tuple | None] = [None, None]
         self.ended = False
 
     @staticmethod
@@ -136,9 +137,8 @@ class ConvState:
         if flags & ACK:
             if not flags & RST:
                 self.reasm[1 - d].acked(pkt.ack, pkt.frame)
-            scale = self.tracker.window_scale(d)
-            win = pkt.window if flags & SYN or scale < 0 else pkt.window << scale
-            self.edge[1 - d] = (pkt.ack + win) & sq.MASK
+            # the window the peer may send into: scaled at finish, when the scale is known
+            self.edge[1 - d] = (pkt.ack, pkt.window, flags & SYN)
         self.rst.packet(d, pkt, mask, j)
         verdict = ""
         if j is not ACCEPTED:
@@ -185,30 +185,39 @@ class ConvState:
                 self.conv.closed_at = pkt.ts
 
     def _row(self, d: int, pkt: TcpPacket, mask: int, verdict: str) -> None:
+        """Keep a raw row (plain ints); PacketRow objects are built once, at finish."""
         self.timeline_total += 1
-        opts = self.options
-        keep_head = len(self.head) < opts.timeline_head
-        important = mask or verdict or pkt.flags & (SYN | FIN | RST)
-        if not keep_head and not important and opts.timeline_tail == 0:
-            return
-        base = self.tracker.base_seq(d)
-        base_r = self.tracker.base_seq(1 - d)
-        scale = self.tracker.window_scale(d)
-        win = pkt.window if pkt.flags & SYN or scale < 0 else pkt.window << scale
-        edge = self.edge[d]
-        row = PacketRow(
-            pkt.frame, pkt.ts, d, pkt.flags,
-            (pkt.seq - base) & sq.MASK if base is not None else pkt.seq,
-            ((pkt.ack - base_r) & sq.MASK if base_r is not None else pkt.ack) if pkt.flags & ACK else 0,
-            pkt.seglen, win, tuple(flag_names(mask)) if mask else (), verdict,
-            ((edge - base) & sq.MASK if base is not None else edge) if edge >= 0 else -1,
-        )
-        if keep_head:
+        flags = pkt.flags
+        row = (pkt.frame, pkt.ts, d, flags, pkt.seq, pkt.ack, pkt.seglen, pkt.window, mask, verdict, self.edge[d])
+        if len(self.head) < self.options.timeline_head:
             self.head.append(row)
-        elif important and len(self.marked) < opts.timeline_marked:
+        elif (mask or verdict or flags & (SYN | FIN | RST)) and len(self.marked) < self.options.timeline_marked:
             self.marked.append(row)
         else:
             self.tail.append(row)
+
+    def _rows(self) -> list[PacketRow]:
+        tr = self.tracker
+        base = (tr.base_seq(0), tr.base_seq(1))
+        scale = [tr.window_scale(0), tr.window_scale(1)]
+        out = []
+        for frame, ts, d, flags, seqno, ackno, seglen, window, mask, verdict, edge in (
+                self.head + sorted(self.marked + list(self.tail))):
+            b, br, sc = base[d], base[1 - d], scale[d]
+            rel_edge = -1
+            if edge is not None:
+                eack, ewin, esyn = edge
+                esc = scale[1 - d]
+                e = (eack + (ewin if esyn or esc < 0 else ewin << esc)) & sq.MASK
+                rel_edge = (e - b) & sq.MASK if b is not None else e
+            out.append(PacketRow(
+                frame, ts, d, flags,
+                (seqno - b) & sq.MASK if b is not None else seqno,
+                ((ackno - br) & sq.MASK if br is not None else ackno) if flags & ACK else 0,
+                seglen, window if flags & SYN or sc < 0 else window << sc,
+                tuple(flag_names(mask)) if mask else (), verdict, rel_edge,
+            ))
+        return out
 
     # -- finalization ------------------------------------------------------------
     def finish(self, capture_ended: bool) -> ConversationResult:
@@ -242,8 +251,7 @@ class ConvState:
         )
         findings.extend(more)
         findings.sort(key=sort_key)
-        timeline = self.head + sorted(self.marked + list(self.tail), key=lambda row: row.frame)
-        # marked rows and tail rows can overlap only if a row was put in both; they are exclusive above
+        timeline = self._rows()
         hs = self._handshake()
         client, server = conv.client, conv.server
         return ConversationResult(
