@@ -17,8 +17,9 @@ import io
 import os
 import struct
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import dpkt
 

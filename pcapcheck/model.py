@@ -110,7 +110,7 @@ class ConversationSummary:
     page: str | None  # file name of its page, None when no page was written
 
     @classmethod
-    def of(cls, r: ConversationResult, page: str | None) -> "ConversationSummary":
+    def of(cls, r: ConversationResult, page: str | None) -> ConversationSummary:
         counts: dict[Severity, int] = {}
         for f in r.findings:
             counts[f.severity] = counts.get(f.severity, 0) + 1

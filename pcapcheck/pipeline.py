@@ -9,8 +9,9 @@ conversations, not the size of the capture.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 from pcapcheck import seq as sq
 from pcapcheck.analyzers.http1 import Http1Analyzer

@@ -50,10 +50,22 @@ class Http1Analyzer:
     # --- the pipeline's interface --------------------------------------------------------------------------
 
     def data(self, ev: StreamData) -> None:
-        reader = self._reader(ev.direction)
-        if reader is not None and ev.data:
-            reader.data(ev)
-            self._pump()
+        # The hot path (called for every in-order segment). A direction that is not parsed (not HTTP, tunnel)
+        # only tracks where it ends; a segment inside a body is taken by fast_data without buffering or
+        # parsing. Neither can resume the other direction, so there is nothing to pump.
+        direction = ev.direction
+        reader = self._c2s if direction == C2S else self._s2c if direction == S2C else None
+        if reader is None:
+            return
+        data = ev.data
+        through = reader.through
+        if through is not None and ev.offset == through.base:
+            through.base += len(data)
+            return
+        if not data or reader.fast_data(ev.offset, data, ev.frame):
+            return
+        reader.data(ev)
+        self._pump()
 
     def gap(self, ev: Gap) -> None:
         reader = self._reader(ev.direction)

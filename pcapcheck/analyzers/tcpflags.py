@@ -4,7 +4,8 @@ port reuse."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pcapcheck.findings import Finding, Severity
 from pcapcheck.tcp.tracker import FLAG_CODES

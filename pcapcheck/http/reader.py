@@ -64,6 +64,7 @@ EXCERPT_AFTER = 24
 EXCERPT_SPAN = 16  # at most this much of the offending bytes themselves (64 bytes in all)
 CR, LF = 0x0D, 0x0A
 _HEAD_END = re.compile(rb"\n\r?\n")
+_CHUNK_DATA = ChunkPhase.DATA
 
 
 class Mode(enum.Enum):
@@ -241,6 +242,11 @@ class DirectionReader:
         self.end_seen = False
         self._last_offset = 0  # end of the last data event (queued ones included)
         self._stream = StreamBuffer()
+        # Set (to the stream buffer) once the direction is parsed no more (not HTTP, tunnel) and no finding
+        # waits for its bytes: from then on nothing can read its bytes or frames, only where it ends (for
+        # gaps, lost_bytes and ``offset``), so the host just advances ``through.base`` over an in-order segment.
+        # Its history is dropped when set, as at a reset, so the buffer never claims bytes it does not hold.
+        self.through: StreamBuffer | None = None
         self._started = False  # any data seen (the first offset sets the stream's origin)
         self._pos = 0  # buf index of the first unconsumed byte
         self._queue: list[StreamData | Gap | StreamEnd] = []
@@ -288,6 +294,58 @@ class DirectionReader:
                 self._overflow()
             return
         self._data(ev.offset, ev.data, ev.frame)
+
+    def fast_data(self, offset: int, data: bytes, frame: int) -> bool:
+        """The hot path: take a non-empty segment that needs no parsing and return True, else return False
+        (the caller then hands the event to ``data``).
+
+        Taken when nothing is buffered or waiting for later bytes (no pending finding), the segment follows on
+        from the last one, and it lies strictly inside a Content-Length body or a chunk's data (the body does
+        not end in it) or extends a body read until close. The state after it is exactly what ``data`` would
+        leave: counters, excerpt, history bytes and the offset->frame map (only its last entries: it stays
+        bounded). None of this can resume the other direction, so the host need not pump after it. Never
+        taken while paused: a paused reader is in a head, and a body being walked has ``pause`` None.
+        (A direction that is not parsed at all is cheaper still: see ``through``.)"""
+        st = self._stream
+        if offset != st.base or st.buf or self._pending:
+            return False
+        n = len(data)
+        remaining = self._cl_remaining
+        if remaining > n:  # inside a Content-Length body (only then is _cl_remaining non-zero)
+            self._cl_remaining = remaining - n
+            msg = self._msg
+            msg.body_length += n
+            msg.wire_body_length += n
+            excerpt = msg.excerpt
+            if len(excerpt) < BODY_KEEP and not msg.elided:
+                excerpt += data[: BODY_KEEP - len(excerpt)]
+        else:
+            dec = self._chunk
+            if dec is not None:  # inside a chunked body
+                if dec.phase is not _CHUNK_DATA or dec.remaining <= n:
+                    return False
+                dec.remaining -= n
+                dec.decoded += n
+                dec.end = offset + n
+                kept = dec.kept
+                if len(kept) < dec.keep:
+                    kept += data[: dec.keep - len(kept)]
+            else:
+                if self.mode is not Mode.BODY:
+                    return False
+                msg = self._msg
+                if remaining or not isinstance(msg.framing, UntilClose):
+                    return False
+                msg.body_length += n
+                msg.wire_body_length += n
+                excerpt = msg.excerpt
+                if len(excerpt) < BODY_KEEP and not msg.elided:
+                    excerpt += data[: BODY_KEEP - len(excerpt)]
+        st.skip(offset, data, frame)
+        end = offset + n
+        if end > self._last_offset:
+            self._last_offset = end
+        return True
 
     def gap(self, ev: Gap) -> None:
         if self.pause is not None:
@@ -357,7 +415,8 @@ class DirectionReader:
             st.consume(self._pos)
             self._pos = 0
             st.append(offset, data, frame)
-            st.consume(len(st.buf))  # keep only the history (for a later finding's excerpt) and offsets
+            st.consume(len(st.buf))  # keep only the history (for a pending finding's excerpt) and offsets
+            self._check_through()
             return
         st.append(offset, data, frame)
         self._run()
@@ -382,6 +441,21 @@ class DirectionReader:
         if self._pos:
             self._stream.consume(self._pos)
             self._pos = 0
+        if self.mode is Mode.NOT_HTTP or self.mode is Mode.TUNNEL:
+            self._check_through()
+
+    def _check_through(self) -> None:
+        """Pass the direction through (``through``) once it is parsed no more and nothing waits for its bytes."""
+        st = self._stream
+        if (
+            self.through is None
+            and (self.mode is Mode.NOT_HTTP or self.mode is Mode.TUNNEL)
+            and self.pause is None
+            and not self._pending
+            and not st.buf
+        ):
+            st.reset(st.end)
+            self.through = st
 
     # --- heads ---------------------------------------------------------------------------------------------
 
@@ -931,6 +1005,7 @@ class DirectionReader:
             self._end_resync(None)
         self._flush_pending()
         self.mode = Mode.ENDED
+        self.through = None
 
     def _end_in_body(self, msg: MessageBuilder, reason: str, how: str, at: str, end_frames: tuple[int, ...]) -> None:
         st = self._stream

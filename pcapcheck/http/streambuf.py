@@ -39,6 +39,30 @@ class StreamBuffer:
         self.seg_frame.append(frame)
         self.buf += data
 
+    def skip(self, offset: int, data: bytes, frame: int) -> None:
+        """``append(offset, data, frame)`` then ``consume`` it all, without copying ``data`` into the buffer.
+
+        Only for an empty buffer and ``offset == end``. What stays is what ``consume`` would leave: the last
+        HISTORY bytes as history, and the segment starts from the one holding the first history byte on (just
+        this segment when it carries all of them), so the offset->frame map stays bounded however long a
+        body is skipped this way."""
+        n = len(data)
+        self.base = offset + n
+        if n >= HISTORY:
+            self.history = bytes(data[-HISTORY:])
+            seg_off = self.seg_off
+            if len(seg_off) == 1:
+                seg_off[0] = offset
+                self.seg_frame[0] = frame
+            else:
+                self.seg_off = [offset]
+                self.seg_frame = [frame]
+        else:
+            self.history = (self.history + bytes(data))[-HISTORY:]
+            self.seg_off.append(offset)
+            self.seg_frame.append(frame)
+            self._prune()
+
     def consume(self, n: int) -> None:
         if n <= 0:
             return

@@ -15,7 +15,7 @@ streams longer than 4 GiB both work. Policy:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from pcapcheck import seq as sq
 
