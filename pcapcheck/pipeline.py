@@ -126,6 +126,9 @@ class ConvState:
         self.last_frame = pkt.frame
         self.end_ts = pkt.ts
         mask = self.tracker.analyze(d, pkt)
+        if flags & SYN and not flags & ACK and self.window.closed:
+            # conntrack destroys a closed entry and starts over on a new SYN (-NF_REPEAT in nf_conntrack_tcp_packet)
+            self.window = ConntrackWindow(be_liberal=self.options.be_liberal)
         j = self.window.judge(0 if d == 0 else 1, pkt.seq, pkt.ack, flags, pkt.window, pkt.seglen, pkt.options)
         r = self.reasm[d]
         if flags & (SYN | FIN | RST):

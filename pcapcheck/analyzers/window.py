@@ -128,6 +128,12 @@ class WindowAnalyzer:
                    f"{consequence(j)}")
             if rule in ("flags", "state"):
                 msg = f"frame {frame} ({what}) is not valid for conntrack ({rule_phrase(j)}): {consequence(j)}"
+            if rule == "state":
+                # Before the handshake completed: on a capture this is as often a handshake packet the
+                # capture missed (asymmetric routing, capture started late) as a real stray packet.
+                sev = min(sev, Severity.WARNING)
+                msg += ("; check whether the capture missed part of the handshake (asymmetric capture point or "
+                        "capture started late): a conntrack that saw it would accept this packet")
             if lossy:
                 # The capture missed bytes next to this segment; conntrack on the path saw them.
                 sev = min(sev, Severity.WARNING)

@@ -338,6 +338,11 @@ class ConntrackWindow:
         return self._forked
 
     @property
+    def closed(self) -> bool:
+        """An accepted FIN or RST was seen (FIN_WAIT .. CLOSE): a new SYN reopens the connection."""
+        return self._new.closing
+
+    @property
     def conntrack_state(self) -> str:
         """The (reduced) conntrack state of the >= 6.1 model: NONE .. ESTABLISHED (= handshake done)."""
         return STATE_NAMES[self._new.state]
