@@ -23,6 +23,7 @@ TLS_PORTS = frozenset({443, 8443, 15443, 9443, 993, 995, 465, 636})
 METHODS = (b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE")
 # RFC 9112 3: request-line = method SP request-target SP HTTP-version; the version may be cut by the head.
 _REQUEST_LINE = re.compile(rb"(" + b"|".join(METHODS) + rb") ([!-~]+) (HTTP/1\.[0-9])")
+PLAINTEXT_HTTP_PORTS = frozenset({80, 8080})
 _NGINX_497 = b"The plain HTTP request was sent to HTTPS port"
 # TLS alert descriptions (RFC 8446 6.2 / RFC 5246 7.2), the ones a server sends for garbage input.
 ALERTS = {0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 22: "record_overflow",
@@ -135,9 +136,16 @@ def _plaintext_to_tls(cid: int, f: Facts, line: bytes) -> list[Finding]:
     detail["server_first_bytes"] = sh[:16]
     msg = (f"the client sent an HTTP request (`{req}`) on a connection whose server expects TLS ({how}): "
            "protocol mismatch")
+    sev = Severity.ERROR
     if answer in ("closed", "reset"):
         msg += " (BoringSSL/Envoy close without an alert: `OPENSSL_internal:HTTP_REQUEST`)"
-    return [Finding("proto.plaintext-to-tls", Severity.ERROR, msg, conversation=cid, direction="c2s",
+        if f.server_port in PLAINTEXT_HTTP_PORTS:
+            # On a port that normally speaks plain HTTP, a server (or a middlebox) refusing the request is
+            # as likely as a TLS listener: say so and lower the severity.
+            sev = Severity.WARNING
+            msg += (f"; port {f.server_port} normally serves plain HTTP, so a server or middlebox that refused "
+                    "the request without answering is as likely")
+    return [Finding("proto.plaintext-to-tls", sev, msg, conversation=cid, direction="c2s",
                     frames=tuple(x for x in frames if x), detail=detail,
                     rule="RFC 8446 5.1 (a TLS server expects a handshake record); RFC 9112 3 (request line)")]
 
