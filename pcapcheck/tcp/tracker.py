@@ -1,36 +1,45 @@
 """Wireshark's per-packet TCP sequence analysis (``tcp.analysis.*``), rule for rule.
 
 One :class:`TcpTracker` follows both directions of one conversation (one ``tcp.stream``) and
-returns, for each packet, the bitmask of analysis flags tshark 4.0.17 would set on it with its
-default preferences (REFERENCE.md 1.1). The rules and their order are those of
-``tcp_analyze_sequence_number()`` in Wireshark's ``epan/dissectors/packet-tcp.c`` (REFERENCE.md
-1.3), written here from the reference and checked frame by frame against tshark with
-``python -m pcapcheck.crosscheck`` (docs/crosscheck.md lists every remaining difference).
+returns, for each packet, the bitmask of analysis flags tshark 4.0.17 sets on it with its default
+preferences (REFERENCE.md 1.1). The rules and their order are those of
+``tcp_analyze_sequence_number()`` in Wireshark's ``packet-tcp.c`` (REFERENCE.md 1.3), written
+from the reference and then checked frame by frame against tshark: ``python -m
+pcapcheck.crosscheck`` on the corpus, plus probe captures built for each rule. docs/crosscheck.md
+lists every remaining difference.
 
-Where tshark 4.0.17 differs from the reference (which follows newer Wireshark), 4.0.17 wins,
-because it is the tool users hold pcapcheck's output against:
+Where tshark 4.0.17 behaves differently from REFERENCE.md 1.3 (which follows newer Wireshark),
+4.0.17 wins, because it is the tool users hold pcapcheck's output against. Each point below was
+measured with a probe capture (docs/crosscheck.md, "What tshark 4.0.17 does"):
 
-* out-of-order (rule 14) has neither the ``pk_already_seen`` test nor the ``lastacklen`` nuance:
-  a segment that does not advance ``nextseq`` and arrives within the out-of-order threshold of
-  the highest segment is out-of-order unless it ends exactly at ``nextseq``;
-* fast retransmission (rule 13) only has the duplicate-ACK variant (a): 4.0 has no SACK-based
-  (RFC 6675) detection;
-* "ACKed unseen segment" (rule 10) keeps the ZWP special case but does not walk the unacked
-  list: it moves ``maxseqtobeacked`` to the peer's ``nextseq``.
+* out-of-order (rule 14) has no ``pk_already_seen`` test and no ``lastacklen`` nuance: a
+  duplicate of an unacked segment within the threshold is out-of-order; a segment that ends
+  exactly at ``nextseq`` is a retransmission.
+* fast retransmission (rule 13) has no SACK variants; besides two duplicate ACKs, a retransmission
+  that itself carries an "ACKed unseen segment" ACK counts (tshark has more such cases, see
+  docs/crosscheck.md).
+* zero window probe ACK (rule 8) needs ``ack == lastack`` exactly; neither it nor rule 10 has the
+  issue-10745 handling of a consumed probe byte.
+* "ACKed unseen segment" (rule 10) reports an ACK beyond the peer's contiguous data once, then
+  waits for news from the peer: see :meth:`TcpTracker._slow` and the ``maxseqtobeacked`` notes.
+* the unacked-segment list is not kept: no 4.0.17 flag reads it (Wireshark keeps it for RTT,
+  ``acks_frame`` and bytes in flight), so the tracker holds a fixed handful of ints per direction.
 
-Wireshark quirks kept on purpose, because they change flags: a sequence or acknowledgment
-number of 0 means "not seen yet" (``nextseq``, ``lastack``, ``maxseqtobeacked``); ``lastack``
-and the ACK matching take the acknowledgment field even without the ACK flag; arithmetic is
-modulo 2**32 (:mod:`pcapcheck.seq`) and time differences are unsigned (a timestamp that goes
-backwards never counts as "within 20 ms").
+Wireshark quirks kept on purpose, because they change flags: a sequence or acknowledgment number
+of 0 means "not seen yet" (``nextseq``, ``lastack``, ``maxseqtobeacked``); ``lastack`` takes the
+acknowledgment field even without the ACK flag; arithmetic is modulo 2**32 (:mod:`pcapcheck.seq`)
+and time differences are unsigned 64-bit (a timestamp that goes backwards is never "within").
 
-Performance: ``analyze`` runs once per TCP packet. The per-direction state is one ``__slots__``
-object of plain ints; options are parsed only on SYNs; the in-order data/ACK path tests a
-handful of integers (see docs/crosscheck.md for the measured cost per packet).
+Performance: ``analyze`` runs once per TCP packet. Per direction one ``__slots__`` object of plain
+ints; options are parsed only on SYNs and on the rare segment whose option bytes contain a window
+scale option's kind and length (tshark honours WS outside the SYN too; no 4.0.17 flag reads SACK
+blocks); an in-order segment or new ACK takes a fast path of a handful of integer tests
+(docs/crosscheck.md gives the measured cost per packet).
 """
 
 from __future__ import annotations
 
+from pcapcheck.seq import HALF as _HALF
 from pcapcheck.seq import MASK, gt, le, lt
 from pcapcheck.tcp.options import parse as parse_options
 
@@ -67,9 +76,8 @@ FLAG_CODES: dict[int, str] = {
     WINDOW_FULL: "tcp.window-full",
 }
 
-# The tshark field each flag sets. tshark also adds ``tcp.analysis.retransmission`` to fast and
-# spurious retransmissions (its expert info says "Retransmission" for all three); see
-# :func:`tshark_fields`.
+# The tshark field each flag sets. tshark also shows ``tcp.analysis.retransmission`` on fast and
+# spurious retransmissions (one expert info "Retransmission" for all three): see tshark_fields().
 TSHARK_FIELDS: dict[int, str] = {
     RETRANSMISSION: "tcp.analysis.retransmission",
     FAST_RETRANSMISSION: "tcp.analysis.fast_retransmission",
@@ -87,7 +95,7 @@ TSHARK_FIELDS: dict[int, str] = {
     WINDOW_FULL: "tcp.analysis.window_full",
 }
 
-_ALL_RETRANSMISSIONS = RETRANSMISSION | FAST_RETRANSMISSION | SPURIOUS_RETRANSMISSION
+_ANY_RETRANSMISSION = RETRANSMISSION | FAST_RETRANSMISSION | SPURIOUS_RETRANSMISSION
 
 
 def flag_names(mask: int) -> list[str]:
@@ -96,44 +104,41 @@ def flag_names(mask: int) -> list[str]:
 
 
 def tshark_fields(mask: int) -> set[str]:
-    """The ``tcp.analysis.*`` fields tshark shows for a packet with these flags."""
+    """The ``tcp.analysis.*`` fields tshark shows on a packet with these flags."""
     fields = {name for bit, name in TSHARK_FIELDS.items() if mask & bit}
-    if mask & _ALL_RETRANSMISSIONS:
+    if mask & _ANY_RETRANSMISSION:
         fields.add(TSHARK_FIELDS[RETRANSMISSION])
     return fields
 
 
-# -- constants from packet-tcp.c --------------------------------------------------------------
+# -- constants of packet-tcp.c ----------------------------------------------------------------
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 _SFR = _SYN | _FIN | _RST
 _SF = _SYN | _FIN
-_FAST_RT_NS = 20_000_000  # a retransmission within 20 ms of the 2nd duplicate ACK is "fast"
-_OOO_DEFAULT_NS = 3_000_000  # out-of-order threshold when the initial RTT is unknown
-# Unacked segments remembered per direction (Wireshark: TCP_MAX_UNACKED_SEGMENTS). Beyond it new
-# segments are not remembered, as in Wireshark, which only bounds memory: no flag of tshark 4.0.17
-# reads the list (see the module docstring), it only feeds ACK bookkeeping.
-MAX_UNACKED = 1000
-_MAX_WSCALE = 14  # RFC 7323 2.3: a larger shift is treated as 14
-_U64 = (1 << 64) - 1
+_FAST_RT_NS = 20_000_000  # a retransmission within 20 ms of the peer's last ACK can be "fast"
+_OOO_DEFAULT_NS = 3_000_000  # out-of-order threshold while the initial RTT is unknown
+_MAX_WSCALE = 14  # RFC 7323 2.3: a larger shift counts as 14
+_U64 = (1 << 64) - 1  # Wireshark computes time differences in guint64
+_WS_KIND_LEN = b"\x03\x03"  # a window scale option's kind and length: prefilter before parsing
 
 
 class _Flow:
     """One direction: ``tcp_flow_t`` plus ``tcp_analyze_seq_flow_info_t`` (REFERENCE.md 1.2)."""
 
     __slots__ = (
-        "base_seq",  # ISN, or seq-1 of the first segment without SYN, or ack-1 of the peer's first ACK
+        "base_seq",  # ISN; seq-1 of the first segment when the SYN was not seen; ack-1 of the peer's first ACK
         "base_set",
         "win_scale",  # -1 unknown, -2 no scaling, 0..14
         "window",  # last raw 16-bit window (UINT32_MAX before the first packet)
-        "is_first_ack",  # no ACK-without-SYN sent yet: ``window`` is still the unscaled SYN window
-        "lastflags",  # analysis flags of this direction's last packet (only KEEP_ALIVE/ZWP are read)
+        "is_first_ack",  # no ACK without SYN sent yet: ``window`` is still the unscaled SYN window
+        "lastflags",  # analysis flags of this direction's last packet (KEEP_ALIVE/ZWP are read)
         "nextseq",  # highest seq + len seen (SYN/FIN count 1); 0 = not seen
         "nextseqtime",
-        "maxseqtobeacked",  # highest contiguous seq; 0 = not seen
+        "maxseqtobeacked",  # highest contiguous seq the peer may ACK without "unseen"; 0 = not armed
         "lastack",  # 0 = not seen
         "lastacktime",
-        "dupacknum",
-        "segs",  # unacked segments [seq, nextseq], sorted by seq
+        "dupacknum",  # duplicate ACKs sent in a row
+        "rearmed",  # maxseqtobeacked was re-armed at a hole since the last "ACKed unseen" report
     )
 
     def __init__(self) -> None:
@@ -149,7 +154,7 @@ class _Flow:
         self.lastack = 0
         self.lastacktime = 0
         self.dupacknum = 0
-        self.segs: list[list[int]] = []
+        self.rearmed = False
 
 
 class TcpTracker:
@@ -159,35 +164,38 @@ class TcpTracker:
 
     def __init__(self) -> None:
         self._flows = (_Flow(), _Flow())
-        self._mru_syn = 0  # time of the most recent SYN (no ACK); 0 = none
-        self._first_rtt = 0  # initial RTT: SYN to the first ACK without SYN; 0 = unknown
+        self._mru_syn = 0  # time of the most recent SYN without ACK; 0 = none
+        self._first_rtt = 0  # initial RTT: that SYN to the first ACK without SYN; 0 = unknown
 
     # -- read-only facts ----------------------------------------------------------------------
     def base_seq(self, d: int) -> int | None:
-        """Wireshark's ``base_seq`` of direction ``d`` (ISN, or seq-1 without SYN); None if not set."""
+        """Wireshark's ``base_seq`` of direction ``d`` (ISN, or seq-1 without SYN); None if not set yet.
+
+        Set by the first packet of direction ``d`` (SYN: its seq; otherwise seq-1) or, if the peer
+        spoke first, by the peer's first packet with the ACK flag (its ack-1). The port reuse rule
+        compares a new SYN's seq with it (docs/crosscheck.md, "Stream numbering").
+        """
         f = self._flows[d]
         return f.base_seq if f.base_set else None
 
     def next_seq(self, d: int) -> int | None:
-        """``nextseq`` of direction ``d``: the highest seq+len seen; None before any segment."""
-        n = self._flows[d].nextseq
-        return n or None
+        """``nextseq`` of direction ``d``: the highest seq+len seen (SYN/FIN count 1); None before any."""
+        return self._flows[d].nextseq or None
 
     def last_ack(self, d: int) -> int | None:
-        """The acknowledgment number of direction ``d``'s last packet; None before any (or if 0)."""
-        a = self._flows[d].lastack
-        return a or None
+        """The acknowledgment field of direction ``d``'s last packet; None before any (or if it was 0)."""
+        return self._flows[d].lastack or None
 
     def window_scale(self, d: int) -> int:
-        """-1 unknown, -2 no scaling, 0..14 the shift announced in direction ``d``'s SYN."""
+        """-1 unknown, -2 no scaling, 0..14 the shift direction ``d`` announced in its SYN."""
         return self._flows[d].win_scale
 
     def initial_rtt_ns(self) -> int:
-        """Wireshark's ``tcp.analysis.initial_rtt`` in ns (0 while unknown)."""
+        """Wireshark's ``tcp.analysis.initial_rtt`` in ns; 0 while unknown."""
         return self._first_rtt
 
     # -- the analysis -------------------------------------------------------------------------
-    def analyze(self, d: int, pkt) -> int:  # noqa: C901 - one function on purpose: it is the hot path
+    def analyze(self, d: int, pkt) -> int:
         """Analyze one packet of direction ``d`` (capture order); return its flag bitmask."""
         (_frame, ts, _src, _dst, _sport, _dport, seq, ack, flags, window, options, _payload, seglen,
          _ttl, _ipid, _df) = pkt
@@ -195,10 +203,10 @@ class TcpTracker:
         fwd = flows[d]
         rev = flows[1 - d]
         nextseq = fwd.nextseq
-
-        # Fast path: an in-order segment or a new ACK, no SYN/FIN/RST, windows open, nothing
-        # acknowledged beyond what we saw, not at the peer's window edge, not a repeat of data the
-        # peer acked. None of rules 1-15 can fire; only the bookkeeping below runs.
+        # Fast path: in-order data or a new ACK; no SYN/FIN/RST; both windows open; no ACK beyond
+        # the peer's contiguous data. Then seq == nextseq rules out rules 3, 4 and 12-15, the open
+        # windows 1, 2 and 8, "data or a new ACK" 5, 7 and 9, the last condition 10; 6 and 11 are
+        # tested below. tests/test_tracker.py checks it against _slow() packet by packet.
         if (
             seq == nextseq
             and nextseq
@@ -208,39 +216,36 @@ class TcpTracker:
             and (seglen or ack != fwd.lastack)
             and fwd.base_set
             and rev.base_set
-            and (not rev.maxseqtobeacked or not gt(ack, rev.maxseqtobeacked))
+            and not (rev.maxseqtobeacked and gt(ack, rev.maxseqtobeacked))
         ):
+            lastack = fwd.lastack
             if seglen:
                 end = (seq + seglen) & MASK
                 rl = rev.lastack
-                if rl and le(end, rl):
+                if (rl and le(end, rl)) or seglen >= _HALF:  # rule 11: all of it acknowledged already;
+                    # or a length (from a damaged record) so large that the end is not "after" seq
                     return self._slow(fwd, rev, ts, seq, ack, flags, window, options, seglen)
-                if rev.win_scale != -1:
+                if rev.win_scale != -1:  # rule 6: it fills the peer's window exactly
                     sh = 0 if rev.is_first_ack or rev.win_scale == -2 else rev.win_scale
                     if end == (rl + (rev.window << sh)) & MASK:
                         return self._slow(fwd, rev, ts, seq, ack, flags, window, options, seglen)
-                segs = fwd.segs
-                if len(segs) < MAX_UNACKED:
-                    segs.append([seq, end])
                 fwd.nextseq = end
                 fwd.nextseqtime = ts
-                if seq == fwd.maxseqtobeacked or not fwd.maxseqtobeacked:
-                    fwd.maxseqtobeacked = end
-            elif not fwd.maxseqtobeacked:
-                fwd.maxseqtobeacked = nextseq
+            x = fwd.maxseqtobeacked
+            if x == seq if x else ack != lastack:  # the edge moves with us / a new ACK re-arms it
+                fwd.maxseqtobeacked = fwd.nextseq
+            if ack != lastack:
+                fwd.dupacknum = 0
             if flags & _ACK:
                 fwd.is_first_ack = False
                 if not self._first_rtt and self._mru_syn:
                     self._first_rtt = ts - self._mru_syn
-            if ack != fwd.lastack:
-                fwd.dupacknum = 0
             fwd.window = window
             fwd.lastack = ack
             fwd.lastacktime = ts
             fwd.lastflags = 0
-            segs = rev.segs
-            if segs and lt(segs[0][0], ack):
-                _ack_segments(segs, ack)
+            if options and _WS_KIND_LEN in options:
+                _late_window_scale(fwd, options)
             return 0
         return self._slow(fwd, rev, ts, seq, ack, flags, window, options, seglen)
 
@@ -250,12 +255,10 @@ class TcpTracker:
         syn = flags & _SYN
         if syn:
             self._syn(fwd, rev, ts, seq, flags, options)
-        elif flags & _ACK:
-            # The first ACK without SYN ends the handshake: initial RTT, and from now on this
-            # direction's window is scaled (issue 14690: the SYN's own window never is).
-            if not self._first_rtt and self._mru_syn:
-                self._first_rtt = ts - self._mru_syn
-        # base_seq: ISN, or seq-1 when the SYN was not seen (bug 1542); the peer's from our ACK.
+        elif flags & _ACK and not self._first_rtt and self._mru_syn:
+            # The first ACK without SYN after a SYN: the initial RTT (out-of-order threshold).
+            self._first_rtt = ts - self._mru_syn
+        # base_seq: ISN, or seq-1 when the SYN was not seen (bug 1542); the peer's from our first ACK.
         if not fwd.base_set:
             fwd.base_seq = seq if syn else (seq - 1) & MASK
             fwd.base_set = True
@@ -275,84 +278,87 @@ class TcpTracker:
             # 2. zero window
             if window == 0 and no_sfr:
                 mask |= ZERO_WINDOW
-            # 3. lost segment: a hole before this segment
+            # 3. lost segment: a hole before this segment (a RST is never "after a hole")
             if nextseq and gt(seq, nextseq) and not flags & _RST:
                 mask |= LOST_SEGMENT
             # 4. keep-alive: 0 or 1 byte at nextseq-1
             if seglen <= 1 and seq == (nextseq - 1) & MASK and no_sfr:
                 mask |= KEEP_ALIVE
-            same = seglen == 0 and seq == nextseq and ack == lastack and no_sfr
+            bare = seglen == 0 and seq == nextseq and ack == lastack and no_sfr
             # 5. window update
-            if same and window and window != fwd.window:
+            if bare and window and window != fwd.window:
                 mask |= WINDOW_UPDATE
-            # 6. window full: the segment fills the peer's advertised window exactly
+            # 6. window full: the segment ends exactly at the peer's advertised right edge
             if seglen and rev.win_scale != -1 and no_sfr:
                 sh = 0 if rev.is_first_ack or rev.win_scale == -2 else rev.win_scale
                 if (seq + seglen) & MASK == (rev.lastack + (rev.window << sh)) & MASK:
                     mask |= WINDOW_FULL
-            if same and window and window == fwd.window and rev.lastflags & KEEP_ALIVE:
-                # 7. keep-alive ACK
-                mask |= KEEP_ALIVE_ACK
-            elif (seglen == 0 and window == 0 and fwd.window == 0 and seq == nextseq
-                  and (ack == lastack or ack == (lastack + 1) & MASK)
-                  and rev.lastflags & ZERO_WINDOW_PROBE and no_sfr):
-                # 8. zero window probe ACK; a receiver that took the probe's byte acks it (issue 10745)
-                mask |= ZERO_WINDOW_PROBE_ACK
-                if ack == (lastack + 1) & MASK:
-                    rev.nextseq = ack
-                    rev.maxseqtobeacked = ack
-            elif same and window and window == fwd.window:
-                # 9. duplicate ACK
-                fwd.dupacknum += 1
-                mask |= DUP_ACK
-        # finished_fwd
+            if bare and window and window == fwd.window:
+                if rev.lastflags & KEEP_ALIVE:
+                    mask |= KEEP_ALIVE_ACK  # 7. keep-alive ACK
+                else:
+                    fwd.dupacknum += 1  # 9. duplicate ACK
+                    mask |= DUP_ACK
+            elif bare and window == 0 and fwd.window == 0 and rev.lastflags & ZERO_WINDOW_PROBE:
+                mask |= ZERO_WINDOW_PROBE_ACK  # 8. zero window probe ACK
+        # finished_fwd: a new ACK number ends a run of duplicate ACKs
         if ack != lastack:
             fwd.dupacknum = 0
+        elif mask & LOST_SEGMENT:
+            fwd.dupacknum = 0  # measured: after a hole the peer may report an unseen segment again
 
-        # 10. ACKed segment that wasn't captured
-        if rev.maxseqtobeacked and flags & _ACK and gt(ack, rev.maxseqtobeacked):
-            if ack == (lastack + 1) & MASK and seq == nextseq and rev.lastflags & ZERO_WINDOW_PROBE:
-                mask |= WINDOW_UPDATE  # the ACK of a zero window probe's byte: the window reopened
-            else:
-                mask |= ACK_LOST_SEGMENT
-                rev.maxseqtobeacked = rev.nextseq
+        # 10. ACKed segment that wasn't captured: an ACK beyond the peer's contiguous data. Reported
+        # once: if the peer's data had a known hole, the check moves on to the peer's nextseq;
+        # if not (or the check was re-armed at a hole since the last report), it is disarmed until
+        # the peer shows a new hole or a new ACK (end of this method). Not while the peer is
+        # sending duplicate ACKs. (tshark 4.0.17 as measured with probe captures; REFERENCE.md
+        # 1.3 describes newer Wireshark.)
+        x = rev.maxseqtobeacked
+        if x and flags & _ACK and gt(ack, x) and not rev.dupacknum:
+            mask |= ACK_LOST_SEGMENT
+            rev.maxseqtobeacked = 0 if x == rev.nextseq or rev.rearmed else rev.nextseq
+            rev.rearmed = False
 
-        # 11-15. retransmissions and out-of-order: only segments that occupy sequence space
+        # 11-15. retransmission, fast retransmission, out-of-order: segments that occupy seq space
         if (seglen or flags & _SF) and not mask & KEEP_ALIVE:
             if seglen and rev.lastack and le((seq + seglen) & MASK, rev.lastack):
-                # 11. everything in it was already acknowledged
+                # 11. everything in it was acknowledged already
                 mask |= SPURIOUS_RETRANSMISSION
-            # 12. the gate: did the segment fail to advance nextseq?
+            # 12. the gate: did it fail to advance nextseq? (a keep-alive with data does advance)
             elif nextseq and lt(seq, nextseq) and not (seglen > 1 and (nextseq - 1) & MASK == seq):
-                # Time differences are unsigned 64-bit in Wireshark: "earlier" is never "within".
                 t = (ts - rev.lastacktime) & _U64
-                thres = (self._first_rtt or _OOO_DEFAULT_NS) & _U64
-                if t < _FAST_RT_NS and rev.dupacknum >= 2 and rev.lastack == seq:
-                    # 13. fast retransmission: answers two or more duplicate ACKs
+                if t < _FAST_RT_NS and rev.lastack == seq and (rev.dupacknum >= 2 or mask & ACK_LOST_SEGMENT):
+                    # 13. fast retransmission: what the peer's duplicate ACKs asked for (or, measured,
+                    # a retransmission that itself acknowledges unseen data)
                     mask |= FAST_RETRANSMISSION
-                elif (ts - fwd.nextseqtime) & _U64 < thres and (
-                        nextseq != (seq + seglen + (1 if flags & _SF else 0)) & MASK):
-                    # 14. out-of-order: close behind the highest segment, not a repeat of its tail
+                elif ((ts - fwd.nextseqtime) & _U64 < (self._first_rtt or _OOO_DEFAULT_NS) & _U64
+                      and nextseq != (seq + seglen + (1 if flags & _SF else 0)) & MASK):
+                    # 14. out-of-order: soon after the highest segment, and not a repeat of its tail
                     mask |= OUT_OF_ORDER
                 else:
-                    # 15. anything else that went backwards is a retransmission
+                    # 15. anything else that went backwards
                     mask |= RETRANSMISSION
 
-        # Remember the segment and advance nextseq / maxseqtobeacked (not for a zero window probe:
-        # its byte is not accepted by a closed window).
-        end = (seq + seglen) & MASK
-        if seglen or flags & _SF:
-            if flags & _SF:
-                end = (end + 1) & MASK
-            segs = fwd.segs
-            if len(segs) < MAX_UNACKED:
-                _insert_segment(segs, seq, end)
+        # Advance nextseq and maxseqtobeacked; a zero window probe's byte does not count.
         if not mask & ZERO_WINDOW_PROBE:
-            if not fwd.nextseq or gt(end, fwd.nextseq):
+            end = (seq + seglen + (1 if flags & _SF else 0)) & MASK
+            x = fwd.maxseqtobeacked
+            if not nextseq or gt(end, nextseq):
+                if not nextseq:
+                    x = end  # first segment of this direction
+                elif not x and seq != nextseq:
+                    x = nextseq  # disarmed, and a hole (or a jump) in our data: arm at its start
+                    fwd.rearmed = True
                 fwd.nextseq = end
                 fwd.nextseqtime = ts
-            if not fwd.maxseqtobeacked or seq == fwd.maxseqtobeacked:
-                fwd.maxseqtobeacked = fwd.nextseq
+            if x:
+                if seq == x:
+                    # contiguous: move on; but a segment that fills a hole at the edge after the
+                    # peer acknowledged beyond its start leaves the edge unknown (measured): disarm
+                    x = 0 if nextseq and lt(seq, nextseq) and rev.lastack and lt(seq, rev.lastack) else fwd.nextseq
+            elif ack != lastack:
+                x = fwd.nextseq  # disarmed, and our ACK moved: arm at our nextseq
+            fwd.maxseqtobeacked = x
 
         if flags & (_SYN | _ACK) == _ACK:
             fwd.is_first_ack = False
@@ -360,54 +366,34 @@ class TcpTracker:
         fwd.lastack = ack
         fwd.lastacktime = ts
         fwd.lastflags = mask
-        segs = rev.segs
-        if segs and lt(segs[0][0], ack):
-            _ack_segments(segs, ack)
+        if not syn and options and _WS_KIND_LEN in options:
+            _late_window_scale(fwd, options)
         return mask
 
     def _syn(self, fwd: _Flow, rev: _Flow, ts: int, seq: int, flags: int, options: bytes) -> None:
-        """Handshake bookkeeping of a SYN or SYN-ACK, done by ``dissect_tcp()`` around the analysis."""
+        """Handshake bookkeeping of a SYN or SYN-ACK that ``dissect_tcp()`` does around the analysis."""
         synack = flags & _ACK
         if not synack:
             self._mru_syn = ts
-            # A retransmitted SYN (same ISN) rewinds nextseq to the contiguous edge (issue 17616):
-            # a segment counted as "lost" beyond it is counted again.
+            # A retransmitted SYN (same ISN, same stream) rewinds nextseq to the contiguous edge
+            # (issue 17616): segments beyond a hole are reported as "not captured" again.
             if fwd.base_set and seq == fwd.base_seq:
                 fwd.nextseq = fwd.maxseqtobeacked
-        # verify_tcp_window_scaling(): the window scale option counts only if both sides send it.
+        # verify_tcp_window_scaling(): window scaling counts only if both SYNs carry the option.
         ws = parse_options(options).wscale if options else None
         if ws is not None:
             fwd.win_scale = ws if ws <= _MAX_WSCALE else _MAX_WSCALE
         if fwd.win_scale == -1:
-            # this SYN has no WS: nobody scales (the SYN-ACK may be missing, so set both)
+            # no WS in this SYN: nobody scales (set both: the SYN-ACK may be missing)
             fwd.win_scale = -2
             rev.win_scale = -2
         elif synack and rev.win_scale == -2:
-            # WS in the SYN-ACK but not in the SYN: the endpoints will not scale, neither do we
+            # WS in the SYN-ACK but not in the SYN: the endpoints do not scale, neither do we
             fwd.win_scale = -2
 
 
-def _insert_segment(segs: list[list[int]], seq: int, end: int) -> None:
-    """Insert [seq, end) keeping ``segs`` sorted by seq (a retransmission goes back in place)."""
-    i = len(segs)
-    while i and lt(seq, segs[i - 1][0]):
-        i -= 1
-    segs.insert(i, [seq, end])
-
-
-def _ack_segments(segs: list[list[int]], ack: int) -> None:
-    """Drop the segments ``ack`` covers and trim the one it covers in part.
-
-    Same result as Wireshark's walk over the whole unacked list: ``segs`` is sorted by seq, so
-    the walk stops at the first segment that starts at or after ``ack``.
-    """
-    i = 0
-    n = len(segs)
-    kept = []
-    while i < n and lt(segs[i][0], ack):
-        s = segs[i]
-        if lt(ack, s[1]):
-            s[0] = ack
-            kept.append(s)
-        i += 1
-    segs[:i] = kept
+def _late_window_scale(fwd: _Flow, options: bytes) -> None:
+    """A window scale option outside the SYN: tshark 4.0.17 takes it too, from the next packet on."""
+    ws = parse_options(options).wscale
+    if ws is not None:
+        fwd.win_scale = ws if ws <= _MAX_WSCALE else _MAX_WSCALE
