@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from pcapcheck.findings import C2S, S2C, Finding
-from pcapcheck.http import codes
+from pcapcheck.http import codes, proxy
+from pcapcheck.http.abnf import KNOWN_METHODS
 from pcapcheck.http.codes import CODES
 from pcapcheck.http.framing import Tunnel
 from pcapcheck.http.issues import Issue
@@ -33,6 +34,9 @@ from pcapcheck.http.reader import (
 from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
 
 __all__ = ["Http1Analyzer", "HttpExchange"]
+
+# RequestInfo is immutable: one per well-known method serves every response (request_for runs for each one).
+_REQUEST_INFO = {m: RequestInfo(m) for m in KNOWN_METHODS}
 
 
 class Http1Analyzer:
@@ -52,7 +56,7 @@ class Http1Analyzer:
     def data(self, ev: StreamData) -> None:
         # The hot path (called for every in-order segment). A direction that is not parsed (not HTTP, tunnel)
         # only tracks where it ends; a segment inside a body is taken by fast_data without buffering or
-        # parsing. Neither can resume the other direction, so there is nothing to pump.
+        # parsing. Neither can resume the other direction unless a message ended, so there is nothing to pump.
         direction = ev.direction
         reader = self._c2s if direction == C2S else self._s2c if direction == S2C else None
         if reader is None:
@@ -62,10 +66,15 @@ class Http1Analyzer:
         if through is not None and ev.offset == through.base:
             through.base += len(data)
             return
-        if not data or reader.fast_data(ev.offset, data, ev.frame):
+        if not data:
             return
-        reader.data(ev)
-        self._pump()
+        taken = reader.fast_data(ev.offset, data, ev.frame)
+        if taken == 1:
+            return
+        if not taken:
+            reader.data(ev)
+        if self._c2s.pause is not None or self._s2c.pause is not None:  # else _pump has nothing to resume
+            self._pump()
 
     def gap(self, ev: Gap) -> None:
         reader = self._reader(ev.direction)
@@ -88,6 +97,7 @@ class Http1Analyzer:
             self._pump(force=True)
             for reader in (self._c2s, self._s2c):
                 reader.flush()
+                reader.detach()
             self._result = [self._findings[i] for i in sorted(self._findings)]
         return list(self._result)
 
@@ -186,7 +196,8 @@ class Http1Analyzer:
         k = msg.exchange
         requests = self._c2s.messages
         if k < len(requests):
-            return RequestInfo(requests[k].method)
+            method = requests[k].method
+            return _REQUEST_INFO.get(method) or RequestInfo(method)  # type: ignore[arg-type]
         status = msg.status
         if 100 <= status < 200 or status in (204, 304):
             return RequestInfo(None)  # RFC 9112 §6.3 item 1: no body whatever the request was
@@ -256,7 +267,7 @@ class Http1Analyzer:
         return False
 
     def _check_proxy_error(self, reader: DirectionReader, msg: MessageBuilder) -> None:
-        if msg.elided:
+        if msg.elided or msg.status not in proxy.STATUSES:  # (before copying the excerpt for recognize)
             return
         found = recognize(msg.status, msg.headers, bytes(msg.excerpt))
         if found is None:

@@ -12,7 +12,8 @@ import re
 # RFC 9110 §5.6.2
 #   token = 1*tchar
 #   tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
-_TCHAR = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]"
+TCHAR_CLASS = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]"
+_TCHAR = TCHAR_CLASS
 _TOKEN = _TCHAR + rb"+"
 TOKEN = re.compile(_TOKEN)
 TCHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")

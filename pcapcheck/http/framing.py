@@ -8,13 +8,14 @@ faults found (duplicate lines, chunked twice, unknown codings, TE+CL, invalid or
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pcapcheck.http import abnf, codes
 from pcapcheck.http.issues import Issue, show, times
-from pcapcheck.http.parser import HeaderField
+from pcapcheck.http.parser import HeaderField, frozen_builder
 
 # --- the body framing, a closed set -------------------------------------------------------------------------
 
@@ -84,6 +85,7 @@ class ClInvalid:
 
 
 ClState = ClAbsent | ClValid | ClInvalid
+_CL_ABSENT = ClAbsent()
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +151,65 @@ def _unknown_why(element: bytes, name: bytes, params: bytes) -> str:
     return "a coding name outside the registry"
 
 
+# A Content-Length value that needs none of _analyze_content_length's checks: one element, no leading zero,
+# at most 18 digits (below 2^63 - 1 whatever the digits).
+_PLAIN_LENGTH = re.compile(rb"0|[1-9][0-9]{0,17}")
+_NO_ISSUES: tuple[Issue, ...] = ()
+
+
 def analyze_headers(fields: Sequence[HeaderField], *, is_request: bool, version: bytes) -> HeaderFraming:
-    te_fields = tuple(f for f in fields if f.lname == b"transfer-encoding")
-    cl_fields = tuple(f for f in fields if f.lname == b"content-length")
+    te: list[HeaderField] = []
+    cl: list[HeaderField] = []
+    for f in fields:  # one pass, one lower() per field (this runs for every message head)
+        n = len(f.name)
+        if n == 14 or n == 17:
+            lname = f.name.lower()
+            if lname == b"content-length":
+                cl.append(f)
+            elif lname == b"transfer-encoding":
+                te.append(f)
+    if not te:
+        # No Transfer-Encoding: none of its checks apply; the usual heads (one plain Content-Length, or none)
+        # need no Content-Length checks either.
+        if not cl:
+            return _framing((), b"", (), (), _CL_ABSENT)
+        if len(cl) == 1 and _PLAIN_LENGTH.fullmatch(cl[0].value) is not None:
+            return _framing((), b"", (), (cl[0],), ClValid(int(cl[0].value)))
+    elif not cl and len(te) == 1 and te[0].value.lower() == b"chunked" and version != b"HTTP/1.0":
+        # The usual chunked head: one "Transfer-Encoding: chunked" in HTTP/1.1, nothing to report.
+        return _framing((te[0],), te[0].value, _CHUNKED_ONLY, (), _CL_ABSENT)
+    return _analyze_headers(tuple(te), tuple(cl), is_request=is_request, version=version)
+
+
+_HeaderFramingBuilder = frozen_builder(HeaderFraming)
+
+
+_CHUNKED_ONLY = (b"chunked",)
+
+
+def _framing(
+    te_fields: tuple[HeaderField, ...],
+    combined_te: bytes,
+    codings: tuple[bytes, ...],
+    cl_fields: tuple[HeaderField, ...],
+    cl: ClState,
+) -> HeaderFraming:
+    """= HeaderFraming(te_fields, combined_te, codings, cl_fields, cl, ()), built as frozen_builder says (this
+    runs for every head)."""
+    hf = _HeaderFramingBuilder()
+    hf.te_fields = te_fields
+    hf.combined_te = combined_te
+    hf.codings = codings
+    hf.cl_fields = cl_fields
+    hf.cl = cl
+    hf.issues = _NO_ISSUES
+    hf.__class__ = HeaderFraming
+    return hf
+
+
+def _analyze_headers(
+    te_fields: tuple[HeaderField, ...], cl_fields: tuple[HeaderField, ...], *, is_request: bool, version: bytes
+) -> HeaderFraming:
     kind = "request" if is_request else "response"
     issues: list[Issue] = []
 

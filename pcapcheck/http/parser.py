@@ -7,10 +7,12 @@ the message would choose (whitespace before a colon removed, obs-fold replaced b
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from pcapcheck.http import abnf, codes
+from pcapcheck.http.abnf import OWS
 from pcapcheck.http.issues import Issue, show
 
 
@@ -25,6 +27,31 @@ class HeaderField:
     @property
     def lname(self) -> bytes:
         return self.name.lower()
+
+
+def frozen_builder(cls: type) -> type:
+    """A class with the slots of ``cls`` (a frozen dataclass with slots) that is not frozen, for hot paths that
+    build many ``cls`` objects: set the fields on a builder instance, then assign ``__class__ = cls``. The
+    result is the object ``cls(...)`` makes (same type, fields, equality, hash, frozen from then on), built with
+    plain slot stores instead of the frozen ``__init__``'s ``object.__setattr__`` calls: a quarter of the cost.
+    CPython allows ``__class__`` assignment between classes of the same slot layout; that is checked here,
+    once, so a change to ``cls`` that breaks it fails at import."""
+    names = tuple(f.name for f in fields(cls))
+    assert cls.__slots__ == names and cls.__bases__ == (object,), cls
+    builder = type(cls.__name__ + "Builder", (), {"__slots__": names, "__module__": cls.__module__})
+    probe = builder()
+    probe.__class__ = cls  # TypeError here if the layouts ever differ
+    return builder
+
+
+_HeaderFieldBuilder = frozen_builder(HeaderField)
+
+
+# A field line that needs none of parse_field_lines' checks: token ":" OWS field-value OWS CRLF, the value free
+# of CTLs other than HTAB (so no bare CR), obs-text allowed. Groups: the line without its CRLF, the name, the
+# value after its leading OWS (taken greedily by [ \t]*) with any trailing OWS still on. Anything else (bare LF,
+# obs-fold, whitespace before the colon, a name that is not a token, CTLs) takes the general path.
+_CLEAN_FIELDS = re.compile(rb"((" + abnf.TCHAR_CLASS + rb"+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*))\r\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +74,9 @@ class BadStartLine:
 
 
 StartLine = RequestLine | StatusLine
+
+_RequestLineBuilder = frozen_builder(RequestLine)
+_StatusLineBuilder = frozen_builder(StatusLine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +113,20 @@ def parse_start_line(line: bytes, is_request: bool) -> StartLine | BadStartLine:
         m = abnf.REQUEST_LINE.fullmatch(line)
         if m is None:
             return BadStartLine("not a request-line (method SP request-target SP HTTP/1.x)")
-        return RequestLine(m["method"], m["target"], m["version"])
+        r = _RequestLineBuilder()  # = RequestLine(method, target, version), see frozen_builder
+        r.method, r.target, r.version = m.groups()
+        r.__class__ = RequestLine
+        return r
     m = abnf.STATUS_LINE.fullmatch(line)
     if m is None:
         return BadStartLine("not a status-line (HTTP/1.x SP 3DIGIT SP reason)")
-    return StatusLine(m["version"], int(m["status"]), m["reason"] or b"")
+    version, status, reason = m.groups()
+    s = _StatusLineBuilder()  # = StatusLine(version, int(status), reason or b""), see frozen_builder
+    s.version = version
+    s.status = int(status)
+    s.reason = reason or b""
+    s.__class__ = StatusLine
+    return s
 
 
 def parse_head(
@@ -105,6 +144,34 @@ def parse_head(
     if bare is not None:
         issues.append(bare)
     return ParsedHead(start, tuple(fields), tuple(sorted(issues, key=lambda i: i.offset)))
+
+
+def parse_clean_fields(start_line: bytes, fields_at: int, block: bytes, frame: int) -> tuple[HeaderField, ...] | None:
+    """The fields of the usual head, or None when it is not one. The usual head: every line ends with CRLF and
+    every field line is clean (see _CLEAN_FIELDS); ``parse_head`` would then report nothing and read each field
+    straight off, as this does. ``start_line``: the start line with its CR; ``block``: the field lines with
+    their CRLFs, from stream offset ``fields_at``; ``frame``: the frame that carried the whole head."""
+    if not start_line.endswith(b"\r"):
+        return None
+    # (find, not "in": bytes.__contains__ first tries its argument as an int, raising and clearing a TypeError)
+    trailing_ows = block.find(b" \r\n") >= 0 or block.find(b"\t\r\n") >= 0
+    at = fields_at
+    fields = []
+    append = fields.append
+    for raw, name, value in _CLEAN_FIELDS.findall(block):
+        f = _HeaderFieldBuilder()  # = HeaderField(name, value, frame, at, raw), see frozen_builder
+        f.name = name
+        f.value = value.rstrip(OWS) if trailing_ows else value
+        f.frame = frame
+        f.offset = at
+        f.raw = raw
+        f.__class__ = HeaderField
+        append(f)
+        at += len(raw) + 2
+    # The matches cannot overlap or span lines; they cover the block exactly when every line is a clean one.
+    if at != fields_at + len(block):
+        return None
+    return tuple(fields)
 
 
 def bare_lf_issue(lines: Sequence[Line], where: str) -> Issue | None:

@@ -66,9 +66,12 @@ def _server(headers: Sequence[HeaderField]) -> bytes:
     return b""
 
 
+STATUSES = frozenset({500, 502, 503, 504})  # the only statuses ``recognize`` looks at
+
+
 def recognize(status: int, headers: Sequence[HeaderField], body: bytes) -> ProxyError | None:
     """``body``: the first bytes of the decoded body (the excerpt is enough: these pages are short)."""
-    if status not in (500, 502, 503, 504):
+    if status not in STATUSES:
         return None
     server = _server(headers)
     envoy_server = b"envoy" in server.lower()

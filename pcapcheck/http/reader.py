@@ -20,6 +20,8 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
+from itertools import accumulate, count
+from operator import add
 from typing import Protocol
 
 from pcapcheck.findings import C2S
@@ -46,6 +48,7 @@ from pcapcheck.http.parser import (
     ParsedHead,
     RequestLine,
     StatusLine,
+    parse_clean_fields,
     parse_field_lines,
     parse_head,
     parse_start_line,
@@ -64,7 +67,9 @@ EXCERPT_AFTER = 24
 EXCERPT_SPAN = 16  # at most this much of the offending bytes themselves (64 bytes in all)
 CR, LF = 0x0D, 0x0A
 _HEAD_END = re.compile(rb"\n\r?\n")
-_CHUNK_DATA = ChunkPhase.DATA
+# Enum members as module globals for the hot paths: in CPython 3.11 ``Mode.BODY`` (an attribute of the enum
+# class) costs ten times a global.
+_CHUNK_DATA, _CHUNK_DATA_CRLF = ChunkPhase.DATA, ChunkPhase.DATA_CRLF
 
 
 class Mode(enum.Enum):
@@ -75,6 +80,11 @@ class Mode(enum.Enum):
     TUNNEL = "tunnel"  # another protocol after CONNECT/101: not parsed
     NOT_HTTP = "not-http"  # the first bytes were not HTTP/1.x: not parsed, no findings
     ENDED = "ended"
+
+
+_DETECT, _HEAD, _BODY, _RESYNC = Mode.DETECT, Mode.HEAD, Mode.BODY, Mode.RESYNC  # see _CHUNK_DATA
+_TUNNEL, _NOT_HTTP, _ENDED = Mode.TUNNEL, Mode.NOT_HTTP, Mode.ENDED
+_COMPLETE, _INCOMPLETE, _MALFORMED = MessageState.COMPLETE, MessageState.INCOMPLETE, MessageState.MALFORMED
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +133,16 @@ class Host(Protocol):
     def message_done(self, reader: DirectionReader, msg: MessageBuilder) -> AwaitResponse | None: ...
 
 
+class _FinishedHost:
+    """The host of a detached reader: no call can reach it (a detached reader has ended, has nothing pending)."""
+
+    def __getattr__(self, name: str):
+        raise RuntimeError(f"Http1Analyzer has finished: a reader called host.{name} after finish()")
+
+
+_FINISHED: Host = _FinishedHost()  # type: ignore[assignment]
+
+
 @dataclass(slots=True)
 class MessageBuilder:
     """A message while it is being read; ``freeze`` gives the HttpMessage the report sees."""
@@ -142,7 +162,7 @@ class MessageBuilder:
     upgrade: bool = False  # a request with an Upgrade header (RFC 9110 §7.8): a 101 may switch protocols
     exchange: int = 0  # the request/response pair it belongs to (set by the host)
     interim: bool = False  # a 1xx other than 101
-    framing: BodyFraming = field(default_factory=NoBody)
+    framing: BodyFraming = NoBody()  # (immutable, so one instance serves every message)
     body_length: int = 0
     wire_body_length: int = 0
     body_missing: int = 0
@@ -284,8 +304,10 @@ class DirectionReader:
         return max(self._stream.end, self._last_offset)
 
     def data(self, ev: StreamData) -> None:
-        self._last_offset = max(self._last_offset, ev.offset + len(ev.data))
-        if self.mode is Mode.ENDED and not self._queue and self.pause is None:
+        end = ev.offset + len(ev.data)
+        if end > self._last_offset:
+            self._last_offset = end
+        if self.mode is _ENDED and not self._queue and self.pause is None:
             return
         if self.pause is not None:
             self._queue.append(ev)
@@ -295,23 +317,24 @@ class DirectionReader:
             return
         self._data(ev.offset, ev.data, ev.frame)
 
-    def fast_data(self, offset: int, data: bytes, frame: int) -> bool:
-        """The hot path: take a non-empty segment that needs no parsing and return True, else return False
-        (the caller then hands the event to ``data``).
+    def fast_data(self, offset: int, data: bytes, frame: int) -> int:
+        """The hot path: take a non-empty segment that needs no parsing. Returns 0 when not taken (the caller
+        then hands the event to ``data``), 1 when taken, 2 when taken and it ended a message (the host must then
+        check whether the other direction can resume, as after ``data``).
 
         Taken when nothing is buffered or waiting for later bytes (no pending finding), the segment follows on
-        from the last one, and it lies strictly inside a Content-Length body or a chunk's data (the body does
-        not end in it) or extends a body read until close. The state after it is exactly what ``data`` would
-        leave: counters, excerpt, history bytes and the offset->frame map (only its last entries: it stays
-        bounded). None of this can resume the other direction, so the host need not pump after it. Never
-        taken while paused: a paused reader is in a head, and a body being walked has ``pause`` None.
-        (A direction that is not parsed at all is cheaper still: see ``through``.)"""
+        from the last one, and it lies inside a Content-Length body (possibly ending it), holds only chunk-data
+        and plain chunk-size lines (ChunkedDecoder.skim), or extends a body read until close. The state after
+        it is exactly what ``data`` would leave: counters, excerpt, history bytes and the offset->frame map
+        (only its last entries: it stays bounded). Never taken while paused: a paused reader is in a head, and
+        a body being walked has ``pause`` None. (A direction that is not parsed at all is cheaper still: see
+        ``through``.)"""
         st = self._stream
         if offset != st.base or st.buf or self._pending:
-            return False
+            return 0
         n = len(data)
         remaining = self._cl_remaining
-        if remaining > n:  # inside a Content-Length body (only then is _cl_remaining non-zero)
+        if remaining >= n:  # inside a Content-Length body (only then is _cl_remaining non-zero; n > 0)
             self._cl_remaining = remaining - n
             msg = self._msg
             msg.body_length += n
@@ -319,33 +342,43 @@ class DirectionReader:
             excerpt = msg.excerpt
             if len(excerpt) < BODY_KEEP and not msg.elided:
                 excerpt += data[: BODY_KEEP - len(excerpt)]
-        else:
-            dec = self._chunk
-            if dec is not None:  # inside a chunked body
-                if dec.phase is not _CHUNK_DATA or dec.remaining <= n:
-                    return False
+            st.skip(offset, data, frame)
+            end = offset + n
+            if end > self._last_offset:
+                self._last_offset = end
+            if remaining > n:
+                return 1
+            self._message_done(msg, _INCOMPLETE if msg.body_missing else _COMPLETE)
+            return 2
+        dec = self._chunk
+        if dec is not None:  # inside a chunked body
+            if dec.phase is _CHUNK_DATA and dec.remaining >= n:  # inside a chunk's data: skim, inlined
                 dec.remaining -= n
                 dec.decoded += n
                 dec.end = offset + n
+                if not dec.remaining:
+                    dec.phase = _CHUNK_DATA_CRLF
                 kept = dec.kept
                 if len(kept) < dec.keep:
                     kept += data[: dec.keep - len(kept)]
-            else:
-                if self.mode is not Mode.BODY:
-                    return False
-                msg = self._msg
-                if remaining or not isinstance(msg.framing, UntilClose):
-                    return False
-                msg.body_length += n
-                msg.wire_body_length += n
-                excerpt = msg.excerpt
-                if len(excerpt) < BODY_KEEP and not msg.elided:
-                    excerpt += data[: BODY_KEEP - len(excerpt)]
+            elif not dec.skim(data, offset):  # across chunk boundaries, if they are plain
+                return 0
+        else:
+            if self.mode is not _BODY:
+                return 0
+            msg = self._msg
+            if remaining or not isinstance(msg.framing, UntilClose):
+                return 0
+            msg.body_length += n
+            msg.wire_body_length += n
+            excerpt = msg.excerpt
+            if len(excerpt) < BODY_KEEP and not msg.elided:
+                excerpt += data[: BODY_KEEP - len(excerpt)]
         st.skip(offset, data, frame)
         end = offset + n
         if end > self._last_offset:
             self._last_offset = end
-        return True
+        return 1
 
     def gap(self, ev: Gap) -> None:
         if self.pause is not None:
@@ -384,12 +417,19 @@ class DirectionReader:
 
     def enter_tunnel(self) -> None:
         """The other direction switched protocols (101 / 2xx to CONNECT) without this side having paused."""
-        if self.mode in (Mode.HEAD, Mode.DETECT, Mode.RESYNC) and self.pause is None:
+        if self.mode in (_HEAD, _DETECT, _RESYNC) and self.pause is None:
             self._enter_tunnel()
 
     def flush(self) -> None:
         """Deliver every finding still waiting for excerpt bytes (at finish)."""
         self._flush_pending()
+
+    def detach(self) -> None:
+        """The host is done with this reader (after ``flush``; it reads messages and counters only from now on).
+        A reader and its host refer to each other: dropping this side of the cycle lets reference counting free
+        a conversation's HTTP state as soon as the pipeline drops the conversation, instead of leaving it to the
+        cyclic garbage collector (whose full collections walk the whole heap)."""
+        self.host = _FINISHED
 
     # --- data ----------------------------------------------------------------------------------------------
 
@@ -402,7 +442,7 @@ class DirectionReader:
         end = st.end
         if offset > end:
             self._gap(end, offset - end, frame, "lost")
-            if self.mode is Mode.ENDED:
+            if self.mode is _ENDED:
                 return
         elif offset < end:  # overlap with bytes already delivered: keep the first copy
             data = data[end - offset :]
@@ -411,7 +451,8 @@ class DirectionReader:
             return
         if self._pending:
             self._feed_pending(offset, data)
-        if self.mode in (Mode.NOT_HTTP, Mode.TUNNEL, Mode.ENDED):
+        mode = self.mode
+        if mode is _NOT_HTTP or mode is _TUNNEL or mode is _ENDED:
             st.consume(self._pos)
             self._pos = 0
             st.append(offset, data, frame)
@@ -424,11 +465,13 @@ class DirectionReader:
     def _run(self) -> None:
         while self.pause is None:
             mode = self.mode
-            if mode is Mode.HEAD or mode is Mode.DETECT:
+            if mode is _HEAD or mode is _DETECT:
+                if self._msg_start is None and self._pos >= len(self._stream.buf):
+                    break  # between messages with nothing left: _step_head would find nothing either
                 progressed = self._step_head()
-            elif mode is Mode.BODY:
+            elif mode is _BODY:
                 progressed = self._step_body()
-            elif mode is Mode.RESYNC:
+            elif mode is _RESYNC:
                 progressed = self._step_resync()
             else:
                 self._pos = len(self._stream.buf)
@@ -441,7 +484,7 @@ class DirectionReader:
         if self._pos:
             self._stream.consume(self._pos)
             self._pos = 0
-        if self.mode is Mode.NOT_HTTP or self.mode is Mode.TUNNEL:
+        if self.mode is _NOT_HTTP or self.mode is _TUNNEL:
             self._check_through()
 
     def _check_through(self) -> None:
@@ -449,7 +492,7 @@ class DirectionReader:
         st = self._stream
         if (
             self.through is None
-            and (self.mode is Mode.NOT_HTTP or self.mode is Mode.TUNNEL)
+            and (self.mode is _NOT_HTTP or self.mode is _TUNNEL)
             and self.pause is None
             and not self._pending
             and not st.buf
@@ -483,6 +526,21 @@ class DirectionReader:
         if self._start is None:
             ls = start_rel
             lf = buf.find(b"\n", max(ls, self._scan - base))
+            if lf >= 0 and lf + 1 - start_rel <= HEAD_LIMIT:
+                # The usual case: the whole start line is here and valid. Then the prefix check below passes
+                # too (a status-line starts with HTTP/1.; a request-line is token SP target SP HTTP/1.x), except
+                # for a request method longer than MAX_METHOD_LENGTH, which goes the long way.
+                data = bytes(buf[ls:lf])
+                start = parse_start_line(data[:-1] if data.endswith(b"\r") else data, self.is_request)
+                if not isinstance(start, BadStartLine) and (
+                    not self.is_request or len(start.method) <= abnf.MAX_METHOD_LENGTH  # type: ignore[union-attr]
+                ):
+                    self._line_start = self._scan = base + lf + 1
+                    self._start = start
+                    self._start_line = data
+                    if self.mode is _DETECT:
+                        self._detected()
+                    return self._step_head_end(start_rel)
             if not self._start_prefix_ok(bytes(buf[ls : min(ls + 64, n if lf < 0 else lf)])):
                 # Judged on the first 64 bytes of the start line, whether or not its end has arrived, so the
                 # verdict does not depend on how the stream was segmented.
@@ -503,8 +561,14 @@ class DirectionReader:
                 return self._bad_start(partial=False)
             self._start = start
             self._start_line = data
-            if self.mode is Mode.DETECT:
+            if self.mode is _DETECT:
                 self._detected()
+        return self._step_head_end(start_rel)
+
+    def _step_head_end(self, start_rel: int) -> bool:
+        st = self._stream
+        buf, base = st.buf, st.base
+        n = len(buf)
         # The head ends at the first empty line: an LF followed by CRLF or LF (the start line's LF is the first).
         first_lf = self._line_start - base - 1
         m = _HEAD_END.search(buf, max(first_lf, self._scan - base - 2))
@@ -520,19 +584,19 @@ class DirectionReader:
     def _start_prefix_ok(self, prefix: bytes) -> bool:
         if self.is_request:
             return abnf.request_line_prefix_ok(prefix)
-        if self.mode is Mode.DETECT and prefix[:7] == abnf.RESPONSE_PREFIX:
+        if self.mode is _DETECT and prefix[:7] == abnf.RESPONSE_PREFIX:
             self._detected()  # "s2c starts with HTTP/1.": HTTP, even if the status line turns out malformed
         return abnf.response_prefix_ok(prefix)
 
     def _detected(self) -> None:
         self.is_http = True
-        self.mode = Mode.HEAD
+        self.mode = _HEAD
 
     def _bad_start(self, *, partial: bool) -> bool:
         """The start line is not one: ``partial`` when its first bytes already rule it out (then the next
         message start is searched from the next byte), else when the complete line failed (from the next line)."""
         assert self._msg_start is not None
-        if self.mode is Mode.DETECT:
+        if self.mode is _DETECT:
             return self._not_http()
         start = self._msg_start
         resume = start + 1 if partial else self._line_start
@@ -542,14 +606,14 @@ class DirectionReader:
 
     def _not_http(self) -> bool:
         """Not HTTP/1.x from the first bytes: stop buffering this direction; no findings for it."""
-        self.mode = Mode.NOT_HTTP
+        self.mode = _NOT_HTTP
         self._msg_start = None
         self._pos = len(self._stream.buf)
         return False
 
     def _head_too_long(self) -> bool:
         assert self._msg_start is not None
-        if self.mode is Mode.DETECT:
+        if self.mode is _DETECT:
             return self._not_http()
         start = self._msg_start
         self._begin_resync(start + HEAD_LIMIT, boundary=False)
@@ -564,46 +628,62 @@ class DirectionReader:
         start = self._msg_start
         head_end = base + end
         fields_at = self._line_start
-        block = bytes(st.buf[fields_at - base : last_lf]) if last_lf > fields_at - base else b""
-        offsets = [start]
-        datas = [self._start_line]
-        if block:
-            at = fields_at
-            for data in block.split(b"\n"):
-                offsets.append(at)
-                datas.append(data)
-                at += len(data) + 1
-        offsets.append(base + last_lf + 1)
-        datas.append(bytes(st.buf[last_lf + 1 : end - 1]))
-        frames = st.frames_at(offsets)
-        lines = [Line(o, d, f) for o, d, f in zip(offsets, datas, frames)]
-        parsed = parse_head(lines[:-1], lines[-1], self.is_request, start=self._start)
-        assert isinstance(parsed, ParsedHead)
+        buf = st.buf
+        seg_off = st.seg_off
+        head_fields = None
+        if seg_off and seg_off[-1] <= start and last_lf > fields_at - base and end - last_lf == 3:
+            # The usual head: in one segment, with field lines, ended by CRLF CRLF.
+            first_frame = st.seg_frame[-1]
+            block = bytes(buf[fields_at - base : last_lf + 1])
+            head_fields = parse_clean_fields(self._start_line, fields_at, block, first_frame)
+        if head_fields is not None:
+            issues: tuple[Issue, ...] = ()
+        else:
+            # The head's lines as parallel lists: the start line, the field lines, the empty line that ends it.
+            # Offsets: line k of the block starts at fields_at + (the lengths of the lines before it) + k.
+            if last_lf > fields_at - base:
+                datas = bytes(buf[fields_at - base : last_lf]).split(b"\n")
+                offsets = [start, *map(add, accumulate(map(len, datas), initial=fields_at), count())]
+                datas.insert(0, self._start_line)
+            else:
+                offsets = [start, base + last_lf + 1]
+                datas = [self._start_line]
+            datas.append(bytes(buf[last_lf + 1 : end - 1]))
+            if seg_off and seg_off[-1] <= start:  # the whole head came in one segment
+                frames = [st.seg_frame[-1]] * len(offsets)
+            else:
+                frames = st.frames_at(offsets)
+            first_frame = frames[0]
+            lines = [Line(o, d, f) for o, d, f in zip(offsets, datas, frames)]
+            parsed = parse_head(lines[:-1], lines[-1], self.is_request, start=self._start)
+            assert isinstance(parsed, ParsedHead)
+            head_fields, issues = parsed.fields, parsed.issues
+        start_line = self._start
         index = len(self.messages)
         elided = index >= DETAILED_MESSAGES
         raw_stop = min(head_end, start + RAW_HEAD_KEEP)
-        hf = analyze_headers(parsed.fields, is_request=self.is_request, version=parsed.version)
+        hf = analyze_headers(head_fields, is_request=self.is_request, version=start_line.version)
         msg = MessageBuilder(
             direction=self.direction,
             index=index,
-            start=parsed.start,
-            headers=() if elided else parsed.fields,
-            raw_head=b"" if elided else st.slice(start, raw_stop),
+            start=start_line,
+            headers=() if elided else head_fields,
+            raw_head=b"" if elided else bytes(buf[start - base : raw_stop - base]),  # all of it is in buf
             raw_head_truncated=raw_stop < head_end,
             header_framing=hf,
             offset=start,
             head_end=head_end,
-            first_frame=lines[0].frame,
+            first_frame=first_frame,
             after_loss=self._after_loss,
             elided=elided,
-            upgrade=self.is_request and any(f.lname == b"upgrade" for f in parsed.fields),
+            upgrade=self.is_request and any(len(f.name) == 7 and f.lname == b"upgrade" for f in head_fields),
         )
         self.messages.append(msg)
         self._msg_start = None
         self._start = None
         self._pos = head_end - st.base
         self.host.head_parsed(self, msg)
-        for issue in parsed.issues:
+        for issue in issues:
             self._issue(issue, msg)
         if self.is_request:
             for issue in hf.issues:
@@ -633,23 +713,23 @@ class DirectionReader:
         self._msg = msg
         if isinstance(framing, ContentLength) and framing.length > 0:
             self._cl_remaining = framing.length
-            self.mode = Mode.BODY
+            self.mode = _BODY
         elif isinstance(framing, Chunked):
             self._chunk = ChunkedDecoder(msg.head_end, keep=0 if msg.elided else BODY_KEEP)
             self._trailers = []
-            self.mode = Mode.BODY
+            self.mode = _BODY
         elif isinstance(framing, UntilClose):
-            self.mode = Mode.BODY
+            self.mode = _BODY
         elif isinstance(framing, Unframed):
             # RFC 9112 §6.3 items 4/5: the recipient cannot tell where this message ends and must close;
             # the next message, if any, is searched for. The cause is already reported (TE/CL finding).
-            self._message_done(msg, MessageState.MALFORMED)
+            self._message_done(msg, _MALFORMED)
             self._begin_resync(msg.head_end, boundary=True)
         elif isinstance(framing, Tunnel):
-            self._message_done(msg, MessageState.COMPLETE)
+            self._message_done(msg, _COMPLETE)
             self._enter_tunnel()
         else:  # NoBody, ContentLength(0)
-            self._message_done(msg, MessageState.COMPLETE)
+            self._message_done(msg, _COMPLETE)
 
     def _step_body(self) -> bool:
         msg = self._msg
@@ -669,7 +749,7 @@ class DirectionReader:
             msg.body_length += take
             msg.wire_body_length += take
             if self._cl_remaining == 0:
-                self._message_done(msg, MessageState.INCOMPLETE if msg.body_missing else MessageState.COMPLETE)
+                self._message_done(msg, _INCOMPLETE if msg.body_missing else _COMPLETE)
                 return True
             return False
         if isinstance(framing, Chunked):
@@ -682,7 +762,7 @@ class DirectionReader:
                 return True
             if dec.failed:
                 self._chunk_sync(dec, msg)
-                self._message_done(msg, MessageState.MALFORMED)
+                self._message_done(msg, _MALFORMED)
                 self._begin_resync(dec.end, boundary=False)
                 return True
             return False
@@ -721,7 +801,7 @@ class DirectionReader:
         self._chunk_sync(dec, msg)
         if not msg.elided:
             msg.trailers = tuple(self._trailers)
-        self._message_done(msg, MessageState.INCOMPLETE if msg.body_missing else MessageState.COMPLETE)
+        self._message_done(msg, _INCOMPLETE if msg.body_missing else _COMPLETE)
 
     def _message_done(self, msg: MessageBuilder, state: MessageState, end: int | None = None) -> None:
         st = self._stream
@@ -734,16 +814,16 @@ class DirectionReader:
         self._msg = None
         self._chunk = None
         self._cl_remaining = 0
-        if self.mode is Mode.BODY:
-            self.mode = Mode.HEAD
+        if self.mode is _BODY:
+            self.mode = _HEAD
         pause = self.host.message_done(self, msg)
         if pause is not None:
             self.pause = pause
 
     def _enter_tunnel(self) -> None:
-        if self.mode is Mode.ENDED:
+        if self.mode is _ENDED:
             return
-        self.mode = Mode.TUNNEL
+        self.mode = _TUNNEL
         self._msg_start = None
         self._start = None
 

@@ -66,7 +66,10 @@ class StreamBuffer:
     def consume(self, n: int) -> None:
         if n <= 0:
             return
-        self.history = (self.history + bytes(self.buf[max(0, n - HISTORY) : n]))[-HISTORY:]
+        if n >= HISTORY:
+            self.history = bytes(self.buf[n - HISTORY : n])
+        else:
+            self.history = (self.history + bytes(self.buf[:n]))[-HISTORY:]
         del self.buf[:n]
         self.base += n
         self._prune()
