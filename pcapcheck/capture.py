@@ -29,10 +29,12 @@ PCAPNG_BOM = 0x1A2B3C4D
 # Wireshark's WTAP_MAX_PACKET_SIZE_STANDARD: larger records are treated as corruption.
 MAX_RECORD = 262144
 CHUNK = 1 << 20
+BATCH = 256  # pcapng records per batch (classic pcap: one batch per chunk)
 # pcapng blocks that Wireshark numbers as frames although they hold no packet:
 # custom blocks (copyable or not) and systemd journal export blocks.
 CUSTOM_BLOCKS = {0x00000BAD, 0x40000BAD, 0x00000009}
 NO_PACKET = -2  # Frame.linktype of such a record
+_tnew = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (half the cost)
 
 # classic pcap magic (as read little-endian) -> (byte order, nanosecond timestamps)
 PCAP_MAGICS = {
@@ -121,7 +123,9 @@ class CaptureReader:
         self.total_bytes: int | None = None
         self._raw = stream
         self._f: BinaryIO | None = None
-        self._pos = 0  # byte offset of the next unread byte in the (decompressed) stream
+        # The unread bytes are self._buf[self._bufpos:]; self._base is the stream offset of self._buf[0],
+        # so the offset of the next unread byte in the (decompressed) stream is _base + _bufpos.
+        self._base = 0
         self._buf = b""
         self._bufpos = 0
 
@@ -148,7 +152,11 @@ class CaptureReader:
     @property
     def position(self) -> int:
         """Bytes consumed so far (of the decompressed stream), for progress and messages."""
-        return self._pos
+        return self._base + self._bufpos
+
+    @property
+    def _pos(self) -> int:
+        return self._base + self._bufpos
 
     def close(self) -> None:
         if self._f is not None and self._raw is None and self.path != "-":
@@ -160,10 +168,10 @@ class CaptureReader:
         buf, p = self._buf, self._bufpos
         if len(buf) - p >= n:
             self._bufpos = p + n
-            self._pos += n
             return buf[p : p + n]
         rest = buf[p:]
-        parts = [rest]
+        self._base += p  # stream offset of rest[0]
+        parts = [rest] if rest else []
         have = len(rest)
         assert self._f is not None
         while have < n:
@@ -172,8 +180,8 @@ class CaptureReader:
             except (OSError, EOFError, gzip.BadGzipFile) as e:
                 self._add(
                     "capture.truncated",
-                    f"{self.path}: read error at byte offset {self._pos + have}: {e}",
-                    offset=self._pos + have,
+                    f"{self.path}: read error at byte offset {self._base + have}: {e}",
+                    offset=self._base + have,
                     fatal=True,
                 )
                 chunk = b""
@@ -181,11 +189,21 @@ class CaptureReader:
                 break
             parts.append(chunk)
             have += len(chunk)
+        if have > n and len(parts) > 1:
+            # The request straddles into the last chunk: copy only the few bytes needed from it and keep
+            # the chunk itself (uncopied) as the new buffer.
+            last = parts.pop()
+            before = have - len(last)  # bytes in the earlier parts
+            take = n - before
+            out = b"".join(parts) + last[:take]
+            self._base += before
+            self._buf = last
+            self._bufpos = take
+            return out
         data = b"".join(parts)
         out = data[:n]
         self._buf = data
         self._bufpos = len(out)
-        self._pos += len(out)
         return out
 
     def _add(self, code: str, message: str, *, offset: int | None = None, frame: int | None = None,
@@ -196,6 +214,19 @@ class CaptureReader:
 
     # -- iteration -------------------------------------------------------------
     def __iter__(self) -> Iterator[Frame]:
+        for batch in self.record_batches():
+            for number, ts, linktype, wirelen, buf, start, caplen in batch:
+                yield _tnew(Frame, (number, ts, linktype, caplen, wirelen, buf[start : start + caplen]))
+
+    def record_batches(self) -> Iterator[list[tuple[int, int, int, int, bytes, int, int]]]:
+        """The hot-path form of iteration: lists of ``(number, ts, linktype, wirelen, buf, start, caplen)``,
+        one per record, in file order; the record's bytes are ``buf[start : start + caplen]``, ``buf`` being
+        the reader's chunk. Nothing is copied per record, no Frame is built, and the reading loop is left
+        once per chunk instead of once per record. Same records, problems and counts as iterating over the
+        reader; ``position`` advances a batch at a time.
+
+        Not a generator itself: the file is opened and its format detected at the call.
+        """
         self._f = self._open()
         magic = self._read(4)
         if len(magic) < 4:
@@ -205,20 +236,19 @@ class CaptureReader:
         (m_le,) = struct.unpack("<I", magic)
         if m_le in PCAP_MAGICS:
             self.format = "pcap"
-            yield from self._iter_pcap(magic)
-        elif m_le == PCAPNG_SHB:
+            return self._iter_pcap(magic)
+        if m_le == PCAPNG_SHB:
             self.format = "pcapng"
-            yield from self._iter_pcapng(magic)
-        else:
-            raise CaptureError(
-                f"{self.path}: not a pcap or pcapng file (first bytes {magic.hex()}); "
-                "pcapcheck reads pcap, pcapng and their gzip-compressed forms"
-            )
+            return self._iter_pcapng(magic)
+        raise CaptureError(
+            f"{self.path}: not a pcap or pcapng file (first bytes {magic.hex()}); "
+            "pcapcheck reads pcap, pcapng and their gzip-compressed forms"
+        )
 
     def _count(self, linktype: int) -> None:
         self.linktypes[linktype] = self.linktypes.get(linktype, 0) + 1
 
-    def _iter_pcap(self, magic: bytes) -> Iterator[Frame]:
+    def _iter_pcap(self, magic: bytes) -> Iterator[list[tuple]]:
         order, nanos = PCAP_MAGICS[struct.unpack("<I", magic)[0]]
         rest = self._read(20)
         if len(rest) < 20:
@@ -236,27 +266,35 @@ class CaptureReader:
         number = 0
         warned_snaplen = False
         path = self.path
+        batch: list[tuple] = []
         while True:
-            # Fast path: the whole record is in the buffer.
-            buf, p = self._buf, self._bufpos
-            if len(buf) - p >= 16:
+            # Fast path: every record that lies wholly in the buffer, in one batch.
+            buf = self._buf
+            p = self._bufpos
+            blen = len(buf)
+            append = batch.append
+            while p + 16 <= blen:
                 sec, frac, caplen, wirelen = unpack_from(buf, p)
-                end = p + 16 + caplen
-                if caplen <= limit and end <= len(buf):
-                    number += 1
-                    self._bufpos = end
-                    self._pos += 16 + caplen
-                    if wirelen < caplen:
-                        wirelen = caplen
-                    if caplen > snaplen and snaplen and not warned_snaplen:
-                        warned_snaplen = True
-                        self._add("capture.corrupt",
-                                  f"{path}: frame {number} at byte offset {self._pos - 16 - caplen}: captured length "
-                                  f"{caplen} exceeds the file's snaplen {snaplen} (read anyway)",
-                                  offset=self._pos - 16 - caplen, frame=number, minor=True)
-                    yield Frame(number, sec * 1_000_000_000 + frac * mul, linktype, caplen, wirelen,
-                                buf[p + 16 : end])
-                    continue
+                start = p + 16
+                end = start + caplen
+                if caplen > limit or end > blen:
+                    break
+                number += 1
+                p = end
+                if wirelen < caplen:
+                    wirelen = caplen
+                if caplen > snaplen and snaplen and not warned_snaplen:
+                    warned_snaplen = True
+                    self._add("capture.corrupt",
+                              f"{path}: frame {number} at byte offset {self._base + start - 16}: captured length "
+                              f"{caplen} exceeds the file's snaplen {snaplen} (read anyway)",
+                              offset=self._base + start - 16, frame=number, minor=True)
+                append((number, sec * 1_000_000_000 + frac * mul, linktype, wirelen, buf, start, caplen))
+            self._bufpos = p
+            if batch:
+                yield batch
+                batch = []
+            # Slow path: a record that straddles the end of the buffer (or a damaged one).
             offset = self._pos
             head = self._read(16)
             if not head:
@@ -289,12 +327,15 @@ class CaptureReader:
                 self._add("capture.corrupt",
                           f"{path}: frame {number} at byte offset {offset}: captured length {caplen} exceeds "
                           f"the file's snaplen {snaplen} (read anyway)", offset=offset, frame=number, minor=True)
-            yield Frame(number, sec * 1_000_000_000 + frac * mul, linktype, caplen, wirelen, data)
+            batch.append((number, sec * 1_000_000_000 + frac * mul, linktype, wirelen, data, 0, caplen))
+        if batch:
+            yield batch
         self.frames = number
         self.linktypes[linktype] = number
 
-    def _iter_pcapng(self, first: bytes) -> Iterator[Frame]:
+    def _iter_pcapng(self, first: bytes) -> Iterator[list[tuple]]:
         number = 0
+        batch: list[tuple] = []
         interfaces: list[_Interface] = []
         order = "<"
         path = self.path
@@ -410,19 +451,23 @@ class CaptureReader:
                     self._add("capture.corrupt",
                               f"{path}: frame {number} at byte offset {offset} names interface {iface_id}, "
                               "which was never described: frame skipped", offset=offset, frame=number)
-                    yield Frame(number, 0, -1, caplen, max(caplen, wirelen), b"")
+                    batch.append((number, 0, -1, max(caplen, wirelen), b"", 0, caplen))
                 else:
                     iface = interfaces[iface_id]
                     ts = 0 if ts_units is None else ts_units * iface.mul // iface.div + iface.offset_ns
                     self._count(iface.linktype)
-                    yield Frame(number, ts, iface.linktype, caplen, max(caplen, wirelen),
-                                body[start : start + caplen])
+                    batch.append((number, ts, iface.linktype, max(caplen, wirelen), body, start, caplen))
             elif btype in CUSTOM_BLOCKS:
                 # Wireshark (4.0) shows custom and systemd-journal blocks as frames of their own:
                 # count them so frame numbers stay equal to frame.number; they carry no packet.
                 number += 1
-                yield Frame(number, 0, NO_PACKET, 0, 0, b"")
+                batch.append((number, 0, NO_PACKET, 0, b"", 0, 0))
+            if len(batch) >= BATCH:
+                yield batch
+                batch = []
             block_type_word = self._read(4)
+        if batch:
+            yield batch
         self.frames = number
 
 

@@ -33,6 +33,7 @@ IPV6_EXT = {0, 43, 60, 51, 135, 139, 140}  # hop-by-hop, routing, dest opts, AH,
 NULL_IPV6 = {24, 28, 30}
 # Pending IPv4 fragment sets are bounded; the oldest are dropped (and reported) beyond this.
 MAX_FRAGMENT_SETS = 1024
+_tnew = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (half the cost)
 
 
 class TcpPacket(NamedTuple):
@@ -78,12 +79,21 @@ class Decoder:
     """Turns frames into TcpPacket (or None), counting everything it does not return."""
 
     def __init__(self) -> None:
-        self.tcp_frames = 0
-        self.ip_frames = 0
+        self._tcp_frames = 0  # not counting the fast path's
+        self._ip_frames = 0
+        self._fast_frames = 0  # Ethernet/IPv4/TCP frames decoded by the fast path (IP and TCP frames both)
         self.other_frames = 0  # decodable but not TCP (ARP, UDP, ICMP ...): not a problem
         self.skips: dict[str, Skip] = {}
         self.snaplen_cut = Skip("capture.snaplen", "TCP payload cut by the capture's snaplen")
         self._fragments: dict[tuple, dict] = {}
+
+    @property
+    def tcp_frames(self) -> int:
+        return self._tcp_frames + self._fast_frames
+
+    @property
+    def ip_frames(self) -> int:
+        return self._ip_frames + self._fast_frames
 
     # -- bookkeeping -----------------------------------------------------------
     def _skip(self, code: str, reason: str, frame: int) -> None:
@@ -97,29 +107,84 @@ class Decoder:
     # -- link layer ------------------------------------------------------------
     def decode(self, f: Frame) -> TcpPacket | None:
         data = f.data
-        lt = f.linktype
-        n = len(data)
-        if lt == 1 and n >= 54:
-            # Fast path: Ethernet II, IPv4 with a 20-byte header, not a fragment, TCP.
+        return self.decode_record(f.number, f.ts, f.linktype, f.wirelen, data, 0, len(data), f)
+
+    def decode_record(self, number: int, ts: int, lt: int, wirelen: int, buf: bytes, start: int, caplen: int,
+                      frame: Frame | None = None) -> TcpPacket | None:
+        """Decode the record ``buf[start : start + caplen]`` (the tuples of ``CaptureReader.records()``).
+
+        The common case (Ethernet II, IPv4 with a 20-byte header, not a fragment, TCP) is decoded in place,
+        straight from the reader's chunk; everything else goes through a :class:`Frame` (``frame`` when the
+        caller has one).
+        """
+        if lt == 1 and caplen >= 54:
             (etype, vhl, total, ip_id, frag, ttl, proto, src, dst,
-             sport, dport, seqno, ackno, offflags, window) = _eth_ip4_tcp(data, 0)
+             sport, dport, seqno, ackno, offflags, window) = _eth_ip4_tcp(buf, start)
             if etype == 0x0800 and vhl == 0x45 and proto == 6 and not frag & 0x3FFF and total >= 40:
                 doff = (offflags >> 12) * 4
                 hend = 34 + doff
                 end = 14 + total
-                if doff >= 20 and hend <= end and hend <= n:
-                    self.ip_frames += 1
-                    self.tcp_frames += 1
-                    payload = data[hend:end]
+                if doff >= 20 and hend <= end and hend <= caplen:
+                    self._fast_frames += 1
                     seglen = end - hend
-                    if len(payload) < seglen:
+                    if end > caplen:
+                        # cut by the snaplen: the payload is what was captured
+                        payload = buf[start + hend : start + caplen]
                         s = self.snaplen_cut
                         s.count += 1
                         if len(s.frames) < 20:
-                            s.frames.append(f.number)
-                    return TcpPacket(f.number, f.ts, src, dst, sport, dport, seqno, ackno, offflags & 0xFF, window,
-                                     data[54:hend] if doff > 20 else b"", payload, seglen, ttl, ip_id,
-                                     bool(frag & 0x4000))
+                            s.frames.append(number)
+                    else:
+                        payload = buf[start + hend : start + end]
+                    return _tnew(TcpPacket, (number, ts, src, dst, sport, dport, seqno, ackno, offflags & 0xFF,
+                                             window, buf[start + 54 : start + hend] if doff > 20 else b"", payload,
+                                             seglen, ttl, ip_id, frag & 0x4000 != 0))
+        if frame is None:
+            frame = _tnew(Frame, (number, ts, lt, caplen, wirelen, buf[start : start + caplen]))
+        return self._decode_link(frame)
+
+    def decode_batch(self, records: list[tuple]) -> list[TcpPacket]:
+        """The TCP segments among records of ``CaptureReader.record_batches()``, in order (the others are
+        counted and skipped as by ``decode_record``, whose fast path this loop repeats inline: one call per
+        batch instead of one per record)."""
+        out: list[TcpPacket] = []
+        append = out.append
+        fast = 0
+        unpack = _eth_ip4_tcp
+        tnew = _tnew
+        for rec in records:
+            number, ts, lt, wirelen, buf, start, caplen = rec
+            if lt == 1 and caplen >= 54:
+                (etype, vhl, total, ip_id, frag, ttl, proto, src, dst,
+                 sport, dport, seqno, ackno, offflags, window) = unpack(buf, start)
+                if etype == 0x0800 and vhl == 0x45 and proto == 6 and not frag & 0x3FFF and total >= 40:
+                    doff = (offflags >> 12) * 4
+                    hend = 34 + doff
+                    end = 14 + total
+                    if doff >= 20 and hend <= end and hend <= caplen:
+                        fast += 1
+                        if end > caplen:
+                            payload = buf[start + hend : start + caplen]
+                            s = self.snaplen_cut
+                            s.count += 1
+                            if len(s.frames) < 20:
+                                s.frames.append(number)
+                        else:
+                            payload = buf[start + hend : start + end]
+                        append(tnew(TcpPacket, (number, ts, src, dst, sport, dport, seqno, ackno, offflags & 0xFF,
+                                                window, buf[start + 54 : start + hend] if doff > 20 else b"",
+                                                payload, end - hend, ttl, ip_id, frag & 0x4000 != 0)))
+                        continue
+            pkt = self._decode_link(tnew(Frame, (number, ts, lt, caplen, wirelen, buf[start : start + caplen])))
+            if pkt is not None:
+                append(pkt)
+        self._fast_frames += fast
+        return out
+
+    def _decode_link(self, f: Frame) -> TcpPacket | None:
+        data = f.data
+        lt = f.linktype
+        n = len(data)
         if lt == 1:  # Ethernet II, 802.1Q / QinQ, 802.3 + LLC/SNAP
             if n < 14:
                 self._skip("capture.undecodable", "Ethernet header cut short", f.number)
@@ -233,7 +298,7 @@ class Decoder:
         if vhl >> 4 != 4 or ihl < 20:
             self._skip("capture.undecodable", "invalid IPv4 header (version or header length)", f.number)
             return None
-        self.ip_frames += 1
+        self._ip_frames += 1
         if proto != 6:
             self.other_frames += 1
             return None
@@ -286,7 +351,7 @@ class Decoder:
         if data[off] >> 4 != 6:
             self._skip("capture.undecodable", "invalid IPv6 version", f.number)
             return None
-        self.ip_frames += 1
+        self._ip_frames += 1
         (plen,) = _u16(data, off + 4)
         nh = data[off + 6]
         hop = data[off + 7]
@@ -331,14 +396,14 @@ class Decoder:
         if hend > end:
             self._skip("capture.undecodable", "TCP header longer than the IP payload", f.number)
             return None
-        self.tcp_frames += 1
+        self._tcp_frames += 1
         if len(data) < hend:  # options cut by the snaplen: keep what the header says, no payload
             s = self.snaplen_cut
             s.count += 1
             if len(s.frames) < 20:
                 s.frames.append(f.number)
-            return TcpPacket(f.number, f.ts, src, dst, sport, dport, seq, ack, offflags & 0xFF, window,
-                             data[off + 20 : hend], b"", end - hend, ttl, ip_id, df)
+            return _tnew(TcpPacket, (f.number, f.ts, src, dst, sport, dport, seq, ack, offflags & 0xFF, window,
+                                     data[off + 20 : hend], b"", end - hend, ttl, ip_id, df))
         payload = data[hend:end]
         seglen = end - hend
         if len(payload) < seglen:
@@ -346,5 +411,5 @@ class Decoder:
             s.count += 1
             if len(s.frames) < 20:
                 s.frames.append(f.number)
-        return TcpPacket(f.number, f.ts, src, dst, sport, dport, seq, ack, offflags & 0xFF, window,
-                         data[off + 20 : hend] if doff > 20 else b"", payload, seglen, ttl, ip_id, df)
+        return _tnew(TcpPacket, (f.number, f.ts, src, dst, sport, dport, seq, ack, offflags & 0xFF, window,
+                                 data[off + 20 : hend] if doff > 20 else b"", payload, seglen, ttl, ip_id, df))

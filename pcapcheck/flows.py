@@ -23,7 +23,7 @@ class Conversation:
     """Identity and role facts of one conversation; ``state`` belongs to the pipeline."""
 
     __slots__ = (
-        "id", "a", "aport", "b", "bport", "client_is_a", "guessed", "base", "closed_at", "last_ts",
+        "id", "a", "aport", "b", "bport", "client_is_a", "guessed", "base", "closed_at",
         "saw_fin", "saw_rst", "state", "reuse_of", "reuse_frame", "resumed", "key_ab", "key_ba",
     )
 
@@ -45,7 +45,6 @@ class Conversation:
         # base sequence number per side (index 0 = a, 1 = b): Wireshark's base_seq
         self.base: list[int | None] = [None, None]
         self.closed_at: int | None = None
-        self.last_ts = pkt.ts
         self.saw_fin = False
         self.saw_rst = False
         self.state = None
@@ -72,10 +71,17 @@ class Conversation:
 
 
 class FlowTable:
-    """Maps packets to conversations. ``lookup`` returns (conversation, is_new)."""
+    """Maps packets to conversations. ``lookup`` returns (conversation, is_new), ``route`` also the direction.
+
+    ``routes`` is the hot path's view of the table: 4-tuple -> (conversation, direction) for the senders whose
+    base sequence number is already set. A packet whose 4-tuple is in ``routes`` and that is not a SYN needs
+    nothing else from the table (``route`` would return the same without changing anything), so the pipeline
+    reads ``routes`` directly and calls ``route`` only for the others.
+    """
 
     def __init__(self) -> None:
         self._table: dict[tuple, Conversation] = {}
+        self.routes: dict[tuple, tuple[Conversation, int]] = {}
         self._tombstones: dict[tuple, tuple[int, list]] = {}
         self.next_id = 0
         self.reused: list[tuple[int, int, int]] = []  # (new id, old id, frame)
@@ -91,12 +97,18 @@ class FlowTable:
         return sorted(seen.values(), key=lambda c: c.id)
 
     def lookup(self, pkt: TcpPacket) -> tuple[Conversation, bool]:
+        conv, _d, new = self.route(pkt)
+        return conv, new
+
+    def route(self, pkt: TcpPacket) -> tuple[Conversation, int, bool]:
+        """(conversation, direction, is_new): direction 0 = client to server, 1 = server to client."""
         key = (pkt.src, pkt.sport, pkt.dst, pkt.dport)
         conv = self._table.get(key)
         flags = pkt.flags
         if conv is not None:
+            from_a = key == conv.key_ab
+            s = 0 if from_a else 1
             if flags & SYN and not flags & ACK:
-                s = conv.side(pkt)
                 base = conv.base[s]
                 if base is not None and base != pkt.seq:
                     # port reuse: a new ISN on a known 4-tuple (Wireshark's reused_ports)
@@ -106,10 +118,12 @@ class FlowTable:
                     conv.reuse_frame = pkt.frame
                     self.replaced.append(old)
                     self.reused.append((conv.id, old.id, pkt.frame))
-                    return conv, True
-            if conv.base[conv.side(pkt)] is None:
-                conv.base[conv.side(pkt)] = pkt.seq if flags & SYN else (pkt.seq - 1) & 0xFFFFFFFF
-            return conv, False
+                    return conv, 0 if conv.client_is_a else 1, True
+            d = 0 if from_a == conv.client_is_a else 1
+            if conv.base[s] is None:
+                conv.base[s] = pkt.seq if flags & SYN else (pkt.seq - 1) & 0xFFFFFFFF
+                self.routes[key] = (conv, d)
+            return conv, d, False
         tomb = self._tombstones.get(key)
         if tomb is not None:
             cid, bases = tomb
@@ -122,9 +136,9 @@ class FlowTable:
                 conv = Conversation(cid, pkt)
                 conv.resumed = True
                 self._insert(conv, pkt)
-                return conv, True
+                return conv, 0 if conv.client_is_a else 1, True
         conv = self._new(pkt)
-        return conv, True
+        return conv, 0 if conv.client_is_a else 1, True
 
     def _new(self, pkt: TcpPacket) -> Conversation:
         conv = Conversation(self.next_id, pkt)
@@ -136,12 +150,17 @@ class FlowTable:
         conv.base[0] = pkt.seq if pkt.flags & SYN else (pkt.seq - 1) & 0xFFFFFFFF
         self._table[conv.key_ab] = conv
         self._table[conv.key_ba] = conv
+        # the sender (a) has its base now; b gets its route with its first packet
+        self.routes.pop(conv.key_ba, None)
+        self.routes[conv.key_ab] = (conv, 0 if conv.client_is_a else 1)
 
     def evict(self, conv: Conversation) -> None:
         """Drop a finished conversation; remember its id and base sequence numbers."""
         if self._table.get(conv.key_ab) is conv:
             del self._table[conv.key_ab]
             del self._table[conv.key_ba]
+            self.routes.pop(conv.key_ab, None)
+            self.routes.pop(conv.key_ba, None)
             bases = [conv.base[0], conv.base[1], conv.key_ab]
             self._tombstones[conv.key_ab] = (conv.id, bases)
             self._tombstones[conv.key_ba] = (conv.id, bases)

@@ -23,7 +23,7 @@ from pcapcheck.analyzers import ending, mismatch
 from pcapcheck.analyzers.rst_origin import RstRecord, Seg, SenderStats, Verdict, effect, origin
 from pcapcheck.analyzers.window import consequence, rule_phrase
 from pcapcheck.findings import Finding, Severity
-from pcapcheck.seq import MASK, gt, le
+from pcapcheck.seq import HALF, MASK
 from pcapcheck.tcp import options as tcpopt
 from pcapcheck.tcp.events import ACK, FIN, RST, SYN
 from pcapcheck.tcp.tracker import FAST_RETRANSMISSION, RETRANSMISSION, SPURIOUS_RETRANSMISSION
@@ -48,42 +48,40 @@ class _Side:
     """What one endpoint sent (non-RST packets only for the fingerprint)."""
 
     __slots__ = (
-        "pkts", "nxt", "contig", "ooo", "last_ack", "win", "syn", "fin", "ttl_lo", "ttl_hi", "ipv6", "ipid_n",
-        "ipid_last", "ipid_zero", "ipid_same", "ipid_small", "ipid_fwd", "with_opts", "without_opts",
+        "pkts", "syn_pkts", "nxt", "contig", "ooo", "last_ack", "syn", "fin", "ttl_lo", "ttl_hi", "ipv6",
+        "ipid_last", "ipid_zero", "ipid_same", "ipid_small", "ipid_fwd", "without_opts",
         "last_opts", "first_data", "last_data", "last_data_ts", "data_bytes", "recent", "odd", "rsts", "wscale",
-        "timestamps", "close_frame", "close_kind", "win_syn", "ipid_maxstep", "last_syn", "last_ts", "close_seq",
+        "timestamps", "close_frame", "close_kind", "ipid_maxstep", "last_syn", "close_seq",
         "close_ts", "first_data_ts", "data_pkts", "close_peer_data", "sent_synack",
     )
 
     def __init__(self) -> None:
-        self.pkts = 0
+        self.pkts = 0  # non-RST packets
+        self.syn_pkts = 0  # ... of them SYN or SYN-ACK
         self.nxt: int | None = None  # highest seq + len sent (SYN/FIN count 1)
         self.contig: int | None = None  # the peer's rcv_nxt for this stream: contiguous end, or the peer's ACK
         self.ooo: list[tuple[int, int]] = []
         self.last_ack: int | None = None  # last ACK value this side sent (its rcv_nxt as it announced it)
-        self.win = 0  # last raw window this side advertised
-        self.win_syn = 0  # non-zero: ... in a SYN (never scaled)
         self.syn: Seg | None = None  # its first SYN or SYN-ACK
         self.last_syn: Seg | None = None  # its latest SYN or SYN-ACK (retransmissions, retries)
-        self.last_ts: int | None = None
         self.fin: Seg | None = None
         self.ttl_lo = 256
         self.ttl_hi = -1
         self.ipv6 = False
-        self.ipid_n = 0
-        self.ipid_last = 0
+        self.ipid_last: int | None = None  # None: no IP ID seen yet
         self.ipid_zero = 0
         self.ipid_same = 0
         self.ipid_small = 0
         self.ipid_fwd = 0
         self.ipid_maxstep = 0
-        self.with_opts = 0
         self.without_opts = 0
         self.last_opts = b""
         self.first_data: int | None = None
         self.last_data: int | None = None
         self.last_data_ts = 0
         self.data_bytes = 0
+        # its last non-RST segments: (frame, ts, seq, ack, flags, seglen, ip_id, judgement or None, index, mask,
+        # time of the conversation's previous packet or None, raw window); the first ten are a Seg's fields
         self.recent: deque[tuple] = deque(maxlen=HISTORY)
         self.odd: deque[tuple] = deque(maxlen=ODD_HISTORY)
         self.rsts: list[RstRecord] = []
@@ -97,6 +95,33 @@ class _Side:
         self.data_pkts = 0
         self.close_peer_data: int | None = None  # the peer's data segments before this side first closed
         self.sent_synack = False
+
+    # The last non-RST segment's facts, read from ``recent`` (which every non-RST segment enters)
+    # rather than stored for every packet.
+    @property
+    def win(self) -> int:
+        """The last raw window this side advertised (0 before any)."""
+        return self.recent[-1][11] if self.recent else 0
+
+    @property
+    def win_syn(self) -> int:
+        """Non-zero when that window was in a SYN (never scaled)."""
+        return self.recent[-1][4] & SYN if self.recent else 0
+
+    @property
+    def last_ts(self) -> int | None:
+        return self.recent[-1][1] if self.recent else None
+
+    # Counts of the non-RST, non-SYN packets, derived rather than counted per packet: the IP ID series
+    # takes every one of them over IPv4 (a 4-tuple's address family never changes), and each either
+    # carries options or not.
+    @property
+    def ipid_n(self) -> int:
+        return 0 if self.ipv6 else self.pkts - self.syn_pkts
+
+    @property
+    def with_opts(self) -> int:
+        return self.pkts - self.syn_pkts - self.without_opts
 
     def ipid_mode(self) -> str:
         n = self.ipid_n
@@ -145,30 +170,37 @@ class RstAnalyzer:
         self._rst_count = 0
 
     # -- per packet: the hot path -------------------------------------------------------------------
+    # Sequence comparisons are inlined here (one call each otherwise, on every packet), with the
+    # identities of pcapcheck.seq: gt(a, b) <=> (b - a) & MASK >= HALF, le(a, b) <=> (b - a) & MASK < HALF.
     def packet(self, d: int, pkt: Any, mask: int = 0, judgement: Any = ACCEPTED) -> None:
         frame, ts, _src, _dst, _sp, _dp, seq, ack, flags, window, options, _pl, n, ttl, ip_id, _df = pkt
         if self._watch:
             self._observe(d, pkt)
-        last = self.last_ts
-        gap = ts - last if last is not None else 0
+        prev = self.last_ts  # the conversation's previous packet (the gap before this one: ts - prev)
         self.last_ts = ts
-        if last is None:
+        if prev is None:
             self.midstream_start = not flags & SYN
         if flags & RST:
-            self._rst(d, pkt, judgement, mask, gap)
+            self._rst(d, pkt, judgement, mask)
             return
-        s = self.sides[d]
-        r = self.sides[1 - d]
+        sides = self.sides
+        s = sides[d]
+        r = sides[1 - d]
+        # end = seq + len (SYN and FIN count 1), mod 2**32; the sum wraps rarely, so no mask on every packet
+        end = seq + n
         if flags & SYN:
+            s.syn_pkts += 1
             self._syn(d, s, pkt)
-            end = (seq + n + 1 + (flags & FIN)) & MASK
-        else:
-            if not self.established and flags & ACK:
-                self._establish(d, r, ack, ts)
-            end = (seq + n + (flags & FIN)) & MASK  # FIN is bit 0: counts 1
+            end += 1
+        elif not self.established and flags & ACK:
+            self._establish(d, r, ack, ts)
+        if flags & FIN:
+            end += 1
+        if end > MASK:
+            end &= MASK
         # sequence high-water marks: in-order segments take the cheap equality paths
         nxt = s.nxt
-        if nxt is None or (end != nxt and (seq == nxt or gt(end, nxt))):
+        if nxt is None or (end != nxt and (seq == nxt or ((nxt - end) & MASK) >= HALF)):  # gt(end, nxt)
             s.nxt = end
         c = s.contig
         if c is None:
@@ -178,21 +210,25 @@ class RstAnalyzer:
                 s.contig = end
                 if s.ooo:
                     self._drain(s)
-        elif end != c and le(seq, c) and gt(end, c):
+        elif end != c and ((c - seq) & MASK) < HALF and ((c - end) & MASK) >= HALF:  # le(seq, c) and gt(end, c)
             s.contig = end
             if s.ooo:
                 self._drain(s)
-        elif n and gt(seq, c) and len(s.ooo) < 16:
+        elif n and ((c - seq) & MASK) >= HALF and len(s.ooo) < 16:  # gt(seq, c)
             s.ooo.append((seq, end))
         if flags & ACK:
             s.last_ack = ack
             rc = r.contig
-            if rc is None or ack != rc and gt(ack, rc) and ((ack - rc) & MASK) < 0x40000000:
-                r.contig = ack  # the peer received more than was captured
-        s.win = window
-        s.win_syn = flags & SYN
-        s.last_ts = ts
-        s.pkts += 1
+            if rc is None:
+                r.contig = ack
+            elif ack != rc:
+                # gt(ack, rc) and less than 2**30 ahead (ack - rc mod 2**32 in (0, 2**30)): the peer
+                # received more than was captured
+                ahead = ack - rc
+                if 0 < ahead < 0x40000000 or ahead < -0xC0000000:
+                    r.contig = ack
+        index = s.pkts  # packets this side sent before this one
+        s.pkts = index + 1
         if ttl < s.ttl_lo:
             s.ttl_lo = ttl
         if ttl > s.ttl_hi:
@@ -200,8 +236,11 @@ class RstAnalyzer:
         if ip_id is None:
             s.ipv6 = True
         elif not flags & SYN:  # Linux sends SYN-ACKs from the request socket with ID 0: not the series
-            if s.ipid_n:
-                step = (ip_id - s.ipid_last) & 0xFFFF
+            last_id = s.ipid_last
+            if last_id is not None:
+                step = ip_id - last_id  # mod 2**16
+                if step < 0:
+                    step += 0x10000
                 if step == 0:
                     s.ipid_same += 1
                 elif step <= 8:
@@ -213,13 +252,11 @@ class RstAnalyzer:
             if ip_id == 0:
                 s.ipid_zero += 1
             s.ipid_last = ip_id
-            s.ipid_n += 1
-        if options:
-            if not flags & SYN:
-                s.with_opts += 1
+        if not flags & SYN:
+            if options:
                 s.last_opts = options
-        elif not flags & SYN:
-            s.without_opts += 1
+            else:
+                s.without_opts += 1
         if n:
             s.data_pkts += 1
             s.data_bytes += n
@@ -230,14 +267,14 @@ class RstAnalyzer:
                 s.first_data_ts = ts
             self.last_data_dir = d
         if flags & FIN and s.fin is None:
-            s.fin = Seg(frame, ts, seq, ack, flags, n, ip_id, None, s.pkts - 1, mask)
+            s.fin = Seg(frame, ts, seq, ack, flags, n, ip_id, None, index, mask)
             if s.close_frame is None:
                 s.close_frame, s.close_kind, s.close_seq, s.close_ts = frame, "fin", seq, ts
                 s.close_peer_data = r.data_pkts
         if judgement is ACCEPTED or judgement is None:
-            s.recent.append((frame, ts, seq, ack, flags, n, ip_id, None, s.pkts - 1, mask, gap))
+            s.recent.append((frame, ts, seq, ack, flags, n, ip_id, None, index, mask, prev, window))
         else:
-            t = (frame, ts, seq, ack, flags, n, ip_id, judgement, s.pkts - 1, mask, gap)
+            t = (frame, ts, seq, ack, flags, n, ip_id, judgement, index, mask, prev, window)
             s.recent.append(t)
             s.odd.append(t)
 
@@ -280,7 +317,7 @@ class RstAnalyzer:
             s.timestamps = opts.ts_val is not None
 
     # -- RST: snapshot now, decide at finish ------------------------------------------------------------
-    def _rst(self, d: int, pkt: Any, judgement: Any, mask: int, gap: int) -> None:
+    def _rst(self, d: int, pkt: Any, judgement: Any, mask: int) -> None:
         self._rst_count += 1
         s = self.sides[d]
         r = self.sides[1 - d]
@@ -293,7 +330,8 @@ class RstAnalyzer:
         trigger, kind = self._trigger(d, pkt)
         idle = trigger_gap = None
         if trigger is not None:
-            trigger_gap = next((t[10] for t in r.recent if t[0] == trigger.frame), None)
+            trigger_gap = next((t[1] - t[10] if t[10] is not None else 0 for t in r.recent
+                                if t[0] == trigger.frame), None)
             idle = trigger_gap
         scale = self._scale(1 - d)
         rcv_wnd = (r.win << scale) if scale is not None and r.pkts else None

@@ -15,6 +15,7 @@ streams longer than 4 GiB both work. Policy:
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 from pcapcheck import seq as sq
@@ -35,13 +36,47 @@ class Mismatch:
         self.first, self.second = first, second
 
 
+class _RestartedTail:
+    """The compared-against bytes after ``start()`` moved offset 0 under a non-empty tail (a direction that
+    delivered bytes before its SYN was seen): kept as one byte string positioned by the order of delivery,
+    with (offset, frame) pairs positioned by their own offsets, as the reassembler always did. Rare; the
+    reassembler returns to the plain ``tail`` at the next gap."""
+
+    __slots__ = ("buf", "off", "frames")
+
+    def __init__(self, buf: bytearray, off: int, frames: list[tuple[int, int]]) -> None:
+        self.buf = buf
+        self.off = off  # offset of buf[0]
+        self.frames = frames
+
+    def append(self, entry: tuple[int, bytes, int]) -> None:
+        off, data, frame = entry
+        buf = self.buf
+        buf += data
+        self.frames.append((off, frame))
+        if len(buf) > 2 * TAIL_KEEP:
+            cut = len(buf) - TAIL_KEEP
+            del buf[:cut]
+            self.off += cut
+            tf = self.frames
+            while len(tf) > 1 and tf[1][0] <= self.off:
+                tf.pop(0)
+
+
 class Reassembler:
-    """One direction. Call ``segment`` for every packet with payload (or SYN/FIN)."""
+    """One direction. Call ``segment`` for every packet with payload (or SYN/FIN).
+
+    The bytes kept for comparing retransmissions are not copied: ``tail`` holds references to the
+    delivered payloads as (stream offset, bytes, frame), contiguous and ending at ``next_off``. Only the
+    bytes from ``tail_off`` on count (between TAIL_KEEP and 2 x TAIL_KEEP of them); the first entry may
+    start before ``tail_off``. Entries are dropped from the left once their successor starts at or before
+    ``tail_off``, so the frame of each kept byte's first copy stays known.
+    """
 
     __slots__ = (
-        "next_seq", "next_off", "started", "pending", "pending_bytes", "tail", "tail_off", "tail_frames",
-        "head", "on_data", "on_gap", "mismatches", "gaps", "gap_bytes", "overflowed", "delivered", "fin_off",
-        "retransmitted_bytes",
+        "next_seq", "next_off", "started", "pending", "pending_bytes", "tail", "tail_off", "trim_at",
+        "head", "head_open", "on_data", "on_gap", "mismatches", "gaps", "gap_bytes", "overflowed",
+        "fin_off", "retransmitted_bytes", "_restarted_off",
     )
 
     def __init__(self, on_data: DataSink | None = None, on_gap: GapSink | None = None) -> None:
@@ -50,22 +85,39 @@ class Reassembler:
         self.started = False
         self.pending: dict[int, tuple[bytes, int, int, int]] = {}  # offset -> (data, frame, ts, wire length)
         self.pending_bytes = 0
-        self.tail = bytearray()
-        self.tail_off = 0  # stream offset of tail[0]
-        self.tail_frames: list[tuple[int, int]] = []  # (offset, frame), bounded like tail
+        # (offset, delivered bytes, frame), see above; a _RestartedTail in a rare case, see start()
+        self.tail: deque[tuple[int, bytes, int]] | _RestartedTail = deque()
+        self.tail_off = 0  # stream offset of the first kept byte; the kept bytes end at next_off
+        self.trim_at = 2 * TAIL_KEEP  # tail_off + 2 * TAIL_KEEP: trim the tail when next_off passes it
         self.head = bytearray()
+        self.head_open = True  # len(head) < HEAD_KEEP
         self.on_data = on_data
         self.on_gap = on_gap
         self.mismatches: list[Mismatch] = []
         self.gaps = 0
         self.gap_bytes = 0
         self.overflowed = False
-        self.delivered = 0
+        self._restarted_off = 0  # next_off when start() moved offset 0 (summed), for ``delivered``
         self.fin_off: int | None = None
         self.retransmitted_bytes = 0
 
+    @property
+    def delivered(self) -> int:
+        """Bytes delivered so far. Every offset before next_off was delivered or declared a gap, so this is
+        not counted per segment."""
+        return self.next_off - self.gap_bytes + self._restarted_off
+
     def start(self, isn_plus_one: int) -> None:
         """Set the sequence number of stream offset 0 (ISN + 1, or the first data seq mid-stream)."""
+        self._restarted_off += self.next_off
+        tail = self.tail
+        if type(tail) is deque and (tail or self.tail_off):
+            # Offset 0 moves under bytes already kept (a SYN seen after the direction's data): the kept
+            # bytes no longer end at next_off. Keep them the way they always were compared.
+            buf = bytearray()
+            for o, b, _fr in tail:
+                buf += b[max(self.tail_off - o, 0) :]
+            self.tail = _RestartedTail(buf, self.tail_off, [(o, fr) for o, _b, fr in tail])
         self.next_seq = isn_plus_one & sq.MASK
         self.next_off = 0
         self.started = True
@@ -75,6 +127,26 @@ class Reassembler:
 
     def segment(self, seqno: int, data: bytes, wire_len: int, frame: int, ts: int) -> None:
         """A segment's payload (``data`` as captured; ``wire_len`` >= len(data) when cut by the snaplen)."""
+        if seqno == self.next_seq and self.started and not self.pending:
+            # In order, nothing buffered: deliver (this is _deliver, inlined for the common case).
+            off = self.next_off
+            n = len(data)
+            nxt = off + wire_len
+            self.next_off = nxt
+            seqno += wire_len  # the next expected sequence number, mod 2**32
+            self.next_seq = seqno if seqno <= sq.MASK else seqno - sq.MOD
+            if n:
+                if self.head_open:
+                    self._keep_head(data)
+                self.tail.append((off, data, frame))
+                if nxt > self.trim_at:
+                    self._trim_tail()
+                if self.on_data is not None:
+                    self.on_data(off, data, frame, ts)
+            if wire_len > n:
+                self._gap(off + n, wire_len - n, frame, "snaplen")
+                self._reset_tail(nxt)
+            return
         if not self.started:
             self.start(seqno)
         off = self.next_off + sq.diff(seqno, self.next_seq)
@@ -97,7 +169,13 @@ class Reassembler:
             self._drain()
             return
         # beyond a hole: buffer (first copy wins among buffered ones too)
-        if off not in self.pending:
+        prev = self.pending.get(off)
+        if prev is None or prev[3] < wire_len:
+            if prev is not None:
+                # a longer segment at the same offset: the first copy's bytes win, the rest is new
+                data = prev[0] + data[len(prev[0]):]
+                self.pending_bytes -= len(prev[0])
+                frame, ts = prev[1], prev[2]
             self.pending[off] = (data, frame, ts, wire_len)
             self.pending_bytes += len(data)
             if self.pending_bytes > MAX_BUFFERED:
@@ -106,27 +184,36 @@ class Reassembler:
 
     def _deliver(self, off: int, data: bytes, wire_len: int, frame: int, ts: int) -> None:
         n = len(data)
+        nxt = off + wire_len
+        self.next_off = nxt
+        self.next_seq = (self.next_seq + wire_len) & sq.MASK
         if n:
-            if len(self.head) < HEAD_KEEP:
-                self.head += data[: HEAD_KEEP - len(self.head)]
-            tail = self.tail
-            tail += data
-            self.tail_frames.append((off, frame))
-            if len(tail) > 2 * TAIL_KEEP:
-                cut = len(tail) - TAIL_KEEP
-                del tail[:cut]
-                self.tail_off += cut
-                tf = self.tail_frames
-                while len(tf) > 1 and tf[1][0] <= self.tail_off:
-                    tf.pop(0)
+            if self.head_open:
+                self._keep_head(data)
+            self.tail.append((off, data, frame))
+            if nxt > self.trim_at:
+                self._trim_tail()
             if self.on_data is not None:
                 self.on_data(off, data, frame, ts)
-        self.next_off = off + wire_len
-        self.next_seq = (self.next_seq + wire_len) & sq.MASK
-        self.delivered += n
         if wire_len > n:
             self._gap(off + n, wire_len - n, frame, "snaplen")
-            self._reset_tail(off + wire_len)
+            self._reset_tail(nxt)
+
+    def _keep_head(self, data: bytes) -> None:
+        head = self.head
+        head += data[: HEAD_KEEP - len(head)]
+        if len(head) >= HEAD_KEEP:
+            self.head_open = False
+
+    def _trim_tail(self) -> None:
+        """Keep the last TAIL_KEEP bytes (and the entry that holds the first of them)."""
+        tail = self.tail
+        if type(tail) is not deque:
+            return  # a _RestartedTail trims itself
+        self.tail_off = cut = self.next_off - TAIL_KEEP
+        self.trim_at = cut + 2 * TAIL_KEEP
+        while len(tail) > 1 and tail[1][0] <= cut:
+            tail.popleft()
 
     def _gap(self, off: int, length: int, frame: int, reason: str) -> None:
         self.gaps += 1
@@ -136,9 +223,9 @@ class Reassembler:
 
     def _reset_tail(self, off: int) -> None:
         """After a gap the kept tail no longer lines up with stream offsets: restart it."""
-        self.tail.clear()
-        self.tail_frames.clear()
+        self.tail = deque()
         self.tail_off = off
+        self.trim_at = off + 2 * TAIL_KEEP
 
     def _drain(self) -> None:
         pending = self.pending
@@ -164,16 +251,33 @@ class Reassembler:
         """A retransmitted copy of delivered bytes: report where it differs from the first copy."""
         if not data:
             return
-        start = max(off, self.tail_off)
-        end = min(off + len(data), self.tail_off + len(self.tail))
+        tail = self.tail
+        restarted = type(tail) is not deque
+        tail_off = tail.off if restarted else self.tail_off
+        tail_end = tail.off + len(tail.buf) if restarted else self.next_off  # the kept bytes end at next_off
+        start = max(off, tail_off)
+        end = min(off + len(data), tail_end)
         if start >= end:
             return
-        first = bytes(self.tail[start - self.tail_off : end - self.tail_off])
+        if restarted:
+            first = bytes(tail.buf[start - tail_off : end - tail_off])
+            frames = tail.frames
+        else:
+            parts = []
+            for o, b, _fr in tail:
+                e = o + len(b)
+                if e <= start:
+                    continue
+                if o >= end:
+                    break
+                parts.append(b[max(start - o, 0) : min(end, e) - o])
+            first = b"".join(parts)
+            frames = [(o, fr) for o, _b, fr in tail]
         second = data[start - off : end - off]
         if first != second and len(self.mismatches) < 100:
             i = next(k for k in range(len(first)) if first[k] != second[k])
             first_frame = 0
-            for o, fr in self.tail_frames:
+            for o, fr in frames:
                 if o <= start + i:
                     first_frame = fr
             self.mismatches.append(Mismatch(start + i, end - start - i, frame, first_frame,
