@@ -103,18 +103,20 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--conversation", "conversations", type=int, multiple=True,
               help="always write the page of conversation N (tcp.stream eq N); repeatable")
 @click.option("--timestamp", is_flag=True, help="record the wall-clock time of the run in the reports")
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=None,
+              help="processes to analyze with (default: the cores, at most 2; 1 = one process)")
 @analysis_options
 def analyze(captures: tuple[str, ...], outdir: Path, fail_on: str, pages: str, conversations: tuple[int, ...],
-            timestamp: bool, kernel: str, be_liberal: bool, no_http: bool) -> None:
+            timestamp: bool, jobs: int | None, kernel: str, be_liberal: bool, no_http: bool) -> None:
     """Analyze CAPTURE files (pcap, pcapng, gzip; - for stdin) into an HTML and JSON report.
 
     \b
     Example:
       pcapcheck analyze incident.pcap -o report/ && xdg-open report/index.html
     """
+    from pcapcheck import parallel
     from pcapcheck.report.html_report import HtmlReport
     from pcapcheck.report.json_report import JsonReport
-    from pcapcheck.report.sinks import Tee
 
     try:
         outdir.mkdir(parents=True, exist_ok=True)
@@ -125,8 +127,8 @@ def analyze(captures: tuple[str, ...], outdir: Path, fail_on: str, pages: str, c
                       inputs=list(captures))
     js = JsonReport(outdir / "report.json", timestamp=stamp)
     try:
-        totals = Analysis(_options(kernel, be_liberal, no_http), Tee(html, js), progress=_progress_printer()).run(
-            list(captures))
+        totals = parallel.analyze(_options(kernel, be_liberal, no_http), captures, html, js,
+                                  jobs=parallel.default_jobs() if not jobs else jobs, progress=_progress_printer())
     except BaseException:
         html.close()
         js.close()

@@ -58,6 +58,26 @@ class Totals:
             self.severities[f.severity] = self.severities.get(f.severity, 0) + 1
             self.codes[f.code] = self.codes.get(f.code, 0) + 1
 
+    def absorb_shard(self, other: Totals) -> None:
+        """Add another shard's conversations. Its inputs are the same files read the same way, so their
+        summaries and capture-level findings, already counted here, are not counted again."""
+        self.conversations += other.conversations
+        capture: dict[tuple[Severity, str], int] = {}
+        for i in other.inputs:
+            for f in i.findings:
+                capture[f.severity, f.code] = capture.get((f.severity, f.code), 0) + 1
+        severities = dict(other.severities)
+        codes = dict(other.codes)
+        for (sev, code), n in capture.items():
+            severities[sev] -= n
+            codes[code] -= n
+        for sev, n in severities.items():
+            if n:
+                self.severities[sev] = self.severities.get(sev, 0) + n
+        for code, n in codes.items():
+            if n:
+                self.codes[code] = self.codes.get(code, 0) + n
+
     @property
     def worst(self) -> Severity | None:
         return max(self.severities, default=None)
@@ -339,15 +359,65 @@ def _options_dict(pkt: TcpPacket) -> dict:
     return out
 
 
+class Foreign:
+    """The state of a conversation another shard analyzes (``Analysis(shard=...)``).
+
+    Every shard routes every packet, so conversation ids, port reuse and eviction are the same in all of
+    them; for a conversation it does not own, a shard keeps only what the pipeline's closing and idle checks
+    read: when the conversation closed (both FINs or a RST, as ``ConvState._control`` decides) and the time of
+    its last packet.
+    """
+
+    __slots__ = ("conv", "end_ts", "fin0", "fin1")
+
+    def __init__(self, conv: Conversation, ts: int) -> None:
+        self.conv = conv
+        self.end_ts = ts
+        self.fin0 = self.fin1 = False
+
+    def packet(self, d: int, pkt: TcpPacket) -> None:
+        self.end_ts = pkt[1]
+        flags = pkt[8]
+        if flags & _FR:
+            conv = self.conv
+            if flags & FIN:
+                if d:
+                    self.fin1 = True
+                else:
+                    self.fin0 = True
+                conv.saw_fin = True
+                if self.fin0 and self.fin1 and conv.closed_at is None:
+                    conv.closed_at = pkt[1]
+            if flags & RST:
+                conv.saw_rst = True
+                if conv.closed_at is None:
+                    conv.closed_at = pkt[1]
+
+
 class Analysis:
-    """Runs the pipeline over inputs and feeds finished conversations to a sink."""
+    """Runs the pipeline over inputs and feeds finished conversations to a sink.
+
+    ``shard=(k, n)``: analyze only the conversations whose id is k modulo n (the others are routed, so ids
+    stay Wireshark's, but not analyzed); n processes with k = 0..n-1 together give exactly the results of one
+    unsharded run (``pcapcheck.parallel``). ``seen`` counts the conversations created so far over all inputs,
+    the same number in every shard.
+    """
 
     def __init__(self, options: Options, sink: Sink, progress: Callable[[int, int | None], None] | None = None,
-                 only: set[int] | None = None) -> None:
+                 shard: tuple[int, int] | None = None) -> None:
         self.options = options
         self.sink = sink
         self.progress = progress
         self.totals = Totals()
+        if shard is not None and not 0 <= shard[0] < shard[1]:
+            raise ValueError(f"shard must be (k, n) with 0 <= k < n, not {shard!r}")
+        self.shard = shard if shard is not None and shard[1] > 1 else None
+        self.seen = 0  # conversations created in earlier inputs; plus the current input's table.next_id
+        self._table: FlowTable | None = None
+
+    def seen_total(self) -> int:
+        """Conversations created so far, over all inputs (identical in every shard)."""
+        return self.seen + (self._table.next_id if self._table is not None else 0)
 
     def run(self, paths: list[str]) -> Totals:
         # The per-packet path allocates several short-lived tuples per packet (records, TcpPacket, timeline
@@ -366,7 +436,11 @@ class Analysis:
             gc.set_threshold(*saved)
         return self.totals
 
-    def _emit(self, st: ConvState, table: FlowTable, capture_ended: bool) -> None:
+    def _emit(self, st: ConvState | Foreign, table: FlowTable, capture_ended: bool) -> None:
+        if st.__class__ is Foreign:
+            table.evict(st.conv)
+            st.conv.state = None
+            return
         result = st.finish(capture_ended)
         table.evict(st.conv)
         st.conv.state = None
@@ -377,8 +451,9 @@ class Analysis:
     def _input(self, index: int, path: str) -> None:
         reader = CaptureReader(path)
         decoder = Decoder()
-        table = FlowTable()
+        table = self._table = FlowTable()
         options = self.options
+        shard_k, shard_n = self.shard if self.shard is not None else (0, 1)
         first_ts = last_ts = None
         readable = True
         fatal: str | None = None
@@ -417,7 +492,10 @@ class Analysis:
                                 table.replaced.clear()
                         st = conv.state
                         if st is None:
-                            st = conv.state = ConvState(conv, index, options, pkt)
+                            if shard_n == 1 or conv.id % shard_n == shard_k:
+                                st = conv.state = ConvState(conv, index, options, pkt)
+                            else:
+                                st = conv.state = Foreign(conv, pkt[1])
                         if flags & _FR and conv.closed_at is None:
                             st.packet(d, pkt)
                             if conv.closed_at is not None:  # only a FIN or RST closes
@@ -451,6 +529,8 @@ class Analysis:
         for c in table.active():
             if c.state is not None:
                 self._emit(c.state, table, True)
+        self.seen += table.next_id
+        self._table = None
         findings = _capture_findings(path, reader, decoder, fatal)
         self.totals.count(findings)
         self.totals.inputs.append(InputSummary(

@@ -25,7 +25,7 @@ STAGES = [
     ("pcapcheck.findings", 0), ("pcapcheck.seq", 0), ("pcapcheck.config", 0),
     ("pcapcheck.capture", 1), ("pcapcheck.decode", 2), ("pcapcheck.flows", 3),
     ("pcapcheck.tcp", 4), ("pcapcheck.http", 5), ("pcapcheck.analyzers", 6), ("pcapcheck.model", 7),
-    ("pcapcheck.pipeline", 8), ("pcapcheck.report", 9), ("pcapcheck.crosscheck", 9), ("pcapcheck.check", 9),
+    ("pcapcheck.pipeline", 8), ("pcapcheck.report", 9), ("pcapcheck.crosscheck", 9), ("pcapcheck.check", 9), ("pcapcheck.parallel", 9),
     ("pcapcheck.cli", 10), ("pcapcheck.cli_check", 10), ("pcapcheck.__main__", 11), ("pcapcheck", 0),
 ]
 

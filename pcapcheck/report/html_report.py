@@ -7,9 +7,12 @@ timelines.
 
 Page policy. Up to PAGE_LIMIT (2,000) conversations, every conversation gets a page. Beyond that, only
 conversations with a finding of severity warning or worse, those asked for (``conversations``), or all of
-them with ``pages="all"``. The total is unknown while pages are written, so the first PAGE_LIMIT
-conversations get a page regardless; when conversation PAGE_LIMIT + 1 arrives, the pages the policy excludes
-are deleted and their index rows lose their link. The run ends with exactly the policy's set of pages.
+them with ``pages="all"``. The total is unknown while conversations arrive, so a conversation that gets a page
+only under the limit is not rendered at once: its result is pickled to a spool file (a fraction of a page's
+cost) and rendered by ``finish`` when the run ended with at most PAGE_LIMIT conversations; as soon as the
+count passes the limit, the spool is dropped. The count is ``seen()`` when given (conversations created so far,
+which a sharded run knows in every shard) and otherwise the conversations received. The run ends with exactly
+the policy's set of pages.
 
 Links between pages never break. Previous/next on a page point to the neighbouring conversations' rows in
 the index (``index.html#c<id>``), which always exist (the index lists every conversation, plus an
@@ -30,10 +33,12 @@ import base64
 import hashlib
 import multiprocessing
 import os
+import pickle
 import queue
+import tempfile
 import signal
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +101,7 @@ def _write_file(path: Path, text: str) -> None:
 
 
 def _render_worker(jobs: Any, errors: Any, outdir: Path, timestamp: str | None) -> None:
-    """The worker process: render and write pages, delete pages, until ``None``. After an error it reports it
+    """The worker process: render and write pages until ``None``. After an error it reports it
     and keeps draining the queue, so the analysis never blocks on a full queue."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; the worker is a daemon
     page = environment().get_template("conversation.html")
@@ -108,13 +113,9 @@ def _render_worker(jobs: Any, errors: Any, outdir: Path, timestamp: str | None) 
         if failed:
             continue
         try:
-            if job[0] == "page":
-                _, name, result, path = job
-                view = views.build_conversation(result, input_path=path, timestamp=timestamp)
-                _write_file(outdir / name, page.render(c=view))
-            else:  # ("drop", names)
-                for name in job[1]:
-                    (outdir / name).unlink(missing_ok=True)
+            name, result, path = job
+            view = views.build_conversation(result, input_path=path, timestamp=timestamp)
+            _write_file(outdir / name, page.render(c=view))
         except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
             errors.put(traceback.format_exc())
             failed = True
@@ -132,7 +133,8 @@ class HtmlReport:
 
     def __init__(self, outdir: str | os.PathLike[str], *, pages: str = "auto",
                  conversations: Iterable[int] = frozenset(), timestamp: str | None = None,
-                 inputs: Iterable[str] = (), workers: int | None = None) -> None:
+                 inputs: Iterable[str] = (), workers: int | None = None,
+                 seen: Callable[[], int] | None = None) -> None:
         if pages not in PAGES:
             raise ValueError(f"pages must be one of {', '.join(PAGES)}, not {pages!r}")
         self.outdir = Path(outdir)
@@ -147,6 +149,9 @@ class HtmlReport:
         self._script_hash = script_hash()
         self._summaries: list[ConversationSummary] = []
         self._provisional: list[int] = []  # positions in _summaries whose page exists only under PAGE_LIMIT
+        self._spool: Any = None  # their pickled results, rendered by finish() when the run stays under the limit
+        self._over = False  # the count passed PAGE_LIMIT: no more provisional pages
+        self.seen = seen
         self._codes = views.CodeIndex()
         self._rendered = 0
         self._worker: Any = None
@@ -160,20 +165,28 @@ class HtmlReport:
 
     def conversation(self, result: ConversationResult) -> None:
         keep = self._keeps_page(result)
-        n = len(self._summaries) + 1
         page = None
-        if keep or n <= PAGE_LIMIT:
+        if keep:
             page = views.page_name(result.input_index, result.id)
-            path = self.inputs[result.input_index] if result.input_index < len(self.inputs) else None
-            self._render(page, result, path)
-            if not keep:
+            self._render(page, result)
+        elif not self._over:
+            n = self.seen() if self.seen is not None else len(self._summaries) + 1
+            if n > PAGE_LIMIT:
+                self._drop_provisional()
+            else:
+                page = views.page_name(result.input_index, result.id)
+                if self._spool is None:
+                    self._spool = tempfile.TemporaryFile(prefix="pcapcheck-pages-")  # noqa: SIM115 (closed in _drop_provisional/_render_provisional)
+                pickle.dump(result, self._spool, protocol=pickle.HIGHEST_PROTOCOL)
                 self._provisional.append(len(self._summaries))
         self._summaries.append(ConversationSummary.of(result, page))
         self._codes.add(result)
-        if n == PAGE_LIMIT + 1 and self.pages == "auto":
-            self._drop_provisional()
 
-    def _render(self, name: str, result: ConversationResult, path: str | None) -> None:
+    def _input_path(self, result: ConversationResult) -> str | None:
+        return self.inputs[result.input_index] if result.input_index < len(self.inputs) else None
+
+    def _render(self, name: str, result: ConversationResult) -> None:
+        path = self._input_path(result)
         self._rendered += 1
         if self._worker is None and self.workers and self._rendered > WORKER_AFTER:
             self._start_worker()
@@ -181,7 +194,7 @@ class HtmlReport:
             view = views.build_conversation(result, input_path=path, timestamp=self.timestamp)
             _write_file(self.outdir / name, self._page.render(c=view))
         else:
-            self._send(("page", name, result, path))
+            self._send((name, result, path))
 
     def _start_worker(self) -> None:
         ctx = multiprocessing.get_context("fork")
@@ -210,21 +223,33 @@ class HtmlReport:
         raise RuntimeError(f"rendering a conversation page failed in the worker process:\n{text}")
 
     def _drop_provisional(self) -> None:
-        names = []
+        """The count passed PAGE_LIMIT: the provisional pages will not be written."""
+        self._over = True
         for pos in self._provisional:
             s = self._summaries[pos]
-            if s.page is not None:
-                names.append(s.page)
-                self._summaries[pos] = ConversationSummary(
-                    s.id, s.input_index, s.client, s.server, s.start_ns, s.duration_ns, s.packets, s.bytes, s.end,
-                    s.end_sentence, s.counts, s.codes, s.worst, None,
-                )
+            self._summaries[pos] = ConversationSummary(
+                s.id, s.input_index, s.client, s.server, s.start_ns, s.duration_ns, s.packets, s.bytes, s.end,
+                s.end_sentence, s.counts, s.codes, s.worst, None,
+            )
         self._provisional = []
-        if self._worker is not None:
-            self._send(("drop", names))  # after the pages queued before it: the queue keeps the order
-        else:
-            for name in names:
-                (self.outdir / name).unlink(missing_ok=True)
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+    def finish_pages(self) -> None:
+        """Write the provisional pages when the run stayed under PAGE_LIMIT, then wait for the render worker."""
+        total = self.seen() if self.seen is not None else len(self._summaries)
+        if self._provisional and (self._over or total > PAGE_LIMIT):
+            self._drop_provisional()
+        spool, self._spool = self._spool, None
+        if spool is not None:
+            with spool:
+                spool.seek(0)
+                for pos in self._provisional:
+                    result = pickle.load(spool)
+                    self._render(self._summaries[pos].page, result)
+        self._provisional = []
+        self._wait_worker()
 
     def _wait_worker(self) -> None:
         if self._worker is None:
@@ -239,6 +264,9 @@ class HtmlReport:
 
     def close(self) -> None:
         """Stop the worker without waiting for its queue (an aborted run)."""
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
         if self._worker is not None:
             self._worker.terminate()
             self._worker.join()
@@ -248,9 +276,22 @@ class HtmlReport:
     def summaries(self) -> tuple[ConversationSummary, ...]:
         return tuple(self._summaries)
 
+    def state(self) -> tuple[list[ConversationSummary], views.CodeIndex]:
+        """What ``absorb`` needs from this report (a shard's, after ``finish_pages``)."""
+        return self._summaries, self._codes
+
+    def absorb(self, state: tuple[list[ConversationSummary], views.CodeIndex]) -> None:
+        """Add another shard's conversations to the index (their pages are written already)."""
+        summaries, codes = state
+        self._summaries.extend(summaries)
+        self._codes.merge(codes)
+
     def finish(self, totals: Any) -> Path:
-        """Wait for the pages, then write index.html from the summaries and the run's totals (pipeline.Totals)."""
-        self._wait_worker()
+        """Write the pages still due, then index.html from the summaries and the run's totals (pipeline.Totals)."""
+        self.finish_pages()
+        return self.write_index(totals)
+
+    def write_index(self, totals: Any) -> Path:
         view = views.build_index(
             self._summaries, totals.inputs, totals.severities, totals.codes, self._codes,
             page_limit=PAGE_LIMIT, policy=self.pages, timestamp=self.timestamp,

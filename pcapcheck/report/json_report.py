@@ -51,8 +51,36 @@ class JsonReport:
         self.path = Path(path)
         self.timestamp = timestamp
         self._spool: BinaryIO | None = tempfile.TemporaryFile(prefix="pcapcheck-json-")  # noqa: SIM115 (closed in finish/close)
-        self._index: list[tuple[int, int, int, int]] = []  # (input, id, offset, length) into the spool
+        self._index: list[tuple[int, int, int, int, int]] = []  # (input, id, spool, offset, length)
         self._pos = 0
+        self._name: str | None = None  # the spool's file name, for a shard's report (shard_spool)
+        self._others: list[str] = []  # spool files of other shards (absorb), spool number = position + 1
+
+    @classmethod
+    def shard_spool(cls) -> JsonReport:
+        """A report that only spools, into a named file another process can read (``export``/``absorb``)."""
+        self = cls(os.devnull)
+        fd, name = tempfile.mkstemp(prefix="pcapcheck-json-shard-")
+        self._spool.close()
+        self._spool = os.fdopen(fd, "w+b")
+        self._name = name
+        return self
+
+    def export(self) -> tuple[str, list[tuple[int, int, int, int, int]]]:
+        """(spool file name, index) for ``absorb`` in another process; this report is done."""
+        if self._spool is None:
+            raise RuntimeError("JsonReport.export() after finish()")
+        self._spool.close()
+        self._spool = None
+        assert self._name is not None, "export() needs a report made by shard_spool()"
+        return self._name, self._index
+
+    def absorb(self, exported: tuple[str, list[tuple[int, int, int, int, int]]]) -> None:
+        """Add another shard's conversations (``export()`` of its report); its spool file is deleted by finish."""
+        name, index = exported
+        self._others.append(name)
+        k = len(self._others)
+        self._index.extend((i, c, k, off, n) for i, c, _, off, n in index)
 
     def conversation(self, result: ConversationResult) -> None:
         if self._spool is None:
@@ -60,7 +88,7 @@ class JsonReport:
         text = _ITEM_PREFIX + _dumps(result.to_json()).replace("\n", "\n" + _ITEM_PREFIX)
         data = text.encode("ascii")  # json.dumps escapes non-ASCII (ensure_ascii), so this cannot fail
         self._spool.write(data)
-        self._index.append((result.input_index, result.id, self._pos, len(data)))
+        self._index.append((result.input_index, result.id, 0, self._pos, len(data)))
         self._pos += len(data)
 
     def document_head(self, totals: Any) -> dict[str, Any]:
@@ -92,29 +120,45 @@ class JsonReport:
         self._index.sort()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
+        spools = [spool]
         try:
-            with spool, open(tmp, "wb") as out:
+            for name in self._others:
+                spools.append(open(name, "rb"))  # noqa: SIM115 (closed below)
+            with open(tmp, "wb") as out:
                 out.write(head.encode("ascii"))
                 if not self._index:
                     out.write(b"[]")
                 else:
                     out.write(b"[\n")
-                    for n, (_, _, offset, length) in enumerate(self._index):
+                    for n, (_, _, k, offset, length) in enumerate(self._index):
                         if n:
                             out.write(b",\n")
-                        spool.seek(offset)
-                        out.write(spool.read(length))
+                        f = spools[k]
+                        f.seek(offset)
+                        out.write(f.read(length))
                     out.write(b"\n" + b" " * _INDENT + b"]")
                 out.write(tail.encode("ascii"))
             os.replace(tmp, self.path)
         finally:
+            for f in spools:
+                f.close()
+            self._remove_others()
             if tmp.exists():
                 tmp.unlink()
         self._index = []
         return self.path
+
+    def _remove_others(self) -> None:
+        for name in self._others:
+            try:
+                os.unlink(name)
+            except FileNotFoundError:
+                pass
+        self._others = []
 
     def close(self) -> None:
         """Drop the spool without writing (an aborted run)."""
         if self._spool is not None:
             self._spool.close()
             self._spool = None
+        self._remove_others()

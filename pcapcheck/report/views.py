@@ -738,7 +738,7 @@ def _graph(d: int, g: _Dir, start_ns: int, end_ns: int, total_segments: int) -> 
     )
 
 
-_MARK_TEXT = {"rst": "RST", "fin": "FIN", "syn": "SYN", "finding": "has a finding"}
+_MARK_TEXT = {"rst": "RST", "fin": "FIN", "syn": "SYN", "finding": "has a finding", "oow": "outside the receiver's window"}
 
 
 def _step_points(points: list[tuple[int, int]], t0: int, sx: float, lo: float, sy: float, base: float,
@@ -1276,7 +1276,8 @@ class IndexView:
 
 
 class CodeIndex:
-    """Per finding code: worst severity and the first conversations that have it (for the index summary)."""
+    """Per finding code: worst severity, how many conversations have it, and the first of them by (input, id)
+    (for the index summary). The same whatever order the conversations come in, so shards merge exactly."""
 
     def __init__(self) -> None:
         self.severity: dict[str, int] = {}
@@ -1292,8 +1293,25 @@ class CodeIndex:
             seen.add(f.code)
             self.conv_count[f.code] = self.conv_count.get(f.code, 0) + 1
             lst = self.convs.setdefault(f.code, [])
-            if len(lst) < INDEX_CODE_LINKS:
-                lst.append((r.input_index, r.id))
+            lst.append((r.input_index, r.id))
+            if len(lst) >= 2 * INDEX_CODE_LINKS:
+                lst.sort()
+                del lst[INDEX_CODE_LINKS:]
+
+    def merge(self, other: CodeIndex) -> None:
+        """Add another CodeIndex's conversations (another shard's)."""
+        for code, sev in other.severity.items():
+            self.severity[code] = max(self.severity.get(code, -1), sev)
+        for code, n in other.conv_count.items():
+            self.conv_count[code] = self.conv_count.get(code, 0) + n
+        for code, lst in other.convs.items():
+            mine = self.convs.setdefault(code, [])
+            mine.extend(lst)
+            mine.sort()
+            del mine[INDEX_CODE_LINKS:]
+
+    def first(self, code: str) -> list[tuple[int, int]]:
+        return sorted(self.convs.get(code, ()))[:INDEX_CODE_LINKS]
 
     def add_capture(self, findings: Iterable[Finding]) -> None:
         for f in findings:
@@ -1337,7 +1355,7 @@ def build_index(summaries: Sequence[ConversationSummary], inputs: Sequence[Input
     code_views = []
     for code in sorted(codes, key=lambda c: (-code_index.severity.get(c, 0), c)):
         links = tuple(ConvLink(pages.get((k, c)) or f"#{row_anchor(k, c)}", f"{k}:{c}" if k else str(c))
-                      for k, c in code_index.convs.get(code, ()))
+                      for k, c in code_index.first(code))
         code_views.append(CodeSummary(
             code=code, severity=Severity(max(code_index.severity.get(code, 0), 0)).label, findings=codes[code],
             conversations=links, more=code_index.conv_count.get(code, 0) - len(links),

@@ -1,0 +1,163 @@
+"""Sharded analysis (pcapcheck.parallel): n processes give the same bytes as one.
+
+Every shard routes every packet and analyzes the conversations whose id is k modulo n; the parent merges the
+index, report.json and the totals. These tests compare whole output directories byte for byte between
+``--jobs 1`` and ``--jobs 2/3``, on captures with port reuse, resumed conversations, gzip input, several
+inputs, and a page policy cut-off crossed in the middle of the run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import multiprocessing
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from pcapcheck import parallel
+from pcapcheck.cli import main
+from pcapcheck.config import Options
+from pcapcheck.pipeline import Analysis, Totals
+from pcapcheck.report import html_report
+from pcapcheck.report.html_report import HtmlReport
+from pcapcheck.report.json_report import JsonReport
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "fixtures"
+pytestmark = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork()")
+
+
+def _gen():
+    spec = importlib.util.spec_from_file_location("bench_gen_parallel", ROOT / "bench" / "gen.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def busy_capture(tmp_path_factory) -> Path:
+    """A small benchmark capture with every rare event made common (port reuse, aborts, malformed bodies)."""
+    gen = _gen()
+    path = tmp_path_factory.mktemp("par") / "busy.pcap"
+    profile = gen.Profile(loss=0.03, reorder=0.02, malformed=0.5, client_abort=0.15, server_abort=0.1,
+                          server_forgot=0.1, port_reuse=0.3)
+    gen.generate(str(path), 6000, seed=3, concurrency=40, profile=profile)
+    return path
+
+
+def _run(out: Path, inputs: list[str], jobs: int, *extra: str) -> int:
+    with pytest.raises(SystemExit) as e:
+        main(["analyze", *inputs, "-o", str(out), "--fail-on", "never", "--jobs", str(jobs), *extra])
+    return e.value.code
+
+
+def _tree(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+def _same(a: Path, b: Path) -> None:
+    ta, tb = _tree(a), _tree(b)
+    assert sorted(ta) == sorted(tb)
+    for name in ta:
+        assert ta[name] == tb[name], f"{name} differs between {a.name} and {b.name}"
+
+
+def test_shards_give_the_same_bytes(tmp_path, busy_capture):
+    for jobs in (1, 2, 3):
+        assert _run(tmp_path / f"j{jobs}", [str(busy_capture)], jobs) == 0
+    _same(tmp_path / "j1", tmp_path / "j2")
+    _same(tmp_path / "j1", tmp_path / "j3")
+    assert len(list((tmp_path / "j1").glob("conv-*.html"))) > 50
+
+
+def test_shards_several_inputs_and_gzip(tmp_path, busy_capture):
+    gz = tmp_path / "busy.pcap.gz"
+    gz.write_bytes(gzip.compress(busy_capture.read_bytes()))
+    inputs = [str(FIXTURES / "incident1-te-duplicate.pcap"), str(gz), str(FIXTURES / "tcp-port-reuse.pcap"),
+              str(FIXTURES / "incident2-oow-kernel-rst.pcap")]
+    for name in inputs:
+        assert Path(name).exists(), name
+    for jobs in (1, 2):
+        _run(tmp_path / f"j{jobs}", inputs, jobs)
+    _same(tmp_path / "j1", tmp_path / "j2")
+    assert (tmp_path / "j1" / "in1-conv-0.html").exists()
+
+
+def test_page_policy_cut_in_the_middle(tmp_path, busy_capture, monkeypatch):
+    """The limit passed while conversations are still arriving: both ways keep exactly the policy's pages."""
+    monkeypatch.setattr(html_report, "PAGE_LIMIT", 40)  # fork() inherits the patch
+    for jobs in (1, 2):
+        _run(tmp_path / f"j{jobs}", [str(busy_capture)], jobs)
+    _same(tmp_path / "j1", tmp_path / "j2")
+    index = (tmp_path / "j1" / "index.html").read_text(encoding="utf-8")
+    assert "have no page of their own" in index
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.pcap*")))
+def test_fixture_totals_and_results(tmp_path, name):
+    """Every fixture (bad captures included): the merged totals and the output equal one process's."""
+    path = str(FIXTURES / name)
+
+    def run(jobs: int) -> Totals:
+        html = HtmlReport(tmp_path / f"h{jobs}", inputs=[path], workers=0)
+        js = JsonReport(tmp_path / f"h{jobs}" / "report.json")
+        totals = parallel.analyze(Options(), [path], html, js, jobs=jobs)
+        html.finish(totals)
+        js.finish(totals)
+        return totals
+
+    one, two = run(1), run(2)
+    assert (one.conversations, one.severities, one.codes) == (two.conversations, two.severities, two.codes)
+    assert one.inputs == two.inputs
+    _same(tmp_path / "h1", tmp_path / "h2")
+
+
+def test_stdin_is_not_sharded(monkeypatch):
+    assert not parallel.shardable(["-"])
+    assert parallel.shardable([str(FIXTURES / "incident1-te-duplicate.pcap")])
+    assert not parallel.shardable([str(FIXTURES)])
+
+
+def test_shard_sees_every_conversation(busy_capture):
+    """Each shard creates every conversation (same ids) and finalizes only its own."""
+    class Ids:
+        def __init__(self):
+            self.ids = []
+
+        def conversation(self, r):
+            self.ids.append(r.id)
+
+    whole = Ids()
+    Analysis(Options(), whole).run([str(busy_capture)])
+    parts = []
+    for k in range(3):
+        sink = Ids()
+        a = Analysis(Options(), sink, shard=(k, 3))
+        a.run([str(busy_capture)])
+        assert all(i % 3 == k for i in sink.ids)
+        assert a.seen_total() == len(set(whole.ids))
+        parts += sink.ids
+    assert sorted(parts) == sorted(whole.ids)
+    with pytest.raises(ValueError):
+        Analysis(Options(), Ids(), shard=(3, 3))
+
+
+def test_a_failing_shard_is_reported(tmp_path, busy_capture, monkeypatch):
+    real = html_report.views.build_conversation
+
+    def broken(result, **kw):
+        if result.id % 2 == 1:
+            raise ValueError("boom in shard")
+        return real(result, **kw)
+
+    monkeypatch.setattr(html_report.views, "build_conversation", broken)
+    html = HtmlReport(tmp_path, inputs=[str(busy_capture)], workers=0)
+    js = JsonReport(tmp_path / "report.json")
+    with pytest.raises(RuntimeError, match="boom in shard"):
+        parallel.analyze(Options(), [str(busy_capture)], html, js, jobs=2)
+    js.close()
+    shutil.rmtree(tmp_path)
