@@ -128,7 +128,7 @@ def analyze(captures: tuple[str, ...], outdir: Path, fail_on: str, pages: str, c
     js = JsonReport(outdir / "report.json", timestamp=stamp)
     try:
         totals = parallel.analyze(_options(kernel, be_liberal, no_http), captures, html, js,
-                                  jobs=parallel.default_jobs() if not jobs else jobs, progress=_progress_printer())
+                                  jobs=jobs or parallel.default_jobs(), progress=_progress_printer())
     except BaseException:
         html.close()
         js.close()

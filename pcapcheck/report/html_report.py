@@ -35,8 +35,8 @@ import multiprocessing
 import os
 import pickle
 import queue
-import tempfile
 import signal
+import tempfile
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path

@@ -150,10 +150,7 @@ class JsonReport:
 
     def _remove_others(self) -> None:
         for name in self._others:
-            try:
-                os.unlink(name)
-            except FileNotFoundError:
-                pass
+            Path(name).unlink(missing_ok=True)
         self._others = []
 
     def close(self) -> None:
