@@ -137,6 +137,14 @@ class FlowTable:
                 conv.resumed = True
                 self._insert(conv, pkt)
                 return conv, 0 if conv.client_is_a else 1, True
+            # a new ISN on the 4-tuple of an evicted conversation: port reuse, as on a live one
+            self._tombstones.pop(key, None)
+            self._tombstones.pop((pkt.dst, pkt.dport, pkt.src, pkt.sport), None)
+            conv = self._new(pkt)
+            conv.reuse_of = cid
+            conv.reuse_frame = pkt.frame
+            self.reused.append((conv.id, cid, pkt.frame))
+            return conv, 0 if conv.client_is_a else 1, True
         conv = self._new(pkt)
         return conv, 0 if conv.client_is_a else 1, True
 

@@ -460,7 +460,7 @@ class Analysis:
         closing: deque[Conversation] = deque()
         number = 0  # frames read so far (= the last frame's number)
         next_check = CHECK_EVERY
-        linger, idle = options.linger_ns, options.idle_ns
+        linger, idle, linger_max = options.linger_ns, options.idle_ns, options.linger_max
         decode = decoder.decode_batch
         route = table.route
         routes_get = table.routes.get
@@ -506,7 +506,10 @@ class Analysis:
                         break
                     # every CHECK_EVERY frames (TCP or not), after frame number next_check, at its time
                     now = part[-1][1]
-                    while closing and closing[0].closed_at is not None and closing[0].closed_at + linger < now:
+                    # closed conversations linger (late packets: retransmitted FINs, data in flight when a RST
+                    # went out), but at most linger_max of them, oldest closed first: memory stays bounded
+                    # when conversations close faster than the linger lets them go
+                    while closing and (closing[0].closed_at + linger < now or len(closing) > linger_max):
                         c = closing.popleft()
                         if c.state is not None:
                             self._emit(c.state, table, False)

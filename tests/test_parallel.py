@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pcapcheck import parallel
+from pcapcheck import parallel, pipeline
 from pcapcheck.cli import main
 from pcapcheck.config import Options
 from pcapcheck.pipeline import Analysis, Totals
@@ -161,3 +161,32 @@ def test_a_failing_shard_is_reported(tmp_path, busy_capture, monkeypatch):
         parallel.analyze(Options(), [str(busy_capture)], html, js, jobs=2)
     js.close()
     shutil.rmtree(tmp_path)
+
+
+def test_closed_conversations_linger_at_most_linger_max(tmp_path, monkeypatch):
+    """Conversations close faster than the 120 s linger lets them go: at most linger_max of them stay open,
+    and finalizing them early changes no result on a capture without late packets."""
+    class Watch:
+        def __init__(self):
+            self.results = {}
+            self.most_open = 0
+            self.analysis = None
+
+        def conversation(self, r):
+            self.results[r.id] = (r.findings, r.end, r.packets)
+            self.most_open = max(self.most_open, len(self.analysis._table))
+
+    capture = tmp_path / "serial.pcap"  # few conversations open at once, many one after the other
+    _gen().generate(str(capture), 12000, seed=5, concurrency=6)
+    monkeypatch.setattr(pipeline, "CHECK_EVERY", 256)  # check for conversations to finalize more often
+    runs = {}
+    for cap in (10**6, 4):
+        w = Watch()
+        w.analysis = Analysis(Options(linger_max=cap), w)
+        w.analysis.run([str(capture)])
+        runs[cap] = w
+    assert runs[4].results == runs[10**6].results
+    assert len(runs[4].results) > 60
+    # uncapped, every closed conversation stays to the end; capped, only the open ones (some never close:
+    # a FIN one way only, a forgotten connection) and at most 4 closed ones (+ those closed since the last check)
+    assert runs[10**6].most_open > 4 * runs[4].most_open

@@ -41,11 +41,21 @@ def test_document_keys_and_order(tmp_path):
     assert first["http"][0]["response"]["status"] == 200
 
 
+def _canonical(doc: dict) -> str:
+    """json.dumps(doc, sort_keys=True, indent=1), but each conversation on one line (sorted keys)."""
+    convs = doc["conversations"]
+    text = json.dumps({**doc, "conversations": ["\x00"]}, sort_keys=True, indent=1)
+    lines = ",\n".join("  " + json.dumps(c, sort_keys=True) for c in convs)
+    return text.replace(json.dumps("\x00"), lines.lstrip(" ") if convs else "", 1) if convs else \
+        json.dumps(doc, sort_keys=True, indent=1)
+
+
 def test_bytes_are_canonical_json(tmp_path):
-    """The streamed file is exactly json.dumps(document, sort_keys=True, indent=1)."""
+    """The streamed file is json.dumps(document, sort_keys=True, indent=1) with one line per conversation."""
     data = write(tmp_path / "report.json", [s.incident2(12), s.incident1(), s.xss()])
     text = data.decode("ascii")
-    assert text == json.dumps(json.loads(text), sort_keys=True, indent=1)
+    assert text == _canonical(json.loads(text))
+    assert sum(1 for line in text.splitlines() if line.startswith('  {"bytes": ')) == 3  # one line each
     empty = write(tmp_path / "empty.json", []).decode("ascii")
     assert empty == json.dumps(json.loads(empty), sort_keys=True, indent=1)
     assert json.loads(empty)["conversations"] == []
