@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -74,6 +75,11 @@ class Skip:
     count: int = 0
     frames: list[int] = field(default_factory=list)
 
+    def add(self, frame: int) -> None:
+        self.count += 1
+        if len(self.frames) < 20:
+            self.frames.append(frame)
+
 
 class Decoder:
     """Turns frames into TcpPacket (or None), counting everything it does not return."""
@@ -100,9 +106,7 @@ class Decoder:
         s = self.skips.get(reason)
         if s is None:
             s = self.skips[reason] = Skip(code, reason)
-        s.count += 1
-        if len(s.frames) < 20:
-            s.frames.append(frame)
+        s.add(frame)
 
     # -- link layer ------------------------------------------------------------
     def decode(self, f: Frame) -> TcpPacket | None:
@@ -130,10 +134,7 @@ class Decoder:
                     if end > caplen:
                         # cut by the snaplen: the payload is what was captured
                         payload = buf[start + hend : start + caplen]
-                        s = self.snaplen_cut
-                        s.count += 1
-                        if len(s.frames) < 20:
-                            s.frames.append(number)
+                        self.snaplen_cut.add(number)
                     else:
                         payload = buf[start + hend : start + end]
                     return _tnew(TcpPacket, (number, ts, src, dst, sport, dport, seqno, ackno, offflags & 0xFF,
@@ -143,11 +144,19 @@ class Decoder:
             frame = _tnew(Frame, (number, ts, lt, caplen, wirelen, buf[start : start + caplen]))
         return self._decode_link(frame)
 
-    def decode_batch(self, records: list[tuple]) -> list[TcpPacket]:
+    def decode_batch(self, records: list[tuple],
+                     skip: Callable[[tuple, int, int], bool] | None = None) -> list[TcpPacket]:
         """The TCP segments among records of ``CaptureReader.record_batches()``, in order (the others are
         counted and skipped as by ``decode_record``, whose fast path this loop repeats inline: one call per
-        batch instead of one per record)."""
+        batch instead of one per record).
+
+        ``skip(key, ts, flags)``, key = (src, sport, dst, dport), is asked about each segment of the fast path
+        (Ethernet/IPv4/TCP) without SYN, FIN or RST; when it answers true, the segment is counted as decoded but
+        not built (a sharded run's segments of conversations another process analyzes). The caller routes the
+        batch after this, so ``skip`` sees the flow table as it was before the batch: segments of a 4-tuple
+        that had a SYN earlier in the batch are not offered (the SYN may open a new conversation on it)."""
         out: list[TcpPacket] = []
+        synkeys: set[tuple] = set()
         append = out.append
         fast = 0
         unpack = _eth_ip4_tcp
@@ -163,12 +172,19 @@ class Decoder:
                     end = 14 + total
                     if doff >= 20 and hend <= end and hend <= caplen:
                         fast += 1
+                        if skip is not None:
+                            key = (src, sport, dst, dport)
+                            if offflags & 0x07:
+                                if offflags & 0x02:
+                                    synkeys.add(key)
+                                    synkeys.add((dst, dport, src, sport))
+                            elif key not in synkeys and skip(key, ts, offflags):
+                                if end > caplen:
+                                    self.snaplen_cut.add(number)
+                                continue
                         if end > caplen:
                             payload = buf[start + hend : start + caplen]
-                            s = self.snaplen_cut
-                            s.count += 1
-                            if len(s.frames) < 20:
-                                s.frames.append(number)
+                            self.snaplen_cut.add(number)
                         else:
                             payload = buf[start + hend : start + end]
                         append(tnew(TcpPacket, (number, ts, src, dst, sport, dport, seqno, ackno, offflags & 0xFF,
@@ -178,6 +194,9 @@ class Decoder:
             pkt = self._decode_link(tnew(Frame, (number, ts, lt, caplen, wirelen, buf[start : start + caplen])))
             if pkt is not None:
                 append(pkt)
+                if skip is not None and pkt[8] & 0x02:
+                    synkeys.add((pkt[2], pkt[4], pkt[3], pkt[5]))
+                    synkeys.add((pkt[3], pkt[5], pkt[2], pkt[4]))
         self._fast_frames += fast
         return out
 
@@ -398,18 +417,12 @@ class Decoder:
             return None
         self._tcp_frames += 1
         if len(data) < hend:  # options cut by the snaplen: keep what the header says, no payload
-            s = self.snaplen_cut
-            s.count += 1
-            if len(s.frames) < 20:
-                s.frames.append(f.number)
+            self.snaplen_cut.add(f.number)
             return _tnew(TcpPacket, (f.number, f.ts, src, dst, sport, dport, seq, ack, offflags & 0xFF, window,
                                      data[off + 20 : hend], b"", end - hend, ttl, ip_id, df))
         payload = data[hend:end]
         seglen = end - hend
         if len(payload) < seglen:
-            s = self.snaplen_cut
-            s.count += 1
-            if len(s.frames) < 20:
-                s.frames.append(f.number)
+            self.snaplen_cut.add(f.number)
         return _tnew(TcpPacket, (f.number, f.ts, src, dst, sport, dport, seq, ack, offflags & 0xFF, window,
                                  data[off + 20 : hend] if doff > 20 else b"", payload, seglen, ttl, ip_id, df))

@@ -464,6 +464,19 @@ class Analysis:
         decode = decoder.decode_batch
         route = table.route
         routes_get = table.routes.get
+        skip = None
+        if shard_n > 1:
+
+            def skip(key: tuple, ts: int, _flags: int) -> bool:
+                # a segment without SYN/FIN/RST of a known sender whose conversation another shard analyzes:
+                # all the loop below would do is Foreign.packet's time update
+                rt = routes_get(key)
+                if rt is not None:
+                    st = rt[0].state
+                    if st.__class__ is Foreign:
+                        st.end_ts = ts
+                        return True
+                return False
         try:
             for batch in reader.record_batches():
                 if first_ts is None:
@@ -477,7 +490,7 @@ class Analysis:
                     else:
                         cut = next_check - batch[0][0] + 1
                         part, batch = batch[:cut], batch[cut:]
-                    for pkt in decode(part):
+                    for pkt in decode(part, skip):
                         flags = pkt[8]
                         # the common case: a known sender, not a SYN (FlowTable.route would change nothing)
                         rt = routes_get((pkt[2], pkt[4], pkt[3], pkt[5]))  # (src, sport, dst, dport)
