@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from pcapcheck.findings import Finding, Severity
+from pcapcheck.findings import Finding, Severity, aside_pieces, dumps_sorted, json_scalars, json_value, object_template
 
 
 class PacketRow(NamedTuple):
@@ -70,6 +71,7 @@ class ConversationResult:
         return self.end_ns - self.start_ns
 
     def to_json(self) -> dict[str, Any]:
+        # json_text() writes this as JSON without building it (report.json): a change here is a change there
         return {
             "id": self.id,
             "input": self.input_index,
@@ -88,6 +90,58 @@ class ConversationResult:
             "http": [x.to_json() for x in self.http],
             "wireshark_filter": f"tcp.stream eq {self.id}",
         }
+
+    def json_text(self, dumps: Callable[[Any], str] | None = None, aside: list[bytes] | None = None) -> str:
+        """``dumps(self.to_json())`` without building the dicts. Keep in step with to_json.
+
+        ``dumps`` is ``json.dumps(value, sort_keys=True, default=...)`` (the report's), for the values this does
+        not write itself (finding details, an exchange without ``json_text``). With ``aside``, long byte strings
+        are kept there for ``aside_pieces`` (``json_parts`` does both).
+        """
+        dumps = dumps or dumps_sorted
+        v = json_value
+        http = []
+        for x in self.http:
+            text = getattr(x, "json_text", None)
+            http.append(text(dumps, aside) if text is not None else dumps(x.to_json()))
+        bytes_c2s, bytes_s2c, end_ns, first_frame, id_, input_index, last_frame, packets_c2s, packets_s2c, start_ns = (
+            json_scalars((self.bytes[0], self.bytes[1], self.end_ns, self.first_frame, self.id, self.input_index,
+                          self.last_frame, self.packets[0], self.packets[1], self.start_ns), dumps))
+        return _CONVERSATION_TEXT % (
+            _PAIR_TEXT % (bytes_c2s, bytes_s2c),
+            v(self.client, dumps),
+            v(self.client_guessed, dumps),
+            v(self.end, dumps),
+            end_ns,
+            v(self.end_sentence, dumps),
+            "[" + ", ".join([f.json_text(dumps) for f in self.findings]) + "]",
+            first_frame,
+            "[" + ", ".join(http) + "]",
+            id_,
+            input_index,
+            last_frame,
+            _PAIR_TEXT % (packets_c2s, packets_s2c),
+            v(self.server, dumps),
+            start_ns,
+            v(f"tcp.stream eq {self.id}", dumps),
+        )
+
+    def json_parts(self, dumps: Callable[[Any], str] | None = None) -> list[bytes]:
+        """``json_text`` as ASCII bytes in pieces (``b"".join`` them), each long byte string copied once."""
+        aside: list[bytes] = []
+        return aside_pieces(self.json_text(dumps, aside), aside)
+
+    def json_bytes(self, dumps: Callable[[Any], str] | None = None) -> bytes:
+        """``json_text`` as ASCII bytes."""
+        return b"".join(self.json_parts(dumps))
+
+
+# to_json's keys, sorted (json_text passes the values in this order)
+_CONVERSATION_TEXT = object_template(
+    "bytes", "client", "client_guessed", "end", "end_ns", "end_sentence", "findings", "first_frame", "http", "id",
+    "input", "last_frame", "packets", "server", "start_ns", "wireshark_filter",
+)
+_PAIR_TEXT = object_template("c2s", "s2c")  # packets and bytes per direction
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,11 @@ Python's unicode_escape, so the result is ASCII, reversible, and never markup).
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pcapcheck.findings import dumps_sorted, escape_json, json_ints, json_str, json_value, object_template
 from pcapcheck.http.framing import BodyFraming, framing_json
 from pcapcheck.http.parser import HeaderField, RequestLine, StatusLine
 
@@ -17,6 +19,42 @@ from pcapcheck.http.parser import HeaderField, RequestLine, StatusLine
 def escape(value: bytes) -> str:
     """Bytes as JSON-safe text: latin-1 code points, then backslash escapes for anything not printable ASCII."""
     return bytes(value).decode("latin-1").encode("unicode_escape").decode("ascii")
+
+
+_FIELD_TEXT = object_template("frame", "name", "offset", "value")  # a header field in to_json
+_BOOL_TEXT = {False: "false", True: "true"}
+
+
+def _fields_text(fields: tuple[HeaderField, ...], dumps: Callable[[Any], str]) -> str:
+    """The JSON text of to_json's list of header (or trailer) fields."""
+    if not fields:
+        return "[]"
+    cached = _FIELD_TEMPLATES.get
+    out = []
+    for h in fields:
+        name, value, frame, offset = h.name, h.value, h.frame, h.offset
+        try:
+            template = cached((name, value))
+        except TypeError:  # a bytearray name or value: not a key
+            template = None
+        if template is None:
+            template = _field_template(name, value)
+        if type(frame) is not int or type(offset) is not int:
+            frame, offset = json_value(frame, dumps), json_value(offset, dumps)
+        out.append(template % (frame, offset))
+    return "[" + ", ".join(out) + "]"
+
+
+_FIELD_TEMPLATES: dict[tuple[bytes, bytes], str] = {}  # (name, value) -> _FIELD_TEXT with both filled in
+
+
+def _field_template(name: bytes, value: bytes) -> str:
+    template = _FIELD_TEXT % ("%s", escape_json(name).replace("%", "%%"), "%s", escape_json(value).replace("%", "%%"))
+    if type(name) is bytes and type(value) is bytes and len(name) + len(value) <= 128:
+        if len(_FIELD_TEMPLATES) >= 1 << 12:  # few distinct lines (Host, Content-Type, ...) in practice
+            _FIELD_TEMPLATES.clear()
+        _FIELD_TEMPLATES[(name, value)] = template
+    return template
 
 
 class MessageState(enum.Enum):
@@ -82,6 +120,7 @@ class HttpMessage:
         return self.start.reason if isinstance(self.start, StatusLine) else None
 
     def to_json(self) -> dict[str, Any]:
+        # json_text() writes this as JSON without building it: a change here is a change there
         out: dict[str, Any] = {
             "direction": self.direction,
             "index": self.index,
@@ -121,6 +160,66 @@ class HttpMessage:
             out["reason"] = escape(self.start.reason)
         return out
 
+    def json_text(self, dumps: Callable[[Any], str] | None = None, aside: list[bytes] | None = None) -> str:
+        """``dumps(self.to_json())`` without building the dict; keep in step with to_json (report.json writes this).
+
+        ``dumps`` is ``json.dumps(value, sort_keys=True, default=...)``, for the odd value this does not write.
+        With ``aside``, the raw head and body excerpt are kept there (see ``escape_json`` and ``aside_pieces``).
+        """
+        dumps = dumps or dumps_sorted
+        start = self.start
+        scalars = (self.after_loss, self.elided, self.raw_head_truncated, self.direction, self.end_reason,
+                   self.state._value_,  # _value_: .value without the enum descriptor's cost
+                   self.index, self.body_length, self.wire_body_length, self.body_missing, self.chunks,
+                   self.first_frame, self.last_frame, self.offset, self.end_offset)
+        if tuple(map(type, scalars)) == _SCALAR_TYPES:  # as annotated: all checked at once
+            (after_loss, elided, raw_head_truncated, direction, end_reason, state, index, body_length,
+             wire_body_length, body_missing, chunks, first_frame, last_frame, offset, end_offset) = (
+                _BOOL_TEXT[scalars[0]], _BOOL_TEXT[scalars[1]], _BOOL_TEXT[scalars[2]], json_str(scalars[3]),
+                json_str(scalars[4]), json_str(scalars[5]), *scalars[6:])
+        else:
+            (after_loss, elided, raw_head_truncated, direction, end_reason, state, index, body_length,
+             wire_body_length, body_missing, chunks, first_frame, last_frame, offset, end_offset) = (
+                [json_value(x, dumps) for x in scalars])
+        body = self.body_excerpt
+        framing = self.framing
+        framing_text = _FRAMING_TEXT.get(type(framing))
+        if framing_text is None:
+            framing_text = dumps(framing_json(framing))
+            if getattr(type(framing), "__slots__", None) == () and not hasattr(framing, "__dict__"):
+                _FRAMING_TEXT[type(framing)] = framing_text  # no fields (NoBody, Chunked, ...): one text per type
+        common = (
+            after_loss, escape_json(body, aside), _BOOL_TEXT[len(body) < self.body_length - self.body_missing],
+            body_length, body_missing, chunks, direction, elided, end_offset, end_reason,
+            json_ints(self.findings, dumps) if self.findings else "[]", first_frame, framing_text,
+            _fields_text(self.headers, dumps), index, last_frame,
+        )
+        trailers = _fields_text(self.trailers, dumps) if self.trailers else "[]"
+        if isinstance(start, RequestLine):
+            return _REQUEST_TEXT % (
+                *common, escape_json(start.method), offset, escape_json(self.raw_head, aside), raw_head_truncated,
+                state, escape_json(start.target), trailers, escape_json(start.version), wire_body_length,
+            )
+        return _RESPONSE_TEXT % (
+            *common, offset, escape_json(self.raw_head, aside), raw_head_truncated, escape_json(start.reason), state,
+            json_value(start.status, dumps), trailers, escape_json(start.version), wire_body_length,
+        )
+
+
+_SCALAR_TYPES = (bool,) * 3 + (str,) * 3 + (int,) * 9
+_FRAMING_TEXT: dict[type, str] = {}
+# to_json's keys, sorted (json_text passes the values in this order); the first 16 are common to both
+_REQUEST_TEXT = object_template(
+    "after_loss", "body_excerpt", "body_excerpt_truncated", "body_length", "body_missing", "chunks", "direction",
+    "elided", "end_offset", "end_reason", "findings", "first_frame", "framing", "headers", "index", "last_frame",
+    "method", "offset", "raw_head", "raw_head_truncated", "state", "target", "trailers", "version", "wire_body_length",
+)
+_RESPONSE_TEXT = object_template(
+    "after_loss", "body_excerpt", "body_excerpt_truncated", "body_length", "body_missing", "chunks", "direction",
+    "elided", "end_offset", "end_reason", "findings", "first_frame", "framing", "headers", "index", "last_frame",
+    "offset", "raw_head", "raw_head_truncated", "reason", "state", "status", "trailers", "version", "wire_body_length",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class HttpExchange:
@@ -137,6 +236,7 @@ class HttpExchange:
         return tuple(sorted(i for m in msgs for i in m.findings))
 
     def to_json(self) -> dict[str, Any]:
+        # json_text() writes this as JSON without building it: a change here is a change there
         return {
             "index": self.index,
             "request": self.request.to_json() if self.request else None,
@@ -146,3 +246,24 @@ class HttpExchange:
             "tunnel": self.tunnel,
             "findings": list(self.findings),
         }
+
+    def json_text(self, dumps: Callable[[Any], str] | None = None, aside: list[bytes] | None = None) -> str:
+        """``dumps(self.to_json())`` without building the dict; keep in step with to_json (report.json writes this)."""
+        dumps = dumps or dumps_sorted
+        request, interim, response = self.request, self.interim, self.response
+        if interim or (request is not None and request.findings) or (response is not None and response.findings):
+            findings = json_ints(self.findings, dumps)
+        else:
+            findings = "[]"  # the common case, without the findings property's sort
+        return _EXCHANGE_TEXT % (
+            findings,
+            json_value(self.index, dumps),
+            "[" + ", ".join([m.json_text(dumps, aside) for m in interim]) + "]" if interim else "[]",
+            json_value(self.pairing._value_, dumps),
+            request.json_text(dumps, aside) if request else "null",
+            response.json_text(dumps, aside) if response else "null",
+            json_value(self.tunnel, dumps),
+        )
+
+
+_EXCHANGE_TEXT = object_template("findings", "index", "interim", "pairing", "request", "response", "tunnel")

@@ -30,6 +30,7 @@ Only this module imports jinja2. One Environment per process; its compiled templ
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import multiprocessing
 import os
@@ -104,6 +105,9 @@ def _render_worker(jobs: Any, errors: Any, outdir: Path, timestamp: str | None) 
     """The worker process: render and write pages until ``None``. After an error it reports it
     and keeps draining the queue, so the analysis never blocks on a full queue."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; the worker is a daemon
+    # what the fork copied (the analysis' state) is of no use here: kept out of every collection, so a full one
+    # looks at this process's own objects only (and does not write to the memory it shares with the parent)
+    gc.freeze()
     page = environment().get_template("conversation.html")
     failed = False
     while True:

@@ -28,6 +28,8 @@ from pcapcheck.model import ConversationResult
 FORMAT = 1
 _INDENT = 1
 _ITEM_PREFIX = " " * (2 * _INDENT)  # a conversation is nested two levels deep: {"conversations": [ ... ]}
+_ITEM_PREFIX_BYTES = _ITEM_PREFIX.encode("ascii")
+_SPOOL_BUFFER = 1 << 20  # a conversation's line is ~20 KB: the default 8 KB buffer made a write call per line
 _PLACEHOLDER = "\x00conversations\x00"  # encoded by json.dumps as "\u0000conversations\u0000"
 
 
@@ -46,13 +48,37 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, indent=_INDENT, default=_default)
 
 
+def _dumps_line_slow(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=_default)
+
+
+def _line_encoder() -> Any:
+    """``json.dumps(value, sort_keys=True, default=_default)`` with one C encoder made once, not one per call."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _dumps_line_slow
+    try:  # the arguments json.JSONEncoder.iterencode gives it
+        encode = make(None, _default, json.encoder.encode_basestring_ascii, None, ": ", ", ", True, False, True)
+
+        def fast(value: Any) -> str:
+            return "".join(encode(value, 0))
+
+        probe = {"b": [1, 2.5, None, True], "a": b"\x00\xff\\", "\u00e9": {"z": (), "y": "\n"}}
+        return fast if fast(probe) == _dumps_line_slow(probe) else _dumps_line_slow
+    except Exception:
+        return _dumps_line_slow
+
+
+_dumps_line = _line_encoder()
+
+
 class JsonReport:
     """Sink writing ``report.json``: ``conversation(result)`` per conversation, then ``finish(totals)``."""
 
     def __init__(self, path: str | os.PathLike[str], *, timestamp: str | None = None) -> None:
         self.path = Path(path)
         self.timestamp = timestamp
-        self._spool: BinaryIO | None = tempfile.TemporaryFile(prefix="pcapcheck-json-")  # noqa: SIM115 (closed in finish/close)
+        self._spool: BinaryIO | None = tempfile.TemporaryFile(prefix="pcapcheck-json-", buffering=_SPOOL_BUFFER)  # noqa: SIM115 (closed in finish/close)
         self._index: list[tuple[int, int, int, int, int]] = []  # (input, id, spool, offset, length)
         self._pos = 0
         self._name: str | None = None  # the spool's file name, for a shard's report (shard_spool)
@@ -64,7 +90,7 @@ class JsonReport:
         self = cls(os.devnull)
         fd, name = tempfile.mkstemp(prefix="pcapcheck-json-shard-")
         self._spool.close()
-        self._spool = os.fdopen(fd, "w+b")
+        self._spool = os.fdopen(fd, "w+b", buffering=_SPOOL_BUFFER)
         self._name = name
         return self
 
@@ -87,10 +113,20 @@ class JsonReport:
     def conversation(self, result: ConversationResult) -> None:
         if self._spool is None:
             raise RuntimeError("JsonReport.conversation() after finish()")
-        data = (_ITEM_PREFIX + json.dumps(result.to_json(), sort_keys=True, default=_default)).encode("ascii")  # json.dumps escapes non-ASCII (ensure_ascii), so this cannot fail
-        self._spool.write(data)
-        self._index.append((result.input_index, result.id, 0, self._pos, len(data)))
-        self._pos += len(data)
+        # json.dumps(result.to_json(), sort_keys=True, default=_default) as ASCII bytes, written without the dicts
+        json_parts = getattr(result, "json_parts", None)
+        if json_parts is not None:
+            parts = json_parts(_dumps_line)
+        else:  # json.dumps escapes non-ASCII (ensure_ascii), so this cannot fail
+            parts = [json.dumps(result.to_json(), sort_keys=True, default=_default).encode("ascii")]
+        write = self._spool.write
+        write(_ITEM_PREFIX_BYTES)
+        n = len(_ITEM_PREFIX_BYTES)
+        for part in parts:  # the pieces as they are: joining them would copy the line once more
+            write(part)
+            n += len(part)
+        self._index.append((result.input_index, result.id, 0, self._pos, n))
+        self._pos += n
 
     def document_head(self, totals: Any) -> dict[str, Any]:
         """Everything but the conversations: inputs, capture-level findings, format and version."""

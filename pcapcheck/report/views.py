@@ -4,6 +4,10 @@ The report is made in three steps, as coverage.py's HTML report is: gather (the 
 views (this module), render templates (``html_report``). No markup is written here: these classes decide
 *what* is shown, the templates decide how it looks.
 
+The classes made many times a page (ladder rows, text runs and lines, hex rows, detail rows) are NamedTuples:
+cheap to make, and the templates unpack them in their for loops (``{% for text, cls in runs %}``), which costs
+no attribute lookup per item; their field order is part of the templates' contract.
+
 Every byte of traffic is attacker-controlled. Here it only ever becomes *text*: bytes are shown with
 printable ASCII kept and everything else as a visible escape (``\\x00``, ``\\r``); the template engine then
 escapes that text. Anchors, file names, CSS classes and URLs are made from integers and fixed vocabularies
@@ -19,7 +23,9 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from itertools import groupby
+from operator import attrgetter, itemgetter
+from typing import Any, NamedTuple
 
 from pcapcheck import __version__
 from pcapcheck.findings import Finding, Severity
@@ -70,6 +76,8 @@ _ESC_TABLE = [_escape_byte(b) for b in range(256)]
 
 def visible(text: str) -> str:
     """A str with control and invisible characters shown as escapes, so nothing is hidden or reordered."""
+    if text.isascii() and text.isprintable():  # the common case, tested in C: nothing to escape
+        return text
     return _CONTROL_CHARS.sub(_escape_char, text)
 
 
@@ -97,6 +105,10 @@ def bytes_text(data: bytes) -> str:
 
 def value_text(value: Any) -> str:
     """Any detail value as one line of text (scalars plainly, containers as compact JSON)."""
+    if type(value) is str:  # the common cases first
+        return visible(value)
+    if type(value) is int:
+        return str(value)
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -128,16 +140,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class Run:
+class Run(NamedTuple):
     """A piece of text with one style: ``cls`` is "", "c" (escaped control/non-ASCII), "m" (marked), "m c"."""
 
     text: str
     cls: str
 
 
-@dataclass(frozen=True, slots=True)
-class HexRow:
+class HexRow(NamedTuple):
+    """16 bytes: offset, hex column, ASCII column. The hex runs come with a ``Run(" ", "")`` between them (the
+    template writes runs one after the other), so a row is written without a loop counter."""
+
     offset: str
     hex: tuple[Run, ...]
     ascii: tuple[Run, ...]
@@ -183,8 +196,7 @@ def _append(runs: list[Run], text: str, cls: str) -> None:
         runs.append(Run(text, cls))
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
+class Line(NamedTuple):
     """A line of text from bytes. A CRLF or LF ending is a class (``end``), drawn by CSS as ``\\r\\n`` or ``\\n``,
     so the common case costs no extra element: "crlf", "lf", "crlf mk" / "lf mk" (marked) or "" (no ending, or
     an ending whose bytes are marked differently, then left in ``runs``)."""
@@ -205,6 +217,7 @@ def text_lines(data: bytes, mask: bytearray) -> tuple[Line, ...]:
     marks bytes in it: four escaped characters per byte would drown the text around it."""
     lines: list[Line] = []
     start, n = 0, len(data)
+    marked = 1 in mask  # without marks (the common case) the mask need not be looked at again
     while start < n:
         nl = data.find(b"\n", start)
         stop = n if nl < 0 else nl + 1
@@ -212,10 +225,20 @@ def text_lines(data: bytes, mask: bytearray) -> tuple[Line, ...]:
         if nl >= 0:
             cr = nl > start and data[nl - 1] == 0x0D
             first = nl - 1 if cr else nl
-            if mask[first:stop].count(mask[nl]) == stop - first:  # the ending is marked (or not) as a whole
+            if not marked:
+                end, body_end = "crlf" if cr else "lf", first
+            elif mask[first:stop].count(mask[nl]) == stop - first:  # the ending is marked (or not) as a whole
                 end = ("crlf" if cr else "lf") + (" mk" if mask[nl] else "")
                 body_end = first
-        if body_end - start > 2 * BINARY_LINE_SHOWN and is_binary(data[start:body_end]) \
+        if not marked:
+            if body_end - start > 2 * BINARY_LINE_SHOWN and is_binary(data[start:body_end]):
+                cut = start + BINARY_LINE_SHOWN
+                runs = _piece_runs(data, start, cut, "") + (
+                    Run(f" ... {body_end - cut} more bytes of binary data", "c"),)
+            else:
+                runs = _piece_runs(data, start, body_end, "") if body_end > start else ()
+            lines.append(Line(runs, end))
+        elif body_end - start > 2 * BINARY_LINE_SHOWN and is_binary(data[start:body_end]) \
                 and not any(mask[start:body_end]):
             cut = start + BINARY_LINE_SHOWN
             runs = _runs(data, mask, start, cut) + (Run(f" ... {body_end - cut} more bytes of binary data", "c"),)
@@ -238,7 +261,12 @@ def _runs(data: bytes, mask: bytearray, start: int, stop: int) -> tuple[Run, ...
     return tuple(out)
 
 
+_PRINTABLE = re.compile(rb"[\x20-\x7e]+")
+
+
 def _piece_runs(data: bytes, start: int, stop: int, m: str) -> tuple[Run, ...]:
+    if _PRINTABLE.fullmatch(data, start, stop):  # the common case: one piece of plain text
+        return (Run(data[start:stop].decode("ascii"), m),)
     c = f"{m} c".strip()
     out: list[Run] = []
     for piece in _LINE_PIECES.finditer(data, start, stop):
@@ -250,6 +278,7 @@ def _piece_runs(data: bytes, start: int, stop: int, m: str) -> tuple[Run, ...]:
     return tuple(out)
 
 
+_HEX_SPACE = Run(" ", "")
 _ASCII_COLUMN = bytes(b if 0x20 <= b <= 0x7E else 0x2E for b in range(256))  # "." for the rest
 HEX_CONTEXT = 32  # bytes shown around marked bytes beyond a hex view's limit
 
@@ -271,16 +300,17 @@ def _hex_wanted(mask: bytearray, limit: int | None) -> range | list[int]:
 
 
 def hex_rows(data: bytes, mask: bytearray, start: int, limit: int | None = None) -> tuple[HexRow, ...]:
-    """16 bytes a row (the template puts one space between the hex runs). With ``limit``, only the rows of the
-    first ``limit`` bytes and those around marked bytes; an empty offset stands for rows left out."""
+    """16 bytes a row (a ``Run(" ", "")`` between two hex runs). With ``limit``, only the rows of the first
+    ``limit`` bytes and those around marked bytes; an empty offset stands for rows left out."""
     rows = []
     prev = -16
+    marked = 1 in mask
     for off in _hex_wanted(mask, limit):
         if off != prev + 16:
             rows.append(HexRow("", (Run(f"... {off - prev - 16} bytes not shown ...", "c"),), ()))
         prev = off
         chunk = data[off:off + 16]
-        if not any(mask[off:off + 16]):  # the common case: one run per column
+        if not marked or not any(mask[off:off + 16]):  # the common case: one run per column
             asc = chunk.translate(_ASCII_COLUMN).decode("ascii")
             rows.append(HexRow(f"{start + off:08x}", (Run(chunk.hex(" "), ""),), (Run(asc, ""),)))
             continue
@@ -296,7 +326,10 @@ def hex_rows(data: bytes, mask: bytearray, start: int, limit: int | None = None)
                 _append(asc_runs, chr(b), m)
             else:
                 _append(asc_runs, ".", f"{m} c".strip())
-        rows.append(HexRow(f"{start + off:08x}", tuple(hx), tuple(asc_runs)))
+        spaced = [hx[0]]
+        for r in hx[1:]:
+            spaced += (_HEX_SPACE, r)
+        rows.append(HexRow(f"{start + off:08x}", tuple(spaced), tuple(asc_runs)))
     if limit is not None and prev + 16 < len(data):
         rows.append(HexRow("", (Run(f"... {len(data) - prev - 16} bytes not shown ...", "c"),), ()))
     return tuple(rows)
@@ -369,14 +402,12 @@ def _signed32(v: int) -> int:
 
 # -- findings ---------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class FrameRef:
+class FrameRef(NamedTuple):
     frame: int
     linked: bool  # the frame is in the page's ladder (an ``#f<frame>`` anchor exists)
 
 
-@dataclass(frozen=True, slots=True)
-class DetailRow:
+class DetailRow(NamedTuple):
     key: str
     text: str
     frames: tuple[FrameRef, ...] = ()  # non-empty when the value is a frame number or a list of them
@@ -531,11 +562,11 @@ def _spans_of(detail: Mapping[str, Any]) -> list[tuple[int, int]]:
 
 # -- the ladder -------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class LadderRow:
-    """One packet of the ladder. Kept flat and pre-formatted: a page can hold thousands of these."""
+class LadderRow(NamedTuple):
+    """One packet of the ladder. Kept flat and pre-formatted: a page can hold thousands of these (the template
+    unpacks each in this field order)."""
 
-    frame: int
+    frame: str  # the frame number, as text (the template only writes it, and text escapes faster than an int)
     t: str  # seconds since the conversation's first packet
     dir: int  # 0 client -> server, 1 server -> client
     flags: str  # "[S.]"
@@ -559,16 +590,23 @@ def _kind(flags: int, length: int) -> str:
     return "data" if length else "ack"
 
 
+def _row_kind(direction: int, flags: int, length: int) -> tuple[str, str]:
+    kind = _kind(flags, length)
+    return kind, f"d{direction} k-{kind}"
+
+
+# [direction][FIN|SYN|RST bits][has payload] -> (kind, CSS classes): made once, not per row
+_ROW_KINDS = tuple(tuple(tuple(_row_kind(d, f, n) for n in (0, 1)) for f in range(8)) for d in (0, 1))
+
+
 # -- the time-sequence graph ------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Tick:
+class Tick(NamedTuple):
     pos: float
     label: str
 
 
-@dataclass(frozen=True, slots=True)
-class Mark:
+class Mark(NamedTuple):
     kind: str  # "oow" | "rst" | "fin" | "syn" | "finding" (CSS class and shape)
     frame: int
     x: float
@@ -639,17 +677,19 @@ def _ticks(lo: float, hi: float, target: int) -> list[float]:
     return out
 
 
+_SEQ, _END = itemgetter(1), itemgetter(2)  # of the tuples below: sequence number (or ACK, or edge); segment end
+
+
 class _Dir:
     """One direction's graph input, collected in the single pass over the timeline."""
 
-    __slots__ = ("segs", "ctl", "acks", "wins", "rev_wins", "rev_rsts")
+    __slots__ = ("segs", "ctl", "acks", "wins", "rev_rsts")
 
     def __init__(self) -> None:
         self.segs: list[tuple[int, int, int, str, int]] = []  # (ts, seq, end, kind, frame)
         self.ctl: list[tuple[int, int, str, int]] = []  # (ts, seq, kind, frame): SYN/FIN/RST and findings
-        self.acks: list[tuple[int, int]] = []  # (ts, ack) from the other direction
+        self.acks: list[tuple[int, int, int]] = []  # (ts, ack, window) from the other direction
         self.wins: list[tuple[int, int]] = []  # (ts, right window edge): PacketRow.wnd_edge of this direction
-        self.rev_wins: list[tuple[int, int]] = []  # (ts, ACK + window) from the other direction: the fallback
         self.rev_rsts: list[tuple[int, int]] = []  # (ts, frame) RSTs sent by the other direction
 
 
@@ -658,20 +698,25 @@ def _graph(d: int, g: _Dir, start_ns: int, end_ns: int, total_segments: int) -> 
         return None
     ref = g.segs[0][1]
     half, mask = 1 << 31, 0xFFFFFFFF
-    # sequence numbers unwrapped around the first segment (mod 2^32 safe): ref + signed32(v - ref)
-    segs = [(ts, ref + ((s - ref + half) & mask) - half, ref + ((s - ref + half) & mask) - half + (e - s), kind, fr)
-            for ts, s, e, kind, fr in g.segs]
-    acks = [(ts, ref + ((a - ref + half) & mask) - half) for ts, a in g.acks]
     # the window line: the edge the pipeline judged each segment against (PacketRow.wnd_edge); when the rows
     # carry none, the receiver's ACK + advertised window (tcptrace's construction)
-    wins = [(ts, ref + ((w - ref + half) & mask) - half) for ts, w in (g.wins or g.rev_wins)]
-    ctl = [(ts, ref + ((s - ref + half) & mask) - half, kind, fr) for ts, s, kind, fr in g.ctl]
-    lo = min(min(s for _, s, _, _, _ in segs), min((a for _, a in acks), default=segs[0][1]),
-             min((s for _, s, _, _ in ctl), default=segs[0][1]))
-    hi = max(max(e for _, _, e, _, _ in segs), max((a for _, a in acks), default=lo),
-             max((s for _, s, _, _ in ctl), default=lo))
+    wins = g.wins or [(ts, (a + w) & 0xFFFFFFFF) for ts, a, w in g.acks]
+    segs, acks, ctl = g.segs, g.acks, g.ctl
+    # sequence numbers unwrapped around the first segment (mod 2^32 safe): ref + signed32(v - ref); nothing
+    # to do when all are within 2^31 of it (the common case: they are relative to the ISN)
+    everything = (segs, acks, wins, ctl)
+    if not (ref - half <= min(min(map(_SEQ, x), default=ref) for x in everything)
+            and max(max(map(_SEQ, x), default=ref) for x in everything) < ref + half):
+        segs = [(ts, ref + ((s - ref + half) & mask) - half, ref + ((s - ref + half) & mask) - half + (e - s),
+                 kind, fr) for ts, s, e, kind, fr in segs]
+        acks = [(ts, ref + ((a - ref + half) & mask) - half) for ts, a, _ in acks]
+        wins = [(ts, ref + ((w - ref + half) & mask) - half) for ts, w in wins]
+        ctl = [(ts, ref + ((s - ref + half) & mask) - half, kind, fr) for ts, s, kind, fr in ctl]
+    first = segs[0][1]
+    lo = min(min(map(_SEQ, segs)), min(map(_SEQ, acks), default=first), min(map(_SEQ, ctl), default=first))
+    hi = max(max(map(_END, segs)), max(map(_SEQ, acks), default=lo), max(map(_SEQ, ctl), default=lo))
     clipped = False
-    top_win = max((w for _, w in wins), default=hi)
+    top_win = max(map(_SEQ, wins), default=hi)
     if top_win > hi:
         limit = hi + max((hi - lo) * 0.5, 1)
         clipped = top_win > limit
@@ -706,13 +751,12 @@ def _graph(d: int, g: _Dir, start_ns: int, end_ns: int, total_segments: int) -> 
         keep = {id(s) for s in lowest.values()} | {id(s) for s in highest.values()}
         plain = [s for s in plain if id(s) in keep]
     paths: dict[str, list[str]] = {"plain": [], "retx": [], "oow": []}
-    sx, sy, base, top, bottom = pw / (t1 - t0), ph / (hi - lo), GT + ph, GT - 4, GT + ph + 4
-    for ts, s, e, kind, _ in plain + special:  # the hot loop of a big graph: arithmetic inlined
-        x = GL + (ts - t0) * sx
-        y1 = min(max(base - (s - lo) * sy, top), bottom)
-        y2 = min(max(base - (e - lo) * sy, top), bottom)
+    sx, sy, base, bottom = pw / (t1 - t0), ph / (hi - lo), GT + ph, GT + ph + 4
+    # the hot loop of a big graph, arithmetic inlined; segments lie within [lo, hi], so within the plot
+    for ts, s, e, kind, _ in plain + special:
+        y1, y2 = base - (s - lo) * sy, base - (e - lo) * sy
         # an I-bar: the vertical, then the ticks at both ends (relative moves keep the text short)
-        paths[kind].append(f"M{x:.1f} {y1:.1f}V{y2:.1f}m-2 0h4m-4 {y1 - y2:.1f}h4")
+        paths[kind].append(_IBAR % (GL + (ts - t0) * sx, y1, y2, y1 - y2))
     marks: list[Mark] = []
     for ts, _, e, kind, fr in special:
         if kind == "oow":
@@ -738,6 +782,7 @@ def _graph(d: int, g: _Dir, start_ns: int, end_ns: int, total_segments: int) -> 
     )
 
 
+_IBAR = "M%.1f %.1fV%.1fm-2 0h4m-4 %.1fh4"  # x, y1, y2, y1 - y2 (one % is cheaper than an f-string's four formats)
 _MARK_TEXT = {"rst": "RST", "fin": "FIN", "syn": "SYN", "finding": "has a finding", "oow": "outside the receiver's window"}
 
 
@@ -749,26 +794,30 @@ def _step_points(points: list[tuple[int, int]], t0: int, sx: float, lo: float, s
         return ""
     out: list[str] = []
     last_col = last_y = None
-    for ts, v in sorted(points, key=lambda p: p[0]):
-        y = round(min(max(base - (v - lo) * sy, top), bottom), 1)
+    last_text = ""
+    # of a run of points with the same value (repeated ACKs) only the first can draw: the rest have its y
+    for v, run in groupby(sorted(points, key=itemgetter(0)), key=itemgetter(1)):
+        ts = next(run)[0]
+        y = base - (v - lo) * sy
+        y = round(top if y < top else bottom if y > bottom else y, 1)
         if y == last_y:
             continue
         x = round(GL + (ts - t0) * sx, 1)
         col = int(x)
+        x_text, y_text = f"{x:g},", f"{y:g}"  # a vertex is "x,y"; each number formatted once
         if col == last_col and len(out) >= 2:
-            out[-1] = f"{x:g},{y:g}"  # same pixel column: move the column's last vertex
+            out[-1] = x_text + y_text  # same pixel column: move the column's last vertex
         else:
             if last_y is not None:
-                out.append(f"{x:g},{last_y:g}")
-            out.append(f"{x:g},{y:g}")
-        last_col, last_y = col, y
+                out.append(x_text + last_text)
+            out.append(x_text + y_text)
+        last_col, last_y, last_text = col, y, y_text
     return " ".join(out)
 
 
 # -- HTTP exchanges and stream heads ----------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class HeaderLineView:
+class HeaderLineView(NamedTuple):
     text: str
     marked: bool
     findings: tuple[tuple[int, str], ...]  # (finding index, code) marking this line
@@ -816,8 +865,13 @@ _CONSUMED = frozenset(_START_KEYS + _BODY_KEYS + (
     "offset", "end_offset", "raw_head_truncated", "body_excerpt_truncated", "wire_body_length"))
 
 
+_ODD_ESCAPE = re.compile(r"\\(?![\\tnr]|x[0-9a-fA-F]{2})")  # a backslash not starting \\ \t \n \r \xhh
+
+
 def unescape(text: str) -> bytes:
     """The bytes behind the model's escaped text (latin-1 + unicode_escape); text not in that form as is."""
+    if text.isascii() and not _ODD_ESCAPE.search(text):  # the model's escapes only: nothing to warn about
+        return text.encode("ascii").decode("unicode_escape").encode("latin-1")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -931,7 +985,7 @@ def _detail_row(key: Any, value: Any, shown: frozenset[int] | set[int]) -> Detai
         return DetailRow(key, str(value), _frame_refs((value,), shown))
     if key.endswith("frames") and isinstance(value, (list, tuple)) and value and all(map(_is_int, value)):
         return DetailRow(key, value_text(value), _frame_refs(value, shown))
-    return DetailRow(key, value_text(value), ())
+    return _tuple_new(DetailRow, (key, value_text(value), (), ()))  # DetailRow(key, text): a dozen a message
 
 
 def exchange_view(i: int, exchange: Any, marks: _Marks, shown: frozenset[int] | set[int]) -> ExchangeView:
@@ -1034,7 +1088,7 @@ def _options_text(opts: Mapping[str, Any]) -> str:
 def build_conversation(r: ConversationResult, *, input_path: str | None = None,
                        timestamp: str | None = None) -> ConversationView:
     """The whole page's data, in one pass over the findings and one over the timeline."""
-    shown = frozenset(row.frame for row in r.timeline)
+    shown = frozenset(map(_FRAME, r.timeline))
     # frames -> findings naming them (for ladder rows), and severity
     by_frame: dict[int, list[tuple[int, str, str]]] = {}
     frame_sev: dict[int, int] = {}
@@ -1054,13 +1108,7 @@ def build_conversation(r: ConversationResult, *, input_path: str | None = None,
                 frame_sev[fr] = max(frame_sev.get(fr, -1), int(f.severity))
     marked_frames = {fr for fr, sev in frame_sev.items() if sev >= Severity.WARNING}
 
-    dirs = (_Dir(), _Dir())
-    seg_counts = [0, 0]
-    ladder = []
-    start = r.start_ns
-    for row in r.timeline:
-        ladder.append(_ladder_row(row, start, by_frame, frame_sev))
-        _collect(row, dirs, seg_counts, marked_frames)
+    ladder, dirs, seg_counts = _timeline(r, by_frame, frame_sev, marked_frames)
     graphs = tuple(g for g in (_graph(d, dirs[d], r.start_ns, r.end_ns, seg_counts[d]) for d in (0, 1))
                    if g is not None)
 
@@ -1123,30 +1171,80 @@ def build_conversation(r: ConversationResult, *, input_path: str | None = None,
     )
 
 
+_FRAME = attrgetter("frame")
 _FLAG_TEXT = [flag_text(f) for f in range(256)]
+_tuple_new = tuple.__new__  # _tuple_new(LadderRow, (...)): a NamedTuple without its Python-level __new__
 _SEVERITY_LABEL = {int(s): s.label for s in Severity}
 
 
-def _ladder_row(row: PacketRow, start: int, by_frame: Mapping[int, list[tuple[int, str, str]]],
-                frame_sev: Mapping[int, int]) -> LadderRow:
-    frame, flags, length = row.frame, row.flags, row.length
-    if length:
-        label = f"seq {row.seq}:{(row.seq + length) & 0xFFFFFFFF}"
-    else:
-        label = f"seq {row.seq}"
-    if flags & ACK:
-        label = f"{label} ack {row.ack} win {row.window}"
-    else:
-        label = f"{label} win {row.window}"
-    if length:
-        label = f"{label} len {length}"
-    kind = _kind(flags, length)
+def _timeline(r: ConversationResult, by_frame: Mapping[int, list[tuple[int, str, str]]],
+              frame_sev: Mapping[int, int], marked: set[int]) -> tuple[list[LadderRow], tuple[_Dir, _Dir], list[int]]:
+    """The one pass over the timeline: a ladder row per packet, and each direction's graph input (with the
+    number of data segments). The hot loop of a page, so the common row is made inline."""
+    dirs = (_Dir(), _Dir())
+    seg_counts = [0, 0]
+    ladder: list[LadderRow] = []
+    start = r.start_ns
+    for row in r.timeline:
+        frame, ts, d, flags, seq, length = row.frame, row.ts, row.direction, row.flags, row.seq, row.length
+        ack, window, verdict = row.ack, row.window, row.verdict
+        # the ladder row
+        if flags & ACK:
+            if length:
+                label = f"seq {seq}:{(seq + length) & 0xFFFFFFFF} ack {ack} win {window} len {length}"
+            else:
+                label = f"seq {seq} ack {ack} win {window}"
+        elif length:
+            label = f"seq {seq}:{(seq + length) & 0xFFFFFFFF} win {window} len {length}"
+        else:
+            label = f"seq {seq} win {window}"
+        kind, cls = _ROW_KINDS[d][flags & (FIN | SYN | RST)][length > 0]
+        t = f"{(ts - start) / 1e9:.6f}"
+        if row.analysis or verdict or frame in by_frame:
+            ladder.append(_noted_row(row, t, label, kind, cls, by_frame, frame_sev))
+        else:  # the common row: no flag, no verdict, no finding (frame_sev has only frames that by_frame has)
+            ladder.append(_tuple_new(LadderRow, (str(frame), t, d, _FLAG_TEXT[flags & 0xFF], label, cls, kind,
+                                                 (), verdict, "", (), False)))
+        # the graph's input
+        mine, other = dirs[d], dirs[1 - d]
+        if length:
+            seg_counts[d] += 1
+            if verdict:
+                seg_kind = "oow"
+            elif row.analysis and not _RETRANSMISSION.isdisjoint(row.analysis):
+                seg_kind = "retx"
+            else:
+                seg_kind = "plain"
+            mine.segs.append((ts, seq, seq + length, seg_kind, frame))
+        if flags & (RST | SYN | FIN):
+            if flags & RST:
+                mine.ctl.append((ts, seq, "rst", frame))
+                other.rev_rsts.append((ts, frame))
+            elif flags & SYN:
+                mine.ctl.append((ts, seq, "syn", frame))
+            else:
+                mine.ctl.append((ts, seq + length, "fin", frame))
+        elif not length and (verdict or frame in marked):
+            if frame in marked:
+                mine.ctl.append((ts, seq, "finding", frame))
+            if verdict:
+                mine.ctl.append((ts, seq, "oow", frame))
+        if flags & ACK and not flags & RST:
+            other.acks.append((ts, ack, window))
+        if row.wnd_edge >= 0:
+            mine.wins.append((ts, row.wnd_edge))
+    return ladder, dirs, seg_counts
+
+
+def _noted_row(row: PacketRow, t: str, label: str, kind: str, cls: str,
+               by_frame: Mapping[int, list[tuple[int, str, str]]], frame_sev: Mapping[int, int]) -> LadderRow:
+    """A ladder row with Wireshark flags, a conntrack verdict or findings."""
+    frame, verdict = row.frame, row.verdict
     sev = frame_sev.get(frame, -1)
     severity = _SEVERITY_LABEL[sev] if sev >= 0 else ""
-    cls = f"d{row.direction} k-{kind}"
     if severity:
         cls = f"{cls} s-{severity}"
-    if row.verdict:
+    if verdict:
         cls = f"{cls} oow"
     found = tuple(by_frame[frame]) if frame in by_frame else ()
     analysis: tuple[tuple[str, int], ...] = ()
@@ -1155,40 +1253,9 @@ def _ladder_row(row: PacketRow, start: int, by_frame: Mapping[int, list[tuple[in
         analysis = tuple((a[4:] if a.startswith("tcp.") else a, index.get(a, -1)) for a in row.analysis)
         found = tuple(x for x in found if x[1] not in row.analysis)
     return LadderRow(
-        frame, f"{(row.ts - start) / 1e9:.6f}", row.direction, _FLAG_TEXT[flags & 0xFF], label, cls, kind,
-        analysis, row.verdict, severity, found, bool(analysis or row.verdict or found),
+        str(frame), t, row.direction, _FLAG_TEXT[row.flags & 0xFF], label, cls, kind,
+        analysis, verdict, severity, found, bool(analysis or verdict or found),
     )
-
-
-def _collect(row: PacketRow, dirs: tuple[_Dir, _Dir], seg_counts: list[int], marked: set[int]) -> None:
-    d = row.direction
-    mine, other = dirs[d], dirs[1 - d]
-    flags = row.flags
-    if row.length:
-        seg_counts[d] += 1
-        if row.verdict:
-            kind = "oow"
-        elif _RETRANSMISSION.intersection(row.analysis):
-            kind = "retx"
-        else:
-            kind = "plain"
-        mine.segs.append((row.ts, row.seq, row.seq + row.length, kind, row.frame))
-    if flags & RST:
-        mine.ctl.append((row.ts, row.seq, "rst", row.frame))
-        other.rev_rsts.append((row.ts, row.frame))
-    elif flags & SYN:
-        mine.ctl.append((row.ts, row.seq, "syn", row.frame))
-    elif flags & FIN:
-        mine.ctl.append((row.ts, row.seq + row.length, "fin", row.frame))
-    elif row.frame in marked and not row.length:
-        mine.ctl.append((row.ts, row.seq, "finding", row.frame))
-    if row.verdict and not row.length and not flags & (RST | SYN | FIN):
-        mine.ctl.append((row.ts, row.seq, "oow", row.frame))
-    if flags & ACK and not flags & RST:
-        other.acks.append((row.ts, row.ack))
-        other.rev_wins.append((row.ts, (row.ack + row.window) & 0xFFFFFFFF))
-    if row.wnd_edge >= 0:
-        mine.wins.append((row.ts, row.wnd_edge))
 
 
 # -- the index --------------------------------------------------------------------------------------------
