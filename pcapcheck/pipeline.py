@@ -9,8 +9,9 @@ conversations, not the size of the capture.
 from __future__ import annotations
 
 import gc
+import struct
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,6 +39,19 @@ GC_THRESHOLD = 20_000  # the collector's youngest-generation threshold during a 
 _tnew = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (half the cost)
 _SFR = SYN | FIN | RST
 _FR = FIN | RST
+
+# A timeline row as packed bytes, not a tuple: a tuple of eleven fields plus the int objects it holds is about
+# 320 bytes, and a busy conversation keeps thousands of rows until it is finalized (the largest part of a
+# conversation's state). Fields: frame, packet time minus the conversation's start, direction, TCP flags, seq,
+# ack, segment length, raw window, analysis flag mask, verdict (index into _VERDICT_TEXT), then the edge the
+# sender may send into (see ConvState.edge0): present, ack, raw window, SYN. Big-endian with the frame first,
+# so sorting the bytes sorts rows by frame. A row whose values do not fit (a corrupt capture's timestamps
+# centuries apart) is kept as a tuple in ConvState.odd (see ConvState._odd_row).
+_ROW = struct.Struct(">QqBBIIIHHHBIHB")
+_pack_row = _ROW.pack
+_NO_EDGE = (0, 0, 0, 0)
+_VERDICT_TEXT: list[str] = [""]  # verdict text by index; "" (accepted) is 0
+_VERDICT_INDEX: dict[str, int] = {"": 0}
 
 
 class Sink(Protocol):
@@ -93,7 +107,7 @@ class ConvState:
     __slots__ = (
         "conv", "options", "input_index", "tracker", "window", "http", "reasm", "rst", "wan",
         "packets0", "packets1", "bytes0", "bytes1", "first_frame", "last_frame", "start_ts", "end_ts",
-        "flag_frames", "head", "tail", "marked", "head_max", "marked_max", "fin_frame",
+        "flag_frames", "head", "tail", "marked", "odd", "head_max", "marked_max", "fin_frame",
         "rst_frames", "syn", "synack", "handshake_ack", "isn", "edge0", "edge1", "ended",
     )
 
@@ -116,10 +130,11 @@ class ConvState:
         self.start_ts = pkt.ts
         self.end_ts = pkt.ts
         self.flag_frames: dict[int, list] = {}  # flag bit -> [count, frames...]
-        self.head: list[tuple] = []  # raw rows, see _row
-        self.tail: deque[tuple] = deque(maxlen=options.timeline_tail)
-        self.marked: list[tuple] = []
-        self.head_max = options.timeline_head
+        self.head = bytearray()  # packed rows (_ROW), in arrival order
+        self.tail: deque[bytes] = deque(maxlen=options.timeline_tail)
+        self.marked: list[bytes] = []
+        self.odd: list[tuple] = []  # rows that do not pack: (frame, ts, ...) as in _rows
+        self.head_max = options.timeline_head * _ROW.size  # in bytes
         self.marked_max = options.timeline_marked
         self.fin_frame: list[int | None] = [None, None]
         self.rst_frames: list[int] = []
@@ -127,9 +142,10 @@ class ConvState:
         self.synack: TcpPacket | None = None
         self.handshake_ack: int | None = None
         self.isn: list[int | None] = [None, None]
-        # (ack, raw window, on a SYN) last advertised to direction 0 / 1: the window it may send into
-        self.edge0: tuple | None = None
-        self.edge1: tuple | None = None
+        # (1, ack, raw window, on a SYN) last advertised to direction 0 / 1: the window it may send into;
+        # _NO_EDGE before any
+        self.edge0: tuple = _NO_EDGE
+        self.edge1: tuple = _NO_EDGE
         self.ended = False
 
     @staticmethod
@@ -184,15 +200,19 @@ class ConvState:
                     ro.acked(ackno, frame)
             # the window the peer may send into: scaled at finish, when the scale is known
             if d:
-                self.edge0 = (ackno, window, flags & SYN)
+                self.edge0 = (1, ackno, window, flags & SYN)
             else:
-                self.edge1 = (ackno, window, flags & SYN)
+                self.edge1 = (1, ackno, window, flags & SYN)
         self.rst.packet(d, pkt, mask, j)
         if j is ACCEPTED:
-            verdict = ""
+            verdict = 0
         else:
             self.wan.judged(d, pkt, j, mask)
-            verdict = j.new if j.new != "ACCEPT" else f"{j.old} (<6.1)"
+            text = j.new if j.new != "ACCEPT" else f"{j.old} (<6.1)"
+            verdict = _VERDICT_INDEX.get(text)
+            if verdict is None:
+                verdict = _VERDICT_INDEX[text] = len(_VERDICT_TEXT)
+                _VERDICT_TEXT.append(text)
         if mask:
             ff = self.flag_frames
             bit = 1
@@ -206,16 +226,26 @@ class ConvState:
                         if len(e) <= 200:
                             e.append(frame)
                 bit <<= 1
-        # The timeline row: plain ints (PacketRow objects are built once, at finish). The first head_max
+        # The timeline row, packed (PacketRow objects are built once, at finish). The first timeline_head
         # rows, then up to marked_max rows that carry a finding or SYN/FIN/RST, the rest in the bounded tail.
-        row = (frame, ts, d, flags, seqno, ackno, seglen, window, mask, verdict, self.edge1 if d else self.edge0)
+        try:
+            row = _pack_row(frame, ts - self.start_ts, d, flags, seqno, ackno, seglen, window, mask, verdict,
+                            *(self.edge1 if d else self.edge0))
+        except struct.error:
+            self._odd_row(d, pkt, mask, verdict)
+            return
         head = self.head
         if len(head) < self.head_max:
-            head.append(row)
+            head += row
         elif (mask or verdict or flags & _SFR) and len(self.marked) < self.marked_max:
             self.marked.append(row)
         else:
             self.tail.append(row)
+
+    def _odd_row(self, d: int, pkt: TcpPacket, mask: int, verdict: int) -> None:
+        """A row with values _ROW cannot hold: kept as the tuple _ROW would unpack, outside the timeline's caps."""
+        self.odd.append((pkt.frame, pkt.ts - self.start_ts, d, pkt.flags, pkt.seq, pkt.ack, pkt.seglen, pkt.window,
+                         mask, verdict, *(self.edge1 if d else self.edge0)))
 
     def _control(self, d: int, pkt: TcpPacket, r: Reassembler) -> None:
         flags = pkt.flags
@@ -251,16 +281,18 @@ class ConvState:
         shift = [max(tr.window_scale(0), 0), max(tr.window_scale(1), 0)]
         per_dir = ((base[0], base[1], shift[0], shift[1]), (base[1], base[0], shift[1], shift[0]))
         names: dict[int, tuple[str, ...]] = {}  # analysis flag mask -> flag names
-        rows = self.head
+        packed = self.head
         if self.marked or self.tail:
-            rows = rows + sorted(self.marked + list(self.tail))
+            packed = packed + b"".join(sorted(self.marked + list(self.tail)))  # sorted by frame (see _ROW)
+        rows: Iterable[tuple] = _ROW.iter_unpack(packed)
+        if self.odd:
+            rows = sorted([*rows, *self.odd])  # frames are unique: sorted by frame
+        start = self.start_ts
+        verdicts = _VERDICT_TEXT
         out = []
         append = out.append
         # (x - base) mod 2**32 for x < 2**32 is x - base, plus 2**32 when negative: one operation, not two.
-        # Rows of one direction share the edge tuple until the peer's next ACK: its value is computed once.
-        edge_of: list = [None, None]
-        rel_edge_of = [-1, -1]
-        for frame, ts, d, flags, seqno, ackno, seglen, window, mask, verdict, edge in rows:
+        for frame, ts, d, flags, seqno, ackno, seglen, window, mask, verdict, edge, eack, ewin, esyn in rows:
             b, br, sh, esh = per_dir[d]
             rel_seq = seqno - b
             if rel_seq < 0:
@@ -271,22 +303,15 @@ class ConvState:
                     rel_ack += MOD
             else:
                 rel_ack = 0
-            if edge is edge_of[d]:
-                rel_edge = rel_edge_of[d]
-            elif edge is None:
-                rel_edge = -1
-            else:
-                eack, ewin, esyn = edge
-                rel_edge = rel_edge_of[d] = (eack + (ewin if esyn else ewin << esh) - b) & MASK
-                edge_of[d] = edge
             if mask:
                 analysis = names.get(mask)
                 if analysis is None:
                     analysis = names[mask] = tuple(flag_names(mask))
             else:
                 analysis = ()
-            append(_tnew(PacketRow, (frame, ts, d, flags, rel_seq, rel_ack, seglen,
-                                     window if flags & SYN else window << sh, analysis, verdict, rel_edge)))
+            append(_tnew(PacketRow, (frame, start + ts, d, flags, rel_seq, rel_ack, seglen,
+                                     window if flags & SYN else window << sh, analysis, verdicts[verdict],
+                                     (eack + (ewin if esyn else ewin << esh) - b) & MASK if edge else -1)))
         return out
 
     # -- finalization ------------------------------------------------------------

@@ -92,3 +92,29 @@ def test_timeline_cap_keeps_first_last_and_marked(tmp_path: Path) -> None:
     assert r.timeline_capped and r.timeline_total == len(segs)
     assert frames[:20] == list(range(1, 21)) and frames[-1] == len(segs) and frames == sorted(frames)
     assert len(frames) <= 45
+
+
+def test_timeline_keeps_rows_whose_times_do_not_pack(tmp_path: Path) -> None:
+    """Timeline rows are packed with the time as a signed 64-bit offset from the conversation's start; a
+    corrupt capture's timestamps centuries apart do not fit, and those rows are kept whole, in frame order."""
+    w = b.PcapngWriter()
+    iface = w.add_interface(101, tsresol=0)  # whole seconds: up to 2**64 s can be written
+    t0 = 1_700_000_000 * 10**9
+    jump = 400 * 365 * 86400 * 10**9  # 400 years: more than 2**63 ns
+    segs = [
+        (t0, C, S, 5000, 80, 1000, 0, SYN, b""),
+        (t0 + 10**9, S, C, 80, 5000, 9000, 1001, SYN | ACK, b""),
+        (t0 + jump, C, S, 5000, 80, 1001, 9001, ACK, b""),
+        (t0 + 2 * 10**9, C, S, 5000, 80, 1001, 9001, ACK | PSH, b"hello"),
+        (t0 + 3 * 10**9, S, C, 80, 5000, 9001, 1006, ACK, b""),
+    ]
+    for i, (ts, src, dst, sport, dport, seq, ack, flags, payload) in enumerate(segs):
+        w.add_packet(iface, ts, b.ipv4(src, dst, b.tcp(sport, dport, seq, ack, flags, 64240, payload,
+                                                        src_ip=src, dst_ip=dst), ip_id=i + 1))
+    p = tmp_path / "t.pcapng"
+    w.write(p)
+    (r,) = run(str(p))
+    assert [row.frame for row in r.timeline] == [1, 2, 3, 4, 5]
+    assert [row.ts for row in r.timeline] == [s[0] for s in segs]
+    assert [row.length for row in r.timeline] == [0, 0, 0, 5, 0]
+    assert (r.timeline[3].seq, r.timeline[4].ack) == (1, 6)
