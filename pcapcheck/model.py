@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -53,7 +53,7 @@ class ConversationResult:
     end: str  # "fin" | "rst" | "incomplete" | "capture-ended"
     end_sentence: str
     findings: tuple[Finding, ...]
-    timeline: tuple[PacketRow, ...]
+    timeline: Sequence[PacketRow]  # a tuple, or the pipeline's Timeline (decoded when first read)
     timeline_total: int
     timeline_capped: bool
     http: tuple[Any, ...]  # HttpExchange objects (with .to_json())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import struct
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -99,6 +99,88 @@ class Totals:
     @property
     def readable(self) -> bool:
         return any(i.readable for i in self.inputs)
+
+
+class Timeline(Sequence):
+    """A finished conversation's timeline: the packed rows (_ROW), decoded into PacketRows when first read.
+
+    Only conversations that get a page need their rows (a few percent of them in a big capture), so the
+    decoding, relative sequence numbers and scaled windows are left to the first reader. Pickles in the
+    packed form. Compares equal to any sequence of the same PacketRows.
+    """
+
+    __slots__ = ("_packed", "_odd", "_start", "_per_dir", "_verdicts", "_rows")
+
+    def __init__(self, packed: bytes, odd: tuple[tuple, ...], start: int, per_dir: tuple,
+                 verdicts: tuple[str, ...]) -> None:
+        self._packed = packed
+        self._odd = odd  # rows _ROW cannot hold, in its field order (see ConvState._odd_row)
+        self._start = start
+        self._per_dir = per_dir  # per direction: (own base seq, peer's base seq, own shift, peer's shift)
+        self._verdicts = verdicts  # the verdict text by index, as of the conversation's finish
+        self._rows: tuple[PacketRow, ...] | None = None
+
+    def __getstate__(self) -> tuple:
+        return (self._packed, self._odd, self._start, self._per_dir, self._verdicts)
+
+    def __setstate__(self, state: tuple) -> None:
+        self._packed, self._odd, self._start, self._per_dir, self._verdicts = state
+        self._rows = None
+
+    def __len__(self) -> int:
+        return len(self._packed) // _ROW.size + len(self._odd)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.rows()[i]
+
+    def __iter__(self) -> Iterator[PacketRow]:
+        return iter(self.rows())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return self.rows() == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Timeline({len(self)} rows)"
+
+    def rows(self) -> tuple[PacketRow, ...]:
+        if self._rows is None:
+            self._rows = self._decode()
+        return self._rows
+
+    def _decode(self) -> tuple[PacketRow, ...]:
+        rows: Iterable[tuple] = _ROW.iter_unpack(self._packed)
+        if self._odd:
+            rows = sorted([*rows, *self._odd])  # frames are unique: sorted by frame
+        per_dir, start, verdicts = self._per_dir, self._start, self._verdicts
+        names: dict[int, tuple[str, ...]] = {}  # analysis flag mask -> flag names
+        out = []
+        append = out.append
+        # (x - base) mod 2**32 for x < 2**32 is x - base, plus 2**32 when negative: one operation, not two.
+        for frame, ts, d, flags, seqno, ackno, seglen, window, mask, verdict, edge, eack, ewin, esyn in rows:
+            b, br, sh, esh = per_dir[d]
+            rel_seq = seqno - b
+            if rel_seq < 0:
+                rel_seq += MOD
+            if flags & ACK:
+                rel_ack = ackno - br
+                if rel_ack < 0:
+                    rel_ack += MOD
+            else:
+                rel_ack = 0
+            if mask:
+                analysis = names.get(mask)
+                if analysis is None:
+                    analysis = names[mask] = tuple(flag_names(mask))
+            else:
+                analysis = ()
+            append(_tnew(PacketRow, (frame, start + ts, d, flags, rel_seq, rel_ack, seglen,
+                                     window if flags & SYN else window << sh, analysis, verdicts[verdict],
+                                     (eack + (ewin if esyn else ewin << esh) - b) & MASK if edge else -1)))
+        return tuple(out)
 
 
 class ConvState:
@@ -272,7 +354,7 @@ class ConvState:
             if self.conv.closed_at is None:
                 self.conv.closed_at = pkt.ts
 
-    def _rows(self) -> list[PacketRow]:
+    def _timeline(self) -> Timeline:
         tr = self.tracker
         # Per direction d: (base seq of d, base seq of the peer, window shift of d's windows, shift of the
         # peer's windows). An unknown base is 0 (the numbers stay absolute), an unknown scale (< 0) no shift.
@@ -280,39 +362,10 @@ class ConvState:
         base = [0 if b is None else b for b in base]
         shift = [max(tr.window_scale(0), 0), max(tr.window_scale(1), 0)]
         per_dir = ((base[0], base[1], shift[0], shift[1]), (base[1], base[0], shift[1], shift[0]))
-        names: dict[int, tuple[str, ...]] = {}  # analysis flag mask -> flag names
-        packed = self.head
+        packed = bytes(self.head)
         if self.marked or self.tail:
-            packed = packed + b"".join(sorted(self.marked + list(self.tail)))  # sorted by frame (see _ROW)
-        rows: Iterable[tuple] = _ROW.iter_unpack(packed)
-        if self.odd:
-            rows = sorted([*rows, *self.odd])  # frames are unique: sorted by frame
-        start = self.start_ts
-        verdicts = _VERDICT_TEXT
-        out = []
-        append = out.append
-        # (x - base) mod 2**32 for x < 2**32 is x - base, plus 2**32 when negative: one operation, not two.
-        for frame, ts, d, flags, seqno, ackno, seglen, window, mask, verdict, edge, eack, ewin, esyn in rows:
-            b, br, sh, esh = per_dir[d]
-            rel_seq = seqno - b
-            if rel_seq < 0:
-                rel_seq += MOD
-            if flags & ACK:
-                rel_ack = ackno - br
-                if rel_ack < 0:
-                    rel_ack += MOD
-            else:
-                rel_ack = 0
-            if mask:
-                analysis = names.get(mask)
-                if analysis is None:
-                    analysis = names[mask] = tuple(flag_names(mask))
-            else:
-                analysis = ()
-            append(_tnew(PacketRow, (frame, start + ts, d, flags, rel_seq, rel_ack, seglen,
-                                     window if flags & SYN else window << sh, analysis, verdicts[verdict],
-                                     (eack + (ewin if esyn else ewin << esh) - b) & MASK if edge else -1)))
-        return out
+            packed += b"".join(sorted(self.marked + list(self.tail)))  # sorted by frame (see _ROW)
+        return Timeline(packed, tuple(self.odd), self.start_ts, per_dir, tuple(_VERDICT_TEXT))
 
     # -- finalization ------------------------------------------------------------
     def finish(self, capture_ended: bool) -> ConversationResult:
@@ -346,7 +399,7 @@ class ConvState:
         )
         findings.extend(more)
         findings.sort(key=sort_key)
-        timeline = self._rows()
+        timeline = self._timeline()
         total = self.packets0 + self.packets1  # one timeline row per packet
         hs = self._handshake()
         client, server = conv.client, conv.server
@@ -356,7 +409,7 @@ class ConvState:
             ipv6=len(client[0]) == 16, first_frame=self.first_frame, last_frame=self.last_frame,
             start_ns=self.start_ts, end_ns=self.end_ts, packets=(self.packets0, self.packets1),
             bytes=(self.bytes0, self.bytes1), handshake=hs, end=end, end_sentence=sentence,
-            findings=tuple(findings), timeline=tuple(timeline), timeline_total=total,
+            findings=tuple(findings), timeline=timeline, timeline_total=total,
             timeline_capped=len(timeline) < total,
             http=tuple(self.http.exchanges) if self.http is not None else (),
             stream_heads=(bytes(self.reasm[0].head), bytes(self.reasm[1].head)),

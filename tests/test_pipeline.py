@@ -118,3 +118,21 @@ def test_timeline_keeps_rows_whose_times_do_not_pack(tmp_path: Path) -> None:
     assert [row.ts for row in r.timeline] == [s[0] for s in segs]
     assert [row.length for row in r.timeline] == [0, 0, 0, 5, 0]
     assert (r.timeline[3].seq, r.timeline[4].ack) == (1, 6)
+
+
+def test_timeline_is_decoded_when_read_and_pickles_packed(tmp_path: Path) -> None:
+    import pickle
+
+    segs = [
+        (C, S, 5000, 80, 1000, 0, SYN, b""),
+        (S, C, 80, 5000, 9000, 1001, SYN | ACK, b""),
+        (C, S, 5000, 80, 1001, 9001, ACK | PSH, b"hello"),
+        (S, C, 80, 5000, 9001, 1006, ACK, b""),
+    ]
+    (r,) = run(write(tmp_path, segs))
+    t = r.timeline
+    assert len(t) == 4 and t._rows is None  # counted without decoding
+    copy = pickle.loads(pickle.dumps(r))
+    assert copy.timeline._rows is None and copy.timeline == t == tuple(t)
+    assert [(row.seq, row.ack, row.length) for row in t] == [(0, 0, 0), (0, 1, 0), (1, 1, 5), (1, 6, 0)]
+    assert t[-1].frame == 4 and t != tuple(t)[:3]
