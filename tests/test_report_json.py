@@ -93,3 +93,22 @@ def test_memory_keeps_no_results(tmp_path):
     doc = json.loads((tmp_path / "report.json").read_bytes())
     assert [c["id"] for c in doc["conversations"]] == list(range(1, 3001))
     assert not (tmp_path / "report.json.tmp").exists()
+
+
+def test_same_bytes_without_sendfile(tmp_path, monkeypatch):
+    """The spooled conversations are copied with sendfile(2) where it works; refused or absent, read and write."""
+    results = [s.xss(), s.incident1(), s.incident2(20), s.plain(3)]
+    fast = write(tmp_path / "fast.json", results)
+    calls = []
+
+    def refuse(*args):
+        calls.append(args)
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr("os.sendfile", refuse)
+    refused = write(tmp_path / "refused.json", results)
+    monkeypatch.delattr("os.sendfile")
+    absent = write(tmp_path / "absent.json", results)
+    assert len(calls) == 1  # refused once, then read and write for the rest
+    assert fast == refused == absent
+    assert _canonical(json.loads(fast)) == fast.decode("ascii")
