@@ -57,18 +57,21 @@ class Http1Analyzer:
         # The hot path (called for every in-order segment). A direction that is not parsed (not HTTP, tunnel)
         # only tracks where it ends; a segment inside a body is taken by fast_data without buffering or
         # parsing. Neither can resume the other direction unless a message ended, so there is nothing to pump.
-        direction = ev.direction
-        reader = self._c2s if direction == C2S else self._s2c if direction == S2C else None
-        if reader is None:
+        # (One unpacking of the event: a NamedTuple's field by name is a descriptor call each time.)
+        direction, offset, data, frame, _ts = ev
+        if direction == C2S:
+            reader = self._c2s
+        elif direction == S2C:
+            reader = self._s2c
+        else:
             return
-        data = ev.data
         through = reader.through
-        if through is not None and ev.offset == through.base:
+        if through is not None and offset == through.base:
             through.base += len(data)
             return
         if not data:
             return
-        taken = reader.fast_data(ev.offset, data, ev.frame)
+        taken = reader.fast_data(offset, data, frame)
         if taken == 1:
             return
         if not taken:

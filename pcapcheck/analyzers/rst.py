@@ -80,8 +80,11 @@ class _Side:
         self.last_data: int | None = None
         self.last_data_ts = 0
         self.data_bytes = 0
-        # its last non-RST segments: (frame, ts, seq, ack, flags, seglen, ip_id, judgement or None, index, mask,
-        # time of the conversation's previous packet or None, raw window); the first ten are a Seg's fields
+        # its last non-RST segments: (packet, judgement or None, index, mask, time of the conversation's previous
+        # packet or None). The packet tuple itself is kept rather than a copy of the fields a Seg needs: one
+        # entry is built for every packet, and a 5-tuple costs less than a 12-tuple of copied fields. (Its
+        # payload stays referenced until the entry leaves, HISTORY packets later; the reassembler's tail
+        # holds those bytes for longer anyway.)
         self.recent: deque[tuple] = deque(maxlen=HISTORY)
         self.odd: deque[tuple] = deque(maxlen=ODD_HISTORY)
         self.rsts: list[RstRecord] = []
@@ -101,16 +104,16 @@ class _Side:
     @property
     def win(self) -> int:
         """The last raw window this side advertised (0 before any)."""
-        return self.recent[-1][11] if self.recent else 0
+        return self.recent[-1][0].window if self.recent else 0
 
     @property
     def win_syn(self) -> int:
         """Non-zero when that window was in a SYN (never scaled)."""
-        return self.recent[-1][4] & SYN if self.recent else 0
+        return self.recent[-1][0].flags & SYN if self.recent else 0
 
     @property
     def last_ts(self) -> int | None:
-        return self.recent[-1][1] if self.recent else None
+        return self.recent[-1][0].ts if self.recent else None
 
     # Counts of the non-RST, non-SYN packets, derived rather than counted per packet: the IP ID series
     # takes every one of them over IPv4 (a 4-tuple's address family never changes), and each either
@@ -142,14 +145,16 @@ class _Side:
 
 
 def _seg(t: tuple) -> Seg:
-    return Seg(*t[:10])
+    """The Seg of a ``recent`` / ``odd`` entry."""
+    p, judgement, index, mask, _prev = t
+    return Seg(p.frame, p.ts, p.seq, p.ack, p.flags, p.seglen, p.ip_id, judgement, index, mask)
 
 
 class RstAnalyzer:
     """RSTs of one conversation; see the module docstring. ``d`` is 0 for client->server, 1 for server->client."""
 
     __slots__ = (
-        "cid", "addrs", "sides", "established", "midstream_start", "synack_seen", "syn_seen", "last_ts",
+        "cid", "addrs", "sides", "_pairs", "established", "midstream_start", "synack_seen", "syn_seen", "last_ts",
         "last_data_dir", "rtt_ns", "syn_ts", "_watch", "_records", "_rst_count",
     )
 
@@ -157,6 +162,8 @@ class RstAnalyzer:
         self.cid = conversation_id
         self.addrs = (client_text, server_text)
         self.sides = (_Side(), _Side())
+        # (sender, receiver) for d = 0 and 1: one subscript per packet instead of two and a subtraction
+        self._pairs = (self.sides, self.sides[::-1])
         self.established = False
         self.midstream_start: bool | None = None  # None until the first packet
         self.syn_seen = False
@@ -173,7 +180,7 @@ class RstAnalyzer:
     # Sequence comparisons are inlined here (one call each otherwise, on every packet), with the
     # identities of pcapcheck.seq: gt(a, b) <=> (b - a) & MASK >= HALF, le(a, b) <=> (b - a) & MASK < HALF.
     def packet(self, d: int, pkt: Any, mask: int = 0, judgement: Any = ACCEPTED) -> None:
-        frame, ts, _src, _dst, _sp, _dp, seq, ack, flags, window, options, _pl, n, ttl, ip_id, _df = pkt
+        frame, ts, _src, _dst, _sp, _dp, seq, ack, flags, _win, options, _pl, n, ttl, ip_id, _df = pkt
         if self._watch:
             self._observe(d, pkt)
         prev = self.last_ts  # the conversation's previous packet (the gap before this one: ts - prev)
@@ -183,9 +190,7 @@ class RstAnalyzer:
         if flags & RST:
             self._rst(d, pkt, judgement, mask)
             return
-        sides = self.sides
-        s = sides[d]
-        r = sides[1 - d]
+        s, r = self._pairs[d]
         # end = seq + len (SYN and FIN count 1), mod 2**32; the sum wraps rarely, so no mask on every packet
         end = seq + n
         if flags & SYN:
@@ -235,24 +240,25 @@ class RstAnalyzer:
             s.ttl_hi = ttl
         if ip_id is None:
             s.ipv6 = True
-        elif not flags & SYN:  # Linux sends SYN-ACKs from the request socket with ID 0: not the series
-            last_id = s.ipid_last
-            if last_id is not None:
-                step = ip_id - last_id  # mod 2**16
-                if step < 0:
-                    step += 0x10000
-                if step == 0:
-                    s.ipid_same += 1
-                elif step <= 8:
-                    s.ipid_small += 1
-                elif step < 0x8000:
-                    s.ipid_fwd += 1
-                    if step > s.ipid_maxstep:
-                        s.ipid_maxstep = step
-            if ip_id == 0:
-                s.ipid_zero += 1
-            s.ipid_last = ip_id
-        if not flags & SYN:
+        if not flags & SYN:  # SYNs are not in the IP ID series nor in the option counts (see with_opts)
+            # (Linux sends SYN-ACKs from the request socket with ID 0: not the series)
+            if ip_id is not None:
+                last_id = s.ipid_last
+                if last_id is not None:
+                    step = ip_id - last_id  # mod 2**16
+                    if step < 0:
+                        step += 0x10000
+                    if step == 0:
+                        s.ipid_same += 1
+                    elif step <= 8:
+                        s.ipid_small += 1
+                    elif step < 0x8000:
+                        s.ipid_fwd += 1
+                        if step > s.ipid_maxstep:
+                            s.ipid_maxstep = step
+                if ip_id == 0:
+                    s.ipid_zero += 1
+                s.ipid_last = ip_id
             if options:
                 s.last_opts = options
             else:
@@ -272,9 +278,9 @@ class RstAnalyzer:
                 s.close_frame, s.close_kind, s.close_seq, s.close_ts = frame, "fin", seq, ts
                 s.close_peer_data = r.data_pkts
         if judgement is ACCEPTED or judgement is None:
-            s.recent.append((frame, ts, seq, ack, flags, n, ip_id, None, index, mask, prev, window))
+            s.recent.append((pkt, None, index, mask, prev))
         else:
-            t = (frame, ts, seq, ack, flags, n, ip_id, judgement, index, mask, prev, window)
+            t = (pkt, judgement, index, mask, prev)
             s.recent.append(t)
             s.odd.append(t)
 
@@ -330,8 +336,8 @@ class RstAnalyzer:
         trigger, kind = self._trigger(d, pkt)
         idle = trigger_gap = None
         if trigger is not None:
-            trigger_gap = next((t[1] - t[10] if t[10] is not None else 0 for t in r.recent
-                                if t[0] == trigger.frame), None)
+            trigger_gap = next((t[0].ts - t[4] if t[4] is not None else 0 for t in r.recent
+                                if t[0].frame == trigger.frame), None)
             idle = trigger_gap
         scale = self._scale(1 - d)
         rcv_wnd = (r.win << scale) if scale is not None and r.pkts else None
@@ -368,7 +374,7 @@ class RstAnalyzer:
         rec.sender_last_data = s.last_data
         rec.sender_last_ts = s.last_ts
         for t in reversed(s.recent):
-            if not t[9] & RETRANSMITTED:
+            if not t[3] & RETRANSMITTED:
                 break
             rec.sender_retrans_tail += 1
         s.rsts.append(rec)
@@ -395,19 +401,19 @@ class RstAnalyzer:
             return syn, "syn"
         if not flags & ACK:
             for t in reversed(r.odd):
-                if t[4] & ACK and t[3] == pkt.seq and r.pkts - t[8] <= ODD_REACH:
+                if t[0].flags & ACK and t[0].ack == pkt.seq and r.pkts - t[2] <= ODD_REACH:
                     return _seg(t), "ack-match-invalid"
             for t in reversed(r.recent):
-                if t[4] & ACK and t[3] == pkt.seq:
+                if t[0].flags & ACK and t[0].ack == pkt.seq:
                     return _seg(t), "ack-match"
             return None, "none"
         if pkt.seq == 0:
             for t in reversed(r.recent):
-                if not t[4] & ACK and _seg(t).end == pkt.ack:
+                if not t[0].flags & ACK and _seg(t).end == pkt.ack:
                     return _seg(t), "seq0-reply"
         if r.recent:
             for t in reversed(r.recent):
-                if t[5] or t[4] & (FIN | SYN):
+                if t[0].seglen or t[0].flags & (FIN | SYN):
                     return _seg(t), "last-segment"
             return _seg(r.recent[-1]), "last-segment"
         return None, "none"
@@ -757,7 +763,7 @@ class RstAnalyzer:
         if guessed:
             msg += "; client and server were guessed (higher port = client)"
         return Finding("tcp.midstream", Severity.NOTICE, msg, conversation=self.cid,
-                       frames=(self.sides[0].recent[0][0],) if self.sides[0].recent else (),
+                       frames=(self.sides[0].recent[0][0].frame,) if self.sides[0].recent else (),
                        detail={"client_guessed": guessed, "window_scale_known": False, "window_findings": oow},
                        rule="RFC 7323 2.2 (the scale is only in the SYNs); Linux nf_conntrack_tcp_loose")
 

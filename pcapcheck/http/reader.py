@@ -53,7 +53,7 @@ from pcapcheck.http.parser import (
     parse_head,
     parse_start_line,
 )
-from pcapcheck.http.streambuf import StreamBuffer
+from pcapcheck.http.streambuf import HISTORY, StreamBuffer
 from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
 
 HEAD_LIMIT = 64 * 1024  # a head longer than this is reported, not buffered further
@@ -335,6 +335,7 @@ class DirectionReader:
         n = len(data)
         remaining = self._cl_remaining
         if remaining >= n:  # inside a Content-Length body (only then is _cl_remaining non-zero; n > 0)
+            ends = remaining == n  # this segment ends the body, and the message
             self._cl_remaining = remaining - n
             msg = self._msg
             msg.body_length += n
@@ -342,43 +343,51 @@ class DirectionReader:
             excerpt = msg.excerpt
             if len(excerpt) < BODY_KEEP and not msg.elided:
                 excerpt += data[: BODY_KEEP - len(excerpt)]
-            st.skip(offset, data, frame)
-            end = offset + n
-            if end > self._last_offset:
-                self._last_offset = end
-            if remaining > n:
-                return 1
-            self._message_done(msg, _INCOMPLETE if msg.body_missing else _COMPLETE)
-            return 2
-        dec = self._chunk
-        if dec is not None:  # inside a chunked body
-            if dec.phase is _CHUNK_DATA and dec.remaining >= n:  # inside a chunk's data: skim, inlined
-                dec.remaining -= n
-                dec.decoded += n
-                dec.end = offset + n
-                if not dec.remaining:
-                    dec.phase = _CHUNK_DATA_CRLF
-                kept = dec.kept
-                if len(kept) < dec.keep:
-                    kept += data[: dec.keep - len(kept)]
-            elif not dec.skim(data, offset):  # across chunk boundaries, if they are plain
-                return 0
         else:
-            if self.mode is not _BODY:
-                return 0
-            msg = self._msg
-            if remaining or not isinstance(msg.framing, UntilClose):
-                return 0
-            msg.body_length += n
-            msg.wire_body_length += n
-            excerpt = msg.excerpt
-            if len(excerpt) < BODY_KEEP and not msg.elided:
-                excerpt += data[: BODY_KEEP - len(excerpt)]
-        st.skip(offset, data, frame)
+            ends = False
+            dec = self._chunk
+            if dec is not None:  # inside a chunked body
+                if dec.phase is _CHUNK_DATA and dec.remaining >= n:  # inside a chunk's data: skim, inlined
+                    dec.remaining -= n
+                    dec.decoded += n
+                    dec.end = offset + n
+                    if not dec.remaining:
+                        dec.phase = _CHUNK_DATA_CRLF
+                    kept = dec.kept
+                    if len(kept) < dec.keep:
+                        kept += data[: dec.keep - len(kept)]
+                elif not dec.skim(data, offset):  # across chunk boundaries, if they are plain
+                    return 0
+            else:
+                if self.mode is not _BODY:
+                    return 0
+                msg = self._msg
+                if remaining or not isinstance(msg.framing, UntilClose):
+                    return 0
+                msg.body_length += n
+                msg.wire_body_length += n
+                excerpt = msg.excerpt
+                if len(excerpt) < BODY_KEEP and not msg.elided:
+                    excerpt += data[: BODY_KEEP - len(excerpt)]
         end = offset + n
+        seg_off = st.seg_off
+        if n >= HISTORY and len(seg_off) == 1:
+            # st.skip(offset, data, frame), inlined for its usual case (a segment that holds all the history
+            # bytes, after one that did too): the same history and the same single segment start
+            st.base = end
+            history = data[-HISTORY:]
+            # (bytes(history) for bytes data would be the same object, after a costly call)
+            st.history = history if history.__class__ is bytes else bytes(history)
+            seg_off[0] = offset
+            st.seg_frame[0] = frame
+        else:
+            st.skip(offset, data, frame)
         if end > self._last_offset:
             self._last_offset = end
-        return 1
+        if not ends:
+            return 1
+        self._message_done(msg, _INCOMPLETE if msg.body_missing else _COMPLETE)  # the body's last bytes
+        return 2
 
     def gap(self, ev: Gap) -> None:
         if self.pause is not None:

@@ -49,7 +49,9 @@ class StreamBuffer:
         n = len(data)
         self.base = offset + n
         if n >= HISTORY:
-            self.history = bytes(data[-HISTORY:])
+            history = data[-HISTORY:]
+            # (bytes(history) for bytes data would be the same object, after a costly call)
+            self.history = history if history.__class__ is bytes else bytes(history)
             seg_off = self.seg_off
             if len(seg_off) == 1:
                 seg_off[0] = offset

@@ -15,10 +15,13 @@ streams longer than 4 GiB both work. Policy:
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
+from operator import itemgetter
 
 from pcapcheck import seq as sq
+from pcapcheck.seq import MASK, MOD
 
 MAX_BUFFERED = 1 << 20  # out-of-order bytes buffered per direction before forcing a gap
 TAIL_KEEP = 32 * 1024  # delivered bytes kept to compare retransmissions against
@@ -26,6 +29,7 @@ HEAD_KEEP = 4096  # first bytes of the stream kept for the report ("follow strea
 
 DataSink = Callable[[int, bytes, int, int], None]  # (offset, data, frame, ts)
 GapSink = Callable[[int, int, int, str], None]  # (offset, length, frame, reason)
+_entry_offset = itemgetter(0)  # of a tail entry (offset, bytes, frame)
 
 
 class Mismatch:
@@ -134,15 +138,16 @@ class Reassembler:
             nxt = off + wire_len
             self.next_off = nxt
             seqno += wire_len  # the next expected sequence number, mod 2**32
-            self.next_seq = seqno if seqno <= sq.MASK else seqno - sq.MOD
+            self.next_seq = seqno if seqno <= MASK else seqno - MOD
             if n:
                 if self.head_open:
                     self._keep_head(data)
                 self.tail.append((off, data, frame))
                 if nxt > self.trim_at:
                     self._trim_tail()
-                if self.on_data is not None:
-                    self.on_data(off, data, frame, ts)
+                on_data = self.on_data
+                if on_data is not None:
+                    on_data(off, data, frame, ts)
             if wire_len > n:
                 self._gap(off + n, wire_len - n, frame, "snaplen")
                 self._reset_tail(nxt)
@@ -212,8 +217,12 @@ class Reassembler:
             return  # a _RestartedTail trims itself
         self.tail_off = cut = self.next_off - TAIL_KEEP
         self.trim_at = cut + 2 * TAIL_KEEP
-        while len(tail) > 1 and tail[1][0] <= cut:
-            tail.popleft()
+        # Drop entries from the left while the next one starts at or before cut (keeping at least one). Entry
+        # offsets strictly increase (each holds at least one byte), so that drops all but the last of the
+        # entries starting at or before cut: found by bisection rather than by testing ~20 entries one by one.
+        popleft = tail.popleft
+        for _ in range(bisect_right(tail, cut, key=_entry_offset) - 1):
+            popleft()
 
     def _gap(self, off: int, length: int, frame: int, reason: str) -> None:
         self.gaps += 1
