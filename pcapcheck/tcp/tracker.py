@@ -33,14 +33,15 @@ and time differences are unsigned 64-bit (a timestamp that goes backwards is nev
 Performance: ``analyze`` runs once per TCP packet. Per direction one ``__slots__`` object of plain
 ints; options are parsed only on SYNs and on the rare segment whose option bytes contain a window
 scale option's kind and length (tshark honours WS outside the SYN too; no 4.0.17 flag reads SACK
-blocks); an in-order segment or new ACK takes a fast path of a handful of integer tests
-(docs/crosscheck.md gives the measured cost per packet).
+blocks); an in-order segment, a new ACK or a duplicate ACK takes a fast path of a handful of
+integer tests, with the sequence comparisons written out (docs/crosscheck.md gives the measured cost
+per packet).
 """
 
 from __future__ import annotations
 
 from pcapcheck.seq import HALF as _HALF
-from pcapcheck.seq import MASK, gt, le, lt
+from pcapcheck.seq import MASK, MOD, gt, le, lt
 from pcapcheck.tcp.options import parse as parse_options
 
 # -- flags ------------------------------------------------------------------------------------
@@ -120,6 +121,7 @@ _OOO_DEFAULT_NS = 3_000_000  # out-of-order threshold while the initial RTT is u
 _MAX_WSCALE = 14  # RFC 7323 2.3: a larger shift counts as 14
 _U64 = (1 << 64) - 1  # Wireshark computes time differences in guint64
 _WS_KIND_LEN = b"\x03\x03"  # a window scale option's kind and length: prefilter before parsing
+_NEG_HALF = -_HALF
 
 
 class _Flow:
@@ -160,10 +162,12 @@ class _Flow:
 class TcpTracker:
     """Both directions of one conversation (one tcp.stream). d = 0 for client->server, 1 for server->client."""
 
-    __slots__ = ("_flows", "_mru_syn", "_first_rtt")
+    __slots__ = ("_flows", "_pairs", "_based", "_mru_syn", "_first_rtt")
 
     def __init__(self) -> None:
-        self._flows = (_Flow(), _Flow())
+        f0, f1 = self._flows = (_Flow(), _Flow())
+        self._pairs = ((f0, f1), (f1, f0))  # (fwd, rev) by direction
+        self._based = False  # base_set in both directions (set by _slow only, never unset)
         self._mru_syn = 0  # time of the most recent SYN without ACK; 0 = none
         self._first_rtt = 0  # initial RTT: that SYN to the first ACK without SYN; 0 = unknown
 
@@ -197,57 +201,75 @@ class TcpTracker:
     # -- the analysis -------------------------------------------------------------------------
     def analyze(self, d: int, pkt) -> int:
         """Analyze one packet of direction ``d`` (capture order); return its flag bitmask."""
-        (_frame, ts, _src, _dst, _sport, _dport, seq, ack, flags, window, options, _payload, seglen,
-         _ttl, _ipid, _df) = pkt
-        flows = self._flows
-        fwd = flows[d]
-        rev = flows[1 - d]
+        # A slice of the TcpPacket is a plain tuple: it unpacks without the iterator protocol that
+        # unpacking the NamedTuple itself takes (half the cost).
+        seq, ack, flags, window, options, _payload, seglen = pkt[6:13]
+        fwd, rev = self._pairs[d]
         nextseq = fwd.nextseq
-        # Fast path: in-order data or a new ACK; no SYN/FIN/RST; both windows open; no ACK beyond
-        # the peer's contiguous data. Then seq == nextseq rules out rules 3, 4 and 12-15, the open
-        # windows 1, 2 and 8, "data or a new ACK" 5, 7 and 9, the last condition 10; 6 and 11 are
-        # tested below. tests/test_tracker.py checks it against _slow() packet by packet.
-        if (
-            seq == nextseq
-            and nextseq
-            and not flags & _SFR
-            and window
-            and rev.window
-            and (seglen or ack != fwd.lastack)
-            and fwd.base_set
-            and rev.base_set
-            and not (rev.maxseqtobeacked and gt(ack, rev.maxseqtobeacked))
-        ):
-            lastack = fwd.lastack
-            if seglen:
-                end = (seq + seglen) & MASK
-                rl = rev.lastack
-                if (rl and le(end, rl)) or seglen >= _HALF:  # rule 11: all of it acknowledged already;
-                    # or a length (from a damaged record) so large that the end is not "after" seq
+        # Fast paths: a segment at nextseq; no SYN/FIN/RST; both windows open; base_seq known both
+        # ways; no ACK beyond the peer's contiguous data. Then seq == nextseq rules out rules 3, 4 and
+        # 12-15, the open windows 1, 2 and 8, the last condition 10. tests/test_tracker.py checks
+        # them against _slow() packet by packet. Sequence numbers are compared on their plain
+        # difference g, as in pcapcheck.tcp.window (_SEQ_CMP there): for a, b in [0, 2**32) and
+        # g = b - a, le(a, b) <=> 0 <= g < HALF or g < -HALF; most of the time the first test decides.
+        if seq == nextseq and nextseq and not flags & _SFR and window and rev.window and self._based:
+            rx = rev.maxseqtobeacked
+            if not rx or 0 <= (g := rx - ack) < _HALF or g < _NEG_HALF:  # rule 10: not gt(ack, rx)
+                lastack = fwd.lastack
+                ts = pkt[1]
+                if seglen or ack != lastack:
+                    # In-order data or a new ACK: "data or a new ACK" rules out 5, 7 and 9; 6 and
+                    # 11 are tested here.
+                    if seglen:
+                        if seglen >= _HALF:  # a length (from a damaged record) so large that the end
+                            return self._slow(fwd, rev, ts, seq, ack, flags, window, options, seglen)
+                        end = seq + seglen
+                        if end > MASK:
+                            end &= MASK
+                        rl = rev.lastack
+                        g = end - rl
+                        # rule 11: all of it acknowledged already, le(end, rl): g mod 2**32 is 0 or
+                        # above HALF
+                        if rl and not (0 < g <= _HALF or g <= _NEG_HALF):
+                            return self._slow(fwd, rev, ts, seq, ack, flags, window, options, seglen)
+                        ws = rev.win_scale
+                        if ws != -1:  # rule 6: it fills the peer's window exactly, g mod 2**32 == w
+                            w = rev.window << (0 if rev.is_first_ack or ws == -2 else ws)
+                            if w > MASK:
+                                w &= MASK
+                            if (g if g >= 0 else g + MOD) == w:
+                                return self._slow(fwd, rev, ts, seq, ack, flags, window, options, seglen)
+                        fwd.nextseq = end
+                        fwd.nextseqtime = ts
+                    x = fwd.maxseqtobeacked
+                    if x == seq if x else ack != lastack:  # the edge moves with us / a new ACK re-arms it
+                        fwd.maxseqtobeacked = fwd.nextseq
+                    if ack != lastack:
+                        fwd.dupacknum = 0
+                    mask = 0
+                    fwd.window = window
+                    fwd.lastack = ack
+                elif window == fwd.window:
+                    # A bare segment repeating ack and window: a duplicate ACK (rule 9) or, after the
+                    # peer's keep-alive, a keep-alive ACK (rule 7). Nothing else fires: 5 needs a new
+                    # window, 6 and 11 data; nextseq, maxseqtobeacked, window and lastack stay.
+                    if rev.lastflags & KEEP_ALIVE:
+                        mask = KEEP_ALIVE_ACK
+                    else:
+                        fwd.dupacknum += 1
+                        mask = DUP_ACK
+                else:
                     return self._slow(fwd, rev, ts, seq, ack, flags, window, options, seglen)
-                if rev.win_scale != -1:  # rule 6: it fills the peer's window exactly
-                    sh = 0 if rev.is_first_ack or rev.win_scale == -2 else rev.win_scale
-                    if end == (rl + (rev.window << sh)) & MASK:
-                        return self._slow(fwd, rev, ts, seq, ack, flags, window, options, seglen)
-                fwd.nextseq = end
-                fwd.nextseqtime = ts
-            x = fwd.maxseqtobeacked
-            if x == seq if x else ack != lastack:  # the edge moves with us / a new ACK re-arms it
-                fwd.maxseqtobeacked = fwd.nextseq
-            if ack != lastack:
-                fwd.dupacknum = 0
-            if flags & _ACK:
-                fwd.is_first_ack = False
-                if not self._first_rtt and self._mru_syn:
-                    self._first_rtt = ts - self._mru_syn
-            fwd.window = window
-            fwd.lastack = ack
-            fwd.lastacktime = ts
-            fwd.lastflags = 0
-            if options and _WS_KIND_LEN in options:
-                _late_window_scale(fwd, options)
-            return 0
-        return self._slow(fwd, rev, ts, seq, ack, flags, window, options, seglen)
+                if flags & _ACK:
+                    fwd.is_first_ack = False
+                    if not self._first_rtt and self._mru_syn:
+                        self._first_rtt = ts - self._mru_syn
+                fwd.lastacktime = ts
+                fwd.lastflags = mask
+                if options and _WS_KIND_LEN in options:
+                    _late_window_scale(fwd, options)
+                return mask
+        return self._slow(fwd, rev, pkt[1], seq, ack, flags, window, options, seglen)
 
     def _slow(self, fwd: _Flow, rev: _Flow, ts: int, seq: int, ack: int, flags: int, window: int,
               options: bytes, seglen: int) -> int:
@@ -265,6 +287,7 @@ class TcpTracker:
         if not rev.base_set and flags & _ACK:
             rev.base_seq = (ack - 1) & MASK
             rev.base_set = True
+        self._based = fwd.base_set and rev.base_set
 
         mask = 0
         nextseq = fwd.nextseq

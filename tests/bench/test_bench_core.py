@@ -23,7 +23,7 @@ from pcapcheck.capture import Frame
 from pcapcheck.decode import Decoder, TcpPacket
 from pcapcheck.tcp.events import ACK, PSH, SYN
 from pcapcheck.tcp.reassembly import TAIL_KEEP, Reassembler
-from pcapcheck.tcp.tracker import TcpTracker
+from pcapcheck.tcp.tracker import DUP_ACK, TcpTracker
 from pcapcheck.tcp.window import ACCEPTED, ConntrackWindow
 
 BATCH = 1000
@@ -212,6 +212,32 @@ def test_window_judge_in_window(benchmark) -> None:
     assert len(out) == BATCH and all(j is ACCEPTED for j in out)
 
 
+@bench
+def test_window_judge_sack(benchmark) -> None:
+    """Client data after a lost segment, each answered by a duplicate ACK with a growing SACK block: the
+    tcp_sack() walk on every second segment."""
+    segs = []
+    hole = (C_ISN + 1) & sq.MASK
+    for i in range(BATCH // 2):
+        seq = C_ISN + 1 + (i + 1) * SEG
+        segs.append((0, seq & sq.MASK, (S_ISN + 1) & sq.MASK, ACK | PSH, 502, SEG, TS_OPTS))
+        sack = TS_OPTS + b.opt_nop() + b.opt_nop() + b.opt_sack([((hole + SEG) & sq.MASK, (seq + SEG) & sq.MASK)])
+        segs.append((1, (S_ISN + 1) & sq.MASK, hole, ACK, 509, 0, sack))
+
+    def setup():
+        w = ConntrackWindow()
+        for d, p in _handshake():
+            assert w.judge(d, p.seq, p.ack, p.flags, p.window, p.seglen, p.options) is ACCEPTED
+        return target, (w, segs)
+
+    def target(w, segs):
+        judge = w.judge
+        return [judge(*s) for s in segs]
+
+    out = run(benchmark, setup)
+    assert len(out) == BATCH and all(j is ACCEPTED for j in out)
+
+
 # -- tracker --------------------------------------------------------------------------------------
 
 
@@ -241,3 +267,30 @@ def test_tracker_analyze_in_order_data(benchmark) -> None:
 
     masks = run(benchmark, setup)
     assert masks == [0] * BATCH
+
+
+@bench
+def test_tracker_analyze_dup_acks(benchmark) -> None:
+    """The client repeats its ACK while the server's data arrives after a lost segment: duplicate ACKs."""
+    pkts = []
+    frame = 4
+    for i in range(BATCH):
+        if i % 2:
+            pkts.append((0, _packet(frame, CLIENT, SERVER, C_ISN + 1, S_ISN + 1, ACK)))
+        else:
+            seq = S_ISN + 1 + (i // 2 + 1) * SEG
+            pkts.append((1, _packet(frame, SERVER, CLIENT, seq, C_ISN + 1, ACK | PSH, PAYLOAD, window=509)))
+        frame += 1
+
+    def setup():
+        t = TcpTracker()
+        for d, p in _handshake():
+            t.analyze(d, p)
+        return target, (t, pkts)
+
+    def target(t, pkts):
+        analyze = t.analyze
+        return [analyze(d, p) for d, p in pkts]
+
+    masks = run(benchmark, setup)
+    assert masks[1::2] == [DUP_ACK] * (BATCH // 2)
