@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import dpkt
 
@@ -144,19 +143,20 @@ class Decoder:
             frame = _tnew(Frame, (number, ts, lt, caplen, wirelen, buf[start : start + caplen]))
         return self._decode_link(frame)
 
-    def decode_batch(self, records: list[tuple],
-                     skip: Callable[[tuple, int, int], bool] | None = None) -> list[TcpPacket]:
+    def decode_batch(self, records: list[tuple], skip: dict[tuple, Any] | None = None) -> list[TcpPacket]:
         """The TCP segments among records of ``CaptureReader.record_batches()``, in order (the others are
         counted and skipped as by ``decode_record``, whose fast path this loop repeats inline: one call per
         batch instead of one per record).
 
-        ``skip(key, ts, flags)``, key = (src, sport, dst, dport), is asked about each segment of the fast path
-        (Ethernet/IPv4/TCP) without SYN, FIN or RST; when it answers true, the segment is counted as decoded but
-        not built (a sharded run's segments of conversations another process analyzes). The caller routes the
-        batch after this, so ``skip`` sees the flow table as it was before the batch: segments of a 4-tuple
-        that had a SYN earlier in the batch are not offered (the SYN may open a new conversation on it)."""
+        ``skip`` maps keys (src, sport, dst, dport) to objects with an ``end_ts``: a segment of the fast path
+        (Ethernet/IPv4/TCP) without SYN, FIN or RST whose key is there is counted as decoded but not built, and
+        its time is stored in that ``end_ts`` (a sharded run's segments of conversations another process
+        analyzes: all it keeps of them is the last packet time). The caller routes the batch after this, so
+        ``skip`` is as it was before the batch: segments of a 4-tuple that had a SYN earlier in the batch are
+        not skipped (the SYN may open a new conversation on it)."""
         out: list[TcpPacket] = []
         synkeys: set[tuple] = set()
+        skip_get = skip.get if skip is not None else None
         append = out.append
         fast = 0
         unpack = _eth_ip4_tcp
@@ -178,10 +178,13 @@ class Decoder:
                                 if offflags & 0x02:
                                     synkeys.add(key)
                                     synkeys.add((dst, dport, src, sport))
-                            elif key not in synkeys and skip(key, ts, offflags):
-                                if end > caplen:
-                                    self.snaplen_cut.add(number)
-                                continue
+                            else:
+                                other = skip_get(key)
+                                if other is not None and key not in synkeys:
+                                    other.end_ts = ts
+                                    if end > caplen:
+                                        self.snaplen_cut.add(number)
+                                    continue
                         if end > caplen:
                             payload = buf[start + hend : start + caplen]
                             self.snaplen_cut.add(number)

@@ -492,6 +492,7 @@ class Analysis:
         self.shard = shard if shard is not None and shard[1] > 1 else None
         self.seen = 0  # conversations created in earlier inputs; plus the current input's table.next_id
         self._table: FlowTable | None = None
+        self._skip: dict[tuple, Foreign] | None = None  # see _input
 
     def seen_total(self) -> int:
         """Conversations created so far, over all inputs (identical in every shard)."""
@@ -516,8 +517,12 @@ class Analysis:
 
     def _emit(self, st: ConvState | Foreign, table: FlowTable, capture_ended: bool) -> None:
         if st.__class__ is Foreign:
-            table.evict(st.conv)
-            st.conv.state = None
+            conv = st.conv
+            if self._skip:
+                self._skip.pop(conv.key_ab, None)
+                self._skip.pop(conv.key_ba, None)
+            table.evict(conv)
+            conv.state = None
             return
         result = st.finish(capture_ended)
         table.evict(st.conv)
@@ -542,19 +547,13 @@ class Analysis:
         decode = decoder.decode_batch
         route = table.route
         routes_get = table.routes.get
-        skip = None
-        if shard_n > 1:
-
-            def skip(key: tuple, ts: int, _flags: int) -> bool:
-                # a segment without SYN/FIN/RST of a known sender whose conversation another shard analyzes:
-                # all the loop below would do is Foreign.packet's time update
-                rt = routes_get(key)
-                if rt is not None:
-                    st = rt[0].state
-                    if st.__class__ is Foreign:
-                        st.end_ts = ts
-                        return True
-                return False
+        # Sharded: the 4-tuples of known senders whose conversation another shard analyzes -> its Foreign state.
+        # For their segments without SYN/FIN/RST all the loop below would do is Foreign.packet's time update,
+        # which decode_batch does instead of building the packet. An entry is added when such a segment comes
+        # through the loop (a sender is known once it is in table.routes) and removed when the conversation
+        # is finalized (_emit: eviction, idle, replaced by port reuse), so every entry's state is current.
+        skip: dict[tuple, Foreign] | None = {} if shard_n > 1 else None
+        self._skip = skip
         try:
             for batch in reader.record_batches():
                 if first_ts is None:
@@ -587,6 +586,8 @@ class Analysis:
                                 st = conv.state = ConvState(conv, index, options, pkt)
                             else:
                                 st = conv.state = Foreign(conv, pkt[1])
+                        elif st.__class__ is Foreign and rt is not None and rt[0] is conv:
+                            skip[(pkt[2], pkt[4], pkt[3], pkt[5])] = st  # type: ignore[index]
                         if flags & _FR and conv.closed_at is None:
                             st.packet(d, pkt)
                             if conv.closed_at is not None:  # only a FIN or RST closes
