@@ -318,3 +318,65 @@ def test_worker_error_is_raised(tmp_path, early_worker, monkeypatch):
             rep.conversation(s.plain(cid))
         rep.finish(s.totals_for([], [s.input_summary()]))
     rep.close()
+
+
+def test_index_summaries_are_spooled_not_kept(tmp_path):
+    """The index keeps a small key per conversation in memory; the summaries themselves are on disk."""
+    import gc
+    import tracemalloc
+
+    from pcapcheck.model import ConversationSummary
+
+    def result(cid):
+        r = s.plain(cid, severity=Severity.WARNING if cid % 3 else None)
+        return dataclasses.replace(r, end_sentence=f"{r.end_sentence} (conversation {cid}, {r.client})")
+
+    spool = html_report._SummarySpool()
+    kept = []
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    for cid in range(1500):
+        spool.add(ConversationSummary.of(result(cid), None))
+    gc.collect()
+    spooled = tracemalloc.get_traced_memory()[0] - base
+    base = tracemalloc.get_traced_memory()[0]
+    for cid in range(1500, 3000):
+        kept.append(ConversationSummary.of(result(cid), None))  # what the index held before
+    gc.collect()
+    in_memory = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    # a key (a 7-tuple and its ints) and a list slot: about 260 bytes a conversation
+    # a packed key: 34 bytes a conversation (plus the bytearray's spare room); a summary is hundreds
+    assert spooled / 1500 < 64 and spooled * 5 < in_memory
+    assert list(spool.ordered()) == sorted((ConversationSummary.of(result(cid), None) for cid in range(1500)),
+                                           key=lambda x: (-x.worst, x.input_index, x.id))
+    spool.close()
+
+
+def test_index_spool_order_pages_and_shards(tmp_path):
+    from pcapcheck.model import ConversationSummary
+
+    def summ(cid, sev=None, page=None, input_index=0):
+        return ConversationSummary.of(s.plain(cid, severity=sev, input_index=input_index), page)
+
+    a, b = html_report._SummarySpool(), html_report._SummarySpool()
+    a.add(summ(4, page="conv-4.html"))
+    a.add(summ(2, Severity.ERROR, page="conv-2.html"))
+    a.add(summ(7, input_index=1, page="in1-conv-7.html"))
+    b.add(summ(3, Severity.WARNING, page="conv-3.html"))
+    b.add(summ(4))  # the same id again (a resumed conversation): after the first, no clash in the sort
+    a.drop_page(0)
+    name, keys = b.export()
+    assert Path(name).exists()
+    a.absorb((name, keys))
+    assert not Path(name).exists()  # the shard's file is the absorbing side's to delete
+    got = [(x.input_index, x.id, x.page) for x in a.ordered()]
+    assert got == [(0, 2, "conv-2.html"), (0, 3, "conv-3.html"), (0, 4, None), (0, 4, None),
+                   (1, 7, "in1-conv-7.html")]
+    assert a.pages() == {(0, 2): "conv-2.html", (0, 3): "conv-3.html", (1, 7): "in1-conv-7.html"}
+    assert len(a) == 5 and list(a.ordered()) == list(a.ordered())  # readable again
+    empty = html_report._SummarySpool()
+    a.absorb(empty.export())
+    assert len(a) == 5 and list(empty.ordered()) == []
+    a.close()

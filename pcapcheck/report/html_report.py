@@ -36,10 +36,13 @@ import multiprocessing
 import os
 import pickle
 import queue
+import shutil
 import signal
+import struct
 import tempfile
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +128,100 @@ def _render_worker(jobs: Any, errors: Any, outdir: Path, timestamp: str | None) 
             failed = True
 
 
+_SUMMARY_FIELDS = attrgetter(*(f for f in ConversationSummary.__dataclass_fields__ if f != "page"))
+_KEY = struct.Struct(">BIQQQI?")  # see _SummarySpool; big-endian, so the packed keys sort as the tuples do
+
+
+class _SummarySpool:
+    """The index's conversations, on disk: memory must not grow with the number of conversations.
+
+    Each ConversationSummary (about 1.4 KB in memory) is pickled to a temporary file; kept in memory is one
+    packed key per conversation (_KEY: 34 bytes) in arrival order: severity rank, input, id, arrival (ties:
+    a resumed conversation has its id twice), where its pickle is, and whether it has a page. A page's name
+    follows from the ids (``views.page_name``), and whether there is one can still change (provisional
+    pages dropped). ``ordered()`` reads the summaries back in the index's order (worst first, then input
+    and id), one at a time.
+    """
+
+    def __init__(self) -> None:
+        self.keys = bytearray()
+        self._file: Any = None
+        self._end = 0
+
+    def __len__(self) -> int:
+        return len(self.keys) // _KEY.size
+
+    def add(self, s: ConversationSummary) -> None:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="pcapcheck-index-")  # noqa: SIM115 (closed in close())
+        data = pickle.dumps(_SUMMARY_FIELDS(s), protocol=pickle.HIGHEST_PROTOCOL)  # all fields but the page
+        self._file.write(data)
+        # worst is -1 (no finding) .. 3 (error): 3 - worst sorts the worst first
+        self.keys += _KEY.pack(3 - s.worst, s.input_index, s.id, len(self), self._end, len(data), s.page is not None)
+        self._end += len(data)
+
+    def page(self, pos: int) -> str | None:
+        _rank, k, c, _a, _o, _n, has_page = _KEY.unpack_from(self.keys, pos * _KEY.size)
+        return views.page_name(k, c) if has_page else None
+
+    def drop_page(self, pos: int) -> None:
+        self.keys[pos * _KEY.size + _KEY.size - 1] = 0
+
+    def pages(self) -> dict[tuple[int, int], str]:
+        """(input, id) -> page, for the conversations with a page."""
+        return {(k, c): views.page_name(k, c) for _r, k, c, _a, _o, _n, has_page in _KEY.iter_unpack(self.keys)
+                if has_page}
+
+    def ordered(self) -> Iterator[ConversationSummary]:
+        """Every summary, worst first, then by input and id (the index's order), read one at a time."""
+        if self._file is None:
+            return
+        f = self._file
+        f.flush()
+        size = len(self.keys)
+        order = sorted(bytes(self.keys[i : i + _KEY.size]) for i in range(0, size, _KEY.size))  # big-endian
+        for key in order:
+            _rank, k, c, _a, offset, length, has_page = _KEY.unpack(key)
+            f.seek(offset)
+            yield ConversationSummary(*pickle.loads(f.read(length)), views.page_name(k, c) if has_page else None)
+        f.seek(0, os.SEEK_END)
+
+    def export(self) -> tuple[str | None, bytes]:
+        """(a named copy of the spool, the keys) for another process's ``absorb``; the copy is its to delete."""
+        if self._file is None:
+            return None, bytes(self.keys)
+        fd, name = tempfile.mkstemp(prefix="pcapcheck-index-shard-")
+        self._file.flush()
+        self._file.seek(0)
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(self._file, out)
+        self._file.seek(0, os.SEEK_END)
+        return name, bytes(self.keys)
+
+    def absorb(self, exported: tuple[str | None, bytes]) -> None:
+        """Append another spool's summaries (``export()``) and delete its file."""
+        name, keys = exported
+        if name is None:
+            return
+        try:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(prefix="pcapcheck-index-")  # noqa: SIM115 (closed in close())
+            base = self._end
+            with open(name, "rb") as src:
+                shutil.copyfileobj(src, self._file)
+            self._end = self._file.tell()
+        finally:
+            os.unlink(name)
+        n = len(self)
+        for rank, k, c, a, offset, length, has_page in _KEY.iter_unpack(keys):
+            self.keys += _KEY.pack(rank, k, c, n + a, base + offset, length, has_page)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
 class HtmlReport:
     """Sink writing ``outdir/index.html`` and the conversation pages.
 
@@ -151,7 +248,7 @@ class HtmlReport:
         self._page = env.get_template("conversation.html")
         self._index = env.get_template("index.html")
         self._script_hash = script_hash()
-        self._summaries: list[ConversationSummary] = []
+        self._summaries = _SummarySpool()
         self._provisional: list[int] = []  # positions in _summaries whose page exists only under PAGE_LIMIT
         self._spool: Any = None  # their pickled results, rendered by finish() when the run stays under the limit
         self._over = False  # the count passed PAGE_LIMIT: no more provisional pages
@@ -183,7 +280,7 @@ class HtmlReport:
                     self._spool = tempfile.TemporaryFile(prefix="pcapcheck-pages-")  # noqa: SIM115 (closed in _drop_provisional/_render_provisional)
                 pickle.dump(result, self._spool, protocol=pickle.HIGHEST_PROTOCOL)
                 self._provisional.append(len(self._summaries))
-        self._summaries.append(ConversationSummary.of(result, page))
+        self._summaries.add(ConversationSummary.of(result, page))
         self._codes.add(result)
 
     def _input_path(self, result: ConversationResult) -> str | None:
@@ -230,11 +327,7 @@ class HtmlReport:
         """The count passed PAGE_LIMIT: the provisional pages will not be written."""
         self._over = True
         for pos in self._provisional:
-            s = self._summaries[pos]
-            self._summaries[pos] = ConversationSummary(
-                s.id, s.input_index, s.client, s.server, s.start_ns, s.duration_ns, s.packets, s.bytes, s.end,
-                s.end_sentence, s.counts, s.codes, s.worst, None,
-            )
+            self._summaries.drop_page(pos)
         self._provisional = []
         if self._spool is not None:
             self._spool.close()
@@ -251,7 +344,7 @@ class HtmlReport:
                 spool.seek(0)
                 for pos in self._provisional:
                     result = pickle.load(spool)
-                    self._render(self._summaries[pos].page, result)
+                    self._render(self._summaries.page(pos), result)
         self._provisional = []
         self._wait_worker()
 
@@ -268,6 +361,7 @@ class HtmlReport:
 
     def close(self) -> None:
         """Stop the worker without waiting for its queue (an aborted run)."""
+        self._summaries.close()
         if self._spool is not None:
             self._spool.close()
             self._spool = None
@@ -278,16 +372,18 @@ class HtmlReport:
 
     @property
     def summaries(self) -> tuple[ConversationSummary, ...]:
-        return tuple(self._summaries)
+        """Every conversation's summary, in the index's order (read back from the spool)."""
+        return tuple(self._summaries.ordered())
 
-    def state(self) -> tuple[list[ConversationSummary], views.CodeIndex]:
-        """What ``absorb`` needs from this report (a shard's, after ``finish_pages``)."""
-        return self._summaries, self._codes
+    def state(self) -> tuple[tuple[str | None, bytes], views.CodeIndex]:
+        """What ``absorb`` needs from this report (a shard's, after ``finish_pages``): its summaries in a
+        named file that ``absorb`` deletes, and its code index."""
+        return self._summaries.export(), self._codes
 
-    def absorb(self, state: tuple[list[ConversationSummary], views.CodeIndex]) -> None:
+    def absorb(self, state: tuple[tuple[str | None, bytes], views.CodeIndex]) -> None:
         """Add another shard's conversations to the index (their pages are written already)."""
-        summaries, codes = state
-        self._summaries.extend(summaries)
+        exported, codes = state
+        self._summaries.absorb(exported)
         self._codes.merge(codes)
 
     def finish(self, totals: Any) -> Path:
@@ -297,7 +393,8 @@ class HtmlReport:
 
     def write_index(self, totals: Any) -> Path:
         view = views.build_index(
-            self._summaries, totals.inputs, totals.severities, totals.codes, self._codes,
+            self._summaries.ordered(), self._summaries.pages(), len(self._summaries), totals.inputs,
+            totals.severities, totals.codes, self._codes,
             page_limit=PAGE_LIMIT, policy=self.pages, timestamp=self.timestamp,
         )
         with open(self.outdir / "index.html", "w", encoding="utf-8", newline="\n") as f:

@@ -1412,13 +1412,13 @@ def input_view(i: InputSummary) -> InputView:
     )
 
 
-def build_index(summaries: Sequence[ConversationSummary], inputs: Sequence[InputSummary],
-                severities: Mapping[Severity, int], codes: Mapping[str, int], code_index: CodeIndex, *,
-                page_limit: int, policy: str, timestamp: str | None = None) -> IndexView:
+def build_index(ordered: Iterable[ConversationSummary], pages: Mapping[tuple[int, int], str], count: int,
+                inputs: Sequence[InputSummary], severities: Mapping[Severity, int], codes: Mapping[str, int],
+                code_index: CodeIndex, *, page_limit: int, policy: str, timestamp: str | None = None) -> IndexView:
+    """``ordered``: the ``count`` conversations' summaries, worst first, then by input and id (read as the
+    template writes the rows: the index can list 100k of them); ``pages``: (input, id) -> page file."""
     code_index.add_capture(f for i in inputs for f in i.findings)
-    order = sorted(summaries, key=lambda s: (-s.worst, s.input_index, s.id))
-    rows = (index_row(s) for s in order)  # made while the template writes them: the index can list 100k rows
-    pages = {(s.input_index, s.id): s.page for s in summaries if s.page is not None}
+    rows = (index_row(s) for s in ordered)
     code_views = []
     for code in sorted(codes, key=lambda c: (-code_index.severity.get(c, 0), c)):
         links = tuple(ConvLink(pages.get((k, c)) or f"#{row_anchor(k, c)}", f"{k}:{c}" if k else str(c))
@@ -1432,7 +1432,7 @@ def build_index(summaries: Sequence[ConversationSummary], inputs: Sequence[Input
         title=f"pcapcheck: {names}" if names else "pcapcheck report",
         inputs=tuple(input_view(i) for i in inputs), multi_input=len(inputs) > 1,
         severity_totals=tuple((s.label, severities.get(s, 0)) for s in sorted(Severity, reverse=True)),
-        codes=tuple(code_views), rows=rows, conversations=len(summaries), pages=len(pages),
-        without_page=len(summaries) - len(pages), page_limit=page_limit, policy=policy, version=__version__,
+        codes=tuple(code_views), rows=rows, conversations=count, pages=len(pages),
+        without_page=count - len(pages), page_limit=page_limit, policy=policy, version=__version__,
         timestamp=timestamp,
     )
