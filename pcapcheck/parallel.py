@@ -16,10 +16,13 @@ and machines without ``fork`` run in one process.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -64,10 +67,15 @@ def analyze(options: Options, paths: Sequence[str], html: HtmlReport, js: JsonRe
         return totals
     ctx = multiprocessing.get_context("fork")
     children = []
+    # The shards' spool files (JSON, index) go to one directory of this run: whatever a failure leaves there
+    # (a shard stopped between writing and sending them) is removed with it, at once on failure, else at exit
+    # (report.json is written from the JSON spools after this returns, and deletes them).
+    spools = tempfile.mkdtemp(prefix="pcapcheck-shards-")
+    atexit.register(shutil.rmtree, spools, True)
     try:
         for k in range(1, jobs):
             recv, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_shard, args=(k, jobs, options, list(paths), html, send),
+            proc = ctx.Process(target=_shard, args=(k, jobs, options, list(paths), html, send, spools),
                                name=f"pcapcheck-shard-{k}", daemon=True)
             proc.start()
             send.close()
@@ -90,6 +98,9 @@ def analyze(options: Options, paths: Sequence[str], html: HtmlReport, js: JsonRe
             totals.absorb_shard(shard_totals)
             html.absorb(html_state)
             js.absorb(json_spool)
+    except BaseException:
+        shutil.rmtree(spools, ignore_errors=True)  # with the spools js took over: the run is lost
+        raise
     finally:
         for proc, recv in children:
             if proc.is_alive():
@@ -99,11 +110,12 @@ def analyze(options: Options, paths: Sequence[str], html: HtmlReport, js: JsonRe
     return totals
 
 
-def _shard(k: int, n: int, options: Options, paths: list[str], html: HtmlReport, conn: Any) -> None:
-    """A child process: analyze shard k of n, write its pages, send the rest to the parent."""
+def _shard(k: int, n: int, options: Options, paths: list[str], html: HtmlReport, conn: Any, spools: str) -> None:
+    """A child process: analyze shard k of n, write its pages, send the rest to the parent (spool files in
+    the directory ``spools``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     gc.freeze()  # the parent's objects stay out of collections: no copy-on-write of their pages
-    js = JsonReport.shard_spool()
+    js = JsonReport.shard_spool(spools)
     try:
         html.workers = 0
         analysis = Analysis(options, Tee(html, js), shard=(k, n))
@@ -111,7 +123,7 @@ def _shard(k: int, n: int, options: Options, paths: list[str], html: HtmlReport,
         totals = analysis.run(paths)
         html.finish_pages()
         html.seen = None  # a bound method of the analysis: not sent back
-        message: tuple = ("ok", totals, html.state(), js.export())
+        message: tuple = ("ok", totals, html.state(spools), js.export())
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
         js.close()
         message = ("error", traceback.format_exc())

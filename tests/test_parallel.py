@@ -163,6 +163,30 @@ def test_a_failing_shard_is_reported(tmp_path, busy_capture, monkeypatch):
     shutil.rmtree(tmp_path)
 
 
+def test_a_failing_shard_leaves_no_spool_files(tmp_path, busy_capture, monkeypatch):
+    """Shard 1 fails; shard 2 may have written its JSON and index spools already: all are removed."""
+    import tempfile
+
+    spool_root = tmp_path / "tmp"
+    spool_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool_root))
+    real = html_report.views.build_conversation
+
+    def broken(result, **kw):
+        if result.id % 3 == 1:
+            raise ValueError("boom in shard 1")
+        return real(result, **kw)
+
+    monkeypatch.setattr(html_report.views, "build_conversation", broken)
+    html = HtmlReport(tmp_path / "out", inputs=[str(busy_capture)], workers=0)
+    js = JsonReport(tmp_path / "out" / "report.json")
+    with pytest.raises(RuntimeError, match="boom in shard 1"):
+        parallel.analyze(Options(), [str(busy_capture)], html, js, jobs=3)
+    js.close()
+    html.close()
+    assert [p.name for p in spool_root.iterdir() if "shard" in p.name] == []
+
+
 def test_closed_conversations_linger_at_most_linger_max(tmp_path, monkeypatch):
     """Conversations close faster than the 120 s linger lets them go: at most linger_max of them stay open,
     and finalizing them early changes no result on a capture without late packets."""

@@ -186,11 +186,12 @@ class _SummarySpool:
             yield ConversationSummary(*pickle.loads(f.read(length)), views.page_name(k, c) if has_page else None)
         f.seek(0, os.SEEK_END)
 
-    def export(self) -> tuple[str | None, bytes]:
-        """(a named copy of the spool, the keys) for another process's ``absorb``; the copy is its to delete."""
+    def export(self, directory: str | None = None) -> tuple[str | None, bytes]:
+        """(a named copy of the spool, in ``directory``, and the keys) for another process's ``absorb``; the
+        copy is its to delete."""
         if self._file is None:
             return None, bytes(self.keys)
-        fd, name = tempfile.mkstemp(prefix="pcapcheck-index-shard-")
+        fd, name = tempfile.mkstemp(prefix="pcapcheck-index-shard-", dir=directory)
         self._file.flush()
         self._file.seek(0)
         with os.fdopen(fd, "wb") as out:
@@ -375,10 +376,10 @@ class HtmlReport:
         """Every conversation's summary, in the index's order (read back from the spool)."""
         return tuple(self._summaries.ordered())
 
-    def state(self) -> tuple[tuple[str | None, bytes], views.CodeIndex]:
+    def state(self, directory: str | None = None) -> tuple[tuple[str | None, bytes], views.CodeIndex]:
         """What ``absorb`` needs from this report (a shard's, after ``finish_pages``): its summaries in a
-        named file that ``absorb`` deletes, and its code index."""
-        return self._summaries.export(), self._codes
+        named file (in ``directory``) that ``absorb`` deletes, and its code index."""
+        return self._summaries.export(directory), self._codes
 
     def absorb(self, state: tuple[tuple[str | None, bytes], views.CodeIndex]) -> None:
         """Add another shard's conversations to the index (their pages are written already)."""

@@ -119,10 +119,11 @@ class JsonReport:
         self._others: list[str] = []  # spool files of other shards (absorb), spool number = position + 1
 
     @classmethod
-    def shard_spool(cls) -> JsonReport:
-        """A report that only spools, into a named file another process can read (``export``/``absorb``)."""
+    def shard_spool(cls, directory: str | None = None) -> JsonReport:
+        """A report that only spools, into a named file (in ``directory``) another process can read
+        (``export``/``absorb``)."""
         self = cls(os.devnull)
-        fd, name = tempfile.mkstemp(prefix="pcapcheck-json-shard-")
+        fd, name = tempfile.mkstemp(prefix="pcapcheck-json-shard-", dir=directory)
         self._spool.close()
         self._spool = os.fdopen(fd, "w+b", buffering=_SPOOL_BUFFER)
         self._name = name
