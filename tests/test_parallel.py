@@ -146,15 +146,20 @@ def test_shard_sees_every_conversation(busy_capture):
         Analysis(Options(), Ids(), shard=(3, 3))
 
 
-def test_a_failing_shard_is_reported(tmp_path, busy_capture, monkeypatch):
+def _break_pages(monkeypatch, jobs: int, shard: int, message: str) -> None:
+    """Rendering a page of a conversation that shard ``shard`` of ``jobs`` owns raises ValueError(message)."""
     real = html_report.views.build_conversation
 
     def broken(result, **kw):
-        if result.id % 2 == 1:
-            raise ValueError("boom in shard")
+        if result.id % jobs == shard:
+            raise ValueError(message)
         return real(result, **kw)
 
     monkeypatch.setattr(html_report.views, "build_conversation", broken)
+
+
+def test_a_failing_shard_is_reported(tmp_path, busy_capture, monkeypatch):
+    _break_pages(monkeypatch, 2, 1, "boom in shard")
     html = HtmlReport(tmp_path, inputs=[str(busy_capture)], workers=0)
     js = JsonReport(tmp_path / "report.json")
     with pytest.raises(RuntimeError, match="boom in shard"):
@@ -170,14 +175,7 @@ def test_a_failing_shard_leaves_no_spool_files(tmp_path, busy_capture, monkeypat
     spool_root = tmp_path / "tmp"
     spool_root.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(spool_root))
-    real = html_report.views.build_conversation
-
-    def broken(result, **kw):
-        if result.id % 3 == 1:
-            raise ValueError("boom in shard 1")
-        return real(result, **kw)
-
-    monkeypatch.setattr(html_report.views, "build_conversation", broken)
+    _break_pages(monkeypatch, 3, 1, "boom in shard 1")
     html = HtmlReport(tmp_path / "out", inputs=[str(busy_capture)], workers=0)
     js = JsonReport(tmp_path / "out" / "report.json")
     with pytest.raises(RuntimeError, match="boom in shard 1"):

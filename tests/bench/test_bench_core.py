@@ -241,6 +241,22 @@ def test_window_judge_sack(benchmark) -> None:
 # -- tracker --------------------------------------------------------------------------------------
 
 
+def _run_tracker(benchmark, pkts: list) -> list[int]:
+    """``TcpTracker.analyze`` over pkts, (direction, packet) pairs, after a handshake; the masks."""
+
+    def setup():
+        t = TcpTracker()
+        for d, p in _handshake():
+            t.analyze(d, p)
+        return target, (t, pkts)
+
+    def target(t, pkts):
+        analyze = t.analyze
+        return [analyze(d, p) for d, p in pkts]
+
+    return run(benchmark, setup)
+
+
 @bench
 def test_tracker_analyze_in_order_data(benchmark) -> None:
     """In-order server data with the client's ACK after every second segment: no analysis flags."""
@@ -255,17 +271,7 @@ def test_tracker_analyze_in_order_data(benchmark) -> None:
             pkts.append((1, _packet(frame, SERVER, CLIENT, seq, C_ISN + 1, ACK | PSH, PAYLOAD, window=509)))
         frame += 1
 
-    def setup():
-        t = TcpTracker()
-        for d, p in _handshake():
-            t.analyze(d, p)
-        return target, (t, pkts)
-
-    def target(t, pkts):
-        analyze = t.analyze
-        return [analyze(d, p) for d, p in pkts]
-
-    masks = run(benchmark, setup)
+    masks = _run_tracker(benchmark, pkts)
     assert masks == [0] * BATCH
 
 
@@ -282,15 +288,5 @@ def test_tracker_analyze_dup_acks(benchmark) -> None:
             pkts.append((1, _packet(frame, SERVER, CLIENT, seq, C_ISN + 1, ACK | PSH, PAYLOAD, window=509)))
         frame += 1
 
-    def setup():
-        t = TcpTracker()
-        for d, p in _handshake():
-            t.analyze(d, p)
-        return target, (t, pkts)
-
-    def target(t, pkts):
-        analyze = t.analyze
-        return [analyze(d, p) for d, p in pkts]
-
-    masks = run(benchmark, setup)
+    masks = _run_tracker(benchmark, pkts)
     assert masks[1::2] == [DUP_ACK] * (BATCH // 2)
