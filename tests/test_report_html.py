@@ -380,3 +380,19 @@ def test_index_spool_order_pages_and_shards(tmp_path):
     a.absorb(empty.export())
     assert len(a) == 5 and list(empty.ordered()) == []
     a.close()
+
+
+def test_index_spool_reading_part_of_it_does_not_disturb_adding(tmp_path, monkeypatch):
+    from pcapcheck.model import ConversationSummary
+
+    for pread in (True, False):
+        if not pread:
+            monkeypatch.delattr("os.pread")
+        spool = html_report._SummarySpool()
+        for cid in range(5):
+            spool.add(ConversationSummary.of(s.plain(cid), None))
+        first = next(spool.ordered())  # a reader that stops early
+        spool.add(ConversationSummary.of(s.plain(9, severity=Severity.ERROR), "conv-9.html"))
+        assert first.id == 0
+        assert [(x.id, x.page) for x in spool.ordered()] == [(9, "conv-9.html")] + [(c, None) for c in range(5)]
+        spool.close()

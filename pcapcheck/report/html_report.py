@@ -130,6 +130,7 @@ def _render_worker(jobs: Any, errors: Any, outdir: Path, timestamp: str | None) 
 
 _SUMMARY_FIELDS = attrgetter(*(f for f in ConversationSummary.__dataclass_fields__ if f != "page"))
 _KEY = struct.Struct(">BIQQQI?")  # see _SummarySpool; big-endian, so the packed keys sort as the tuples do
+_WORST = int(max(Severity))
 
 
 class _SummarySpool:
@@ -156,8 +157,9 @@ class _SummarySpool:
             self._file = tempfile.TemporaryFile(prefix="pcapcheck-index-")  # noqa: SIM115 (closed in close())
         data = pickle.dumps(_SUMMARY_FIELDS(s), protocol=pickle.HIGHEST_PROTOCOL)  # all fields but the page
         self._file.write(data)
-        # worst is -1 (no finding) .. 3 (error): 3 - worst sorts the worst first
-        self.keys += _KEY.pack(3 - s.worst, s.input_index, s.id, len(self), self._end, len(data), s.page is not None)
+        # worst is -1 (no finding) .. ERROR: ERROR - worst sorts the worst first
+        self.keys += _KEY.pack(_WORST - s.worst, s.input_index, s.id, len(self), self._end, len(data),
+                               s.page is not None)
         self._end += len(data)
 
     def page(self, pos: int) -> str | None:
@@ -182,9 +184,17 @@ class _SummarySpool:
         order = sorted(bytes(self.keys[i : i + _KEY.size]) for i in range(0, size, _KEY.size))  # big-endian
         for key in order:
             _rank, k, c, _a, offset, length, has_page = _KEY.unpack(key)
-            f.seek(offset)
-            yield ConversationSummary(*pickle.loads(f.read(length)), views.page_name(k, c) if has_page else None)
-        f.seek(0, os.SEEK_END)
+            yield ConversationSummary(*pickle.loads(self._read(offset, length)),
+                                      views.page_name(k, c) if has_page else None)
+
+    def _read(self, offset: int, length: int) -> bytes:
+        """Bytes of the spool; its position stays at the end, where add() writes, even if a reader stops."""
+        if hasattr(os, "pread"):
+            return os.pread(self._file.fileno(), length, offset)
+        self._file.seek(offset)
+        data = self._file.read(length)
+        self._file.seek(0, os.SEEK_END)
+        return data
 
     def export(self, directory: str | None = None) -> tuple[str | None, bytes]:
         """(a named copy of the spool, in ``directory``, and the keys) for another process's ``absorb``; the
