@@ -95,7 +95,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command()
 @click.argument("captures", nargs=-1, required=True)
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="directory for index.html, one page per conversation and report.json")
+              help="directory for index.html, one page per conversation and report.json (an earlier run's "
+                   "conversation pages there are replaced or removed)")
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default="error", show_default=True,
               help="exit 1 when a finding at or above this severity exists")
 @click.option("--pages", type=click.Choice(["auto", "all"]), default="auto", show_default=True,

@@ -82,3 +82,23 @@ def test_stdin_and_python_m(tmp_path: Path) -> None:
                        cwd=ROOT, check=False)
     assert p.returncode == 0, p.stderr
     assert b"(gzip)" in p.stdout and b"1 conversations" in p.stdout
+
+
+def test_output_directory_used_again_holds_only_this_runs_pages(capsys, tmp_path: Path) -> None:
+    # An earlier run's pages that this run does not write are removed (the index would not link them, but
+    # someone opening conv-7.html would read another capture's report); other files are left alone.
+    (tmp_path / "conv-7.html").write_text("an earlier run's page")
+    (tmp_path / "in2-conv-0.html").write_text("an earlier run's page, third input")
+    keep = ["notes.html", "conv-7.html.bak", "conv-x.html", "conv-07.html", "in0-conv-1.html", "report-old.json"]
+    for name in keep:
+        (tmp_path / name).write_text("not a page of pcapcheck's")
+    (tmp_path / "conv-9.html").mkdir()  # not a regular file: left
+    code, _, _ = run(capsys, "analyze", str(FIXTURES / "incident1-te-duplicate.pcap"), "-o", str(tmp_path),
+                     "--fail-on", "never")
+    assert code == 0
+    pages = sorted(p.name for p in tmp_path.glob("*conv-*.html") if p.is_file() and p.name not in keep)
+    assert pages == ["conv-0.html"]
+    assert "http.te.duplicate" in (tmp_path / "conv-0.html").read_text()
+    for name in keep:
+        assert (tmp_path / name).read_text() == "not a page of pcapcheck's"
+    assert (tmp_path / "conv-9.html").is_dir()

@@ -97,6 +97,19 @@ def test_page_policy_cut_in_the_middle(tmp_path, busy_capture, monkeypatch):
     assert "have no page of their own" in index
 
 
+def test_output_directory_used_again(tmp_path, busy_capture, monkeypatch):
+    """A run into a directory that holds a bigger earlier report: the shards' pages stay, the earlier run's
+    other pages go, and the directory ends up as a fresh run's."""
+    for jobs in (1, 2):
+        _run(tmp_path / f"j{jobs}", [str(busy_capture)], jobs, "--pages", "all")
+    monkeypatch.setattr(html_report, "PAGE_LIMIT", 40)  # now only the conversations with warnings get a page
+    _run(tmp_path / "fresh", [str(busy_capture)], 1)
+    for jobs in (1, 2):
+        _run(tmp_path / f"j{jobs}", [str(busy_capture)], jobs)
+        _same(tmp_path / "fresh", tmp_path / f"j{jobs}")
+    assert 0 < len(list((tmp_path / "fresh").glob("conv-*.html"))) < 50
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.pcap*")))
 def test_fixture_totals_and_results(tmp_path, name):
     """Every fixture (bad captures included): the merged totals and the output equal one process's."""

@@ -18,6 +18,10 @@ Links between pages never break. Previous/next on a page point to the neighbouri
 the index (``index.html#c<id>``), which always exist (the index lists every conversation, plus an
 end-of-list anchor one past the last id); a page is linked from the index only when it exists.
 
+An output directory can be used again. ``write_index`` removes the conversation pages an earlier run left
+there that this run did not write (files named as ``views.page_name`` names them, nothing else), so the
+directory holds exactly this run's report.
+
 Rendering runs beside the analysis. Building a page costs about as much CPU as analysing its packets, and the
 pipeline uses one core; so, when the machine has another core, pages are rendered by one forked worker
 process fed through a bounded queue (the first pages are rendered in this process, so a small run never
@@ -36,6 +40,7 @@ import multiprocessing
 import os
 import pickle
 import queue
+import re
 import shutil
 import signal
 import struct
@@ -58,6 +63,7 @@ WORKER_AFTER = 8  # pages rendered in this process before a worker is started
 WORKER_QUEUE = 32  # conversations waiting for the worker at most (back-pressure on the pipeline)
 
 _ENV: jinja2.Environment | None = None
+_PAGE_FILE = re.compile(r"(?:in[1-9][0-9]*-)?conv-(?:0|[1-9][0-9]*)\.html")  # views.page_name's names
 
 
 def environment() -> jinja2.Environment:
@@ -410,4 +416,26 @@ class HtmlReport:
         )
         with open(self.outdir / "index.html", "w", encoding="utf-8", newline="\n") as f:
             f.writelines(self._index.generate(ix=view, script_hash=self._script_hash))  # streamed: 100k rows
+        self.remove_stale_pages()
         return self.outdir / "index.html"
+
+    def remove_stale_pages(self) -> list[str]:
+        """Remove the conversation pages in the output directory that this run did not write (an earlier
+        run's, into the same directory): only regular files with page names (``views.page_name``). Returns
+        the names removed. A file that cannot be removed is left; the index never links it."""
+        keep = set(self._summaries.pages().values())
+        removed = []
+        try:
+            entries = list(os.scandir(self.outdir))
+        except OSError:
+            return removed
+        for e in entries:
+            if e.name in keep or not _PAGE_FILE.fullmatch(e.name):
+                continue
+            try:
+                if e.is_file(follow_symlinks=False):
+                    os.unlink(e.path)
+                    removed.append(e.name)
+            except OSError:
+                pass
+        return sorted(removed)
