@@ -4,8 +4,12 @@ Each of n processes reads every input in full and routes every packet through it
 conversation ids (Wireshark's ``tcp.stream``), port reuse and eviction come out the same in all of them; each
 analyzes, renders and spools only the conversations whose id is k modulo n (``Analysis(shard=(k, n))``),
 keeping a few bytes of state for the others (``pipeline.Foreign``). The parent is shard 0; the others are
-forked children that write their own pages and send back their index summaries, their JSON spool and their
-totals, which the parent merges. The output is the same bytes as a run in one process (a test checks this).
+forked children that write their own pages and send back their totals, their index keys and the layout of
+their JSON spool, which the parent merges. The output is the same bytes as a run in one process (a test
+checks this).
+
+A child's spooled JSON and index summaries go to two files the parent opened, without a name, just before
+forking it: nothing is left on disk however either process ends (even killed), and no name is shared.
 
 Why this split and not a reader feeding workers: routing a packet costs a few percent of analysing it, and
 reading a file a second time from the page cache costs less than sending every packet to another process.
@@ -16,11 +20,9 @@ and machines without ``fork`` run in one process.
 
 from __future__ import annotations
 
-import atexit
 import gc
 import multiprocessing
 import os
-import shutil
 import signal
 import tempfile
 import traceback
@@ -67,25 +69,26 @@ def analyze(options: Options, paths: Sequence[str], html: HtmlReport, js: JsonRe
         return totals
     ctx = multiprocessing.get_context("fork")
     children = []
-    # The shards' spool files (JSON, index) go to one directory of this run: whatever a failure leaves there
-    # (a shard stopped between writing and sending them) is removed with it, at once on failure, else at exit
-    # (report.json is written from the JSON spools after this returns, and deletes them).
-    spools = tempfile.mkdtemp(prefix="pcapcheck-shards-")
-    atexit.register(shutil.rmtree, spools, True)
+    files: list[Any] = []  # every shard's two spool files, closed here unless js took them over
     try:
         for k in range(1, jobs):
+            json_spool = tempfile.TemporaryFile(prefix="pcapcheck-json-shard-")  # noqa: SIM115 (closed below)
+            files.append(json_spool)
+            index_spool = tempfile.TemporaryFile(prefix="pcapcheck-index-shard-")  # noqa: SIM115 (closed below)
+            files.append(index_spool)
             recv, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_shard, args=(k, jobs, options, list(paths), html, send, spools),
+            proc = ctx.Process(target=_shard, args=(k, jobs, options, list(paths), html, send, json_spool,
+                                                    index_spool),
                                name=f"pcapcheck-shard-{k}", daemon=True)
             proc.start()
             send.close()
-            children.append((proc, recv))
+            children.append((proc, recv, json_spool, index_spool))
         html.workers = 0  # both cores are analysing: pages are rendered by the shard that owns them
         analysis = Analysis(options, Tee(html, js), progress=progress, shard=(0, jobs))
         html.seen = analysis.seen_total
         totals = analysis.run(list(paths))
         html.finish_pages()
-        for k, (proc, recv) in enumerate(children, start=1):
+        for k, (proc, recv, json_spool, index_spool) in enumerate(children, start=1):
             try:
                 message = recv.recv()
             except EOFError:
@@ -94,28 +97,31 @@ def analyze(options: Options, paths: Sequence[str], html: HtmlReport, js: JsonRe
             proc.join()
             if message[0] == "error":
                 raise RuntimeError(f"analysis shard {k} failed:\n{message[1]}")
-            _, shard_totals, html_state, json_spool = message
+            _, shard_totals, html_state, json_index = message
             totals.absorb_shard(shard_totals)
-            html.absorb(html_state)
-            js.absorb(json_spool)
-    except BaseException:
-        shutil.rmtree(spools, ignore_errors=True)  # with the spools js took over: the run is lost
-        raise
+            html.absorb(index_spool, html_state)
+            files.remove(index_spool)
+            index_spool.close()
+            files.remove(json_spool)  # js closes it
+            js.absorb(json_spool, json_index)
     finally:
-        for proc, recv in children:
+        for proc, recv, _, _ in children:
             if proc.is_alive():
                 proc.terminate()
                 proc.join()
             recv.close()
+        for f in files:
+            f.close()
     return totals
 
 
-def _shard(k: int, n: int, options: Options, paths: list[str], html: HtmlReport, conn: Any, spools: str) -> None:
-    """A child process: analyze shard k of n, write its pages, send the rest to the parent (spool files in
-    the directory ``spools``)."""
+def _shard(k: int, n: int, options: Options, paths: list[str], html: HtmlReport, conn: Any, json_spool: Any,
+           index_spool: Any) -> None:
+    """A child process: analyze shard k of n, write its pages, spool its JSON and index summaries into the two
+    files the parent opened for it, and send the parent the rest."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     gc.freeze()  # the parent's objects stay out of collections: no copy-on-write of their pages
-    js = JsonReport.shard_spool(spools)
+    js = JsonReport.shard_spool(json_spool)
     try:
         html.workers = 0
         analysis = Analysis(options, Tee(html, js), shard=(k, n))
@@ -123,7 +129,7 @@ def _shard(k: int, n: int, options: Options, paths: list[str], html: HtmlReport,
         totals = analysis.run(paths)
         html.finish_pages()
         html.seen = None  # a bound method of the analysis: not sent back
-        message: tuple = ("ok", totals, html.state(spools), js.export())
+        message: tuple = ("ok", totals, html.state(index_spool), js.export())
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
         js.close()
         message = ("error", traceback.format_exc())

@@ -225,3 +225,53 @@ def test_closed_conversations_linger_at_most_linger_max(tmp_path, monkeypatch):
     # uncapped, every closed conversation stays to the end; capped, only the open ones (some never close:
     # a FIN one way only, a forgotten connection) and at most 4 closed ones (+ those closed since the last check)
     assert runs[10**6].most_open > 4 * runs[4].most_open
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _running(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_killed_run_leaves_no_spool_files(tmp_path, busy_capture):
+    """SIGKILL (the OOM killer, a CI timeout) runs no cleanup: the shard's spools must need none."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    spool_root = tmp_path / "tmp"
+    spool_root.mkdir()
+    env = {**os.environ, "TMPDIR": str(spool_root)}
+    proc = subprocess.Popen([sys.executable, "-m", "pcapcheck", "analyze", str(busy_capture), "-o",
+                             str(tmp_path / "out"), "--pages", "all", "--jobs", "2"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    children: list[int] = []
+    while not children and proc.poll() is None and time.monotonic() < deadline:
+        children = _children(proc.pid)
+        time.sleep(0.01)
+    if not children:
+        proc.wait()
+        pytest.skip("the run ended before its shard could be seen")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    while any(_running(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_running(c) for c in children)
+    assert sorted(p.name for p in spool_root.iterdir()) == []

@@ -367,17 +367,20 @@ def test_index_spool_order_pages_and_shards(tmp_path):
     b.add(summ(3, Severity.WARNING, page="conv-3.html"))
     b.add(summ(4))  # the same id again (a resumed conversation): after the first, no clash in the sort
     a.drop_page(0)
-    name, keys = b.export()
-    assert Path(name).exists()
-    a.absorb((name, keys))
-    assert not Path(name).exists()  # the shard's file is the absorbing side's to delete
+    import tempfile
+
+    with tempfile.TemporaryFile() as f:  # the file a parent opens for its shard before the fork
+        keys = b.export(f)
+        f.seek(0, 2)  # export writes through a handle of its own, from the start
+        a.absorb(f, keys)
     got = [(x.input_index, x.id, x.page) for x in a.ordered()]
     assert got == [(0, 2, "conv-2.html"), (0, 3, "conv-3.html"), (0, 4, None), (0, 4, None),
                    (1, 7, "in1-conv-7.html")]
     assert a.pages() == {(0, 2): "conv-2.html", (0, 3): "conv-3.html", (1, 7): "in1-conv-7.html"}
     assert len(a) == 5 and list(a.ordered()) == list(a.ordered())  # readable again
     empty = html_report._SummarySpool()
-    a.absorb(empty.export())
+    with tempfile.TemporaryFile() as f:
+        a.absorb(f, empty.export(f))
     assert len(a) == 5 and list(empty.ordered()) == []
     a.close()
 

@@ -49,7 +49,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import jinja2
 
@@ -202,33 +202,28 @@ class _SummarySpool:
         self._file.seek(0, os.SEEK_END)
         return data
 
-    def export(self, directory: str | None = None) -> tuple[str | None, bytes]:
-        """(a named copy of the spool, in ``directory``, and the keys) for another process's ``absorb``; the
-        copy is its to delete."""
-        if self._file is None:
-            return None, bytes(self.keys)
-        fd, name = tempfile.mkstemp(prefix="pcapcheck-index-shard-", dir=directory)
-        self._file.flush()
-        self._file.seek(0)
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(self._file, out)
-        self._file.seek(0, os.SEEK_END)
-        return name, bytes(self.keys)
+    def export(self, target: BinaryIO) -> bytes:
+        """Copy the spool into the empty file ``target`` (another process's, opened before the fork, read by
+        its ``absorb``) and return the keys."""
+        if self._file is not None:
+            self._file.flush()
+            self._file.seek(0)
+            with os.fdopen(os.dup(target.fileno()), "wb") as out:
+                shutil.copyfileobj(self._file, out)
+            self._file.seek(0, os.SEEK_END)
+        return bytes(self.keys)
 
-    def absorb(self, exported: tuple[str | None, bytes]) -> None:
-        """Append another spool's summaries (``export()``) and delete its file."""
-        name, keys = exported
-        if name is None:
+    def absorb(self, source: BinaryIO, keys: bytes) -> None:
+        """Append another spool's summaries: ``keys`` from its ``export()``, ``source`` this process's handle of
+        the file it exported to (read from its start; the caller closes it)."""
+        if not keys:
             return
-        try:
-            if self._file is None:
-                self._file = tempfile.TemporaryFile(prefix="pcapcheck-index-")  # noqa: SIM115 (closed in close())
-            base = self._end
-            with open(name, "rb") as src:
-                shutil.copyfileobj(src, self._file)
-            self._end = self._file.tell()
-        finally:
-            os.unlink(name)
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="pcapcheck-index-")  # noqa: SIM115 (closed in close())
+        base = self._end
+        source.seek(0)
+        shutil.copyfileobj(source, self._file)
+        self._end = self._file.tell()
         n = len(self)
         for rank, k, c, a, offset, length, has_page in _KEY.iter_unpack(keys):
             self.keys += _KEY.pack(rank, k, c, n + a, base + offset, length, has_page)
@@ -392,15 +387,17 @@ class HtmlReport:
         """Every conversation's summary, in the index's order (read back from the spool)."""
         return tuple(self._summaries.ordered())
 
-    def state(self, directory: str | None = None) -> tuple[tuple[str | None, bytes], views.CodeIndex]:
-        """What ``absorb`` needs from this report (a shard's, after ``finish_pages``): its summaries in a
-        named file (in ``directory``) that ``absorb`` deletes, and its code index."""
-        return self._summaries.export(directory), self._codes
+    def state(self, target: BinaryIO) -> tuple[bytes, views.CodeIndex]:
+        """What ``absorb`` needs from this report (a shard's, after ``finish_pages``): its summaries, copied into
+        the empty file ``target`` that the absorbing process opened before the fork, their keys, and the code
+        index."""
+        return self._summaries.export(target), self._codes
 
-    def absorb(self, state: tuple[tuple[str | None, bytes], views.CodeIndex]) -> None:
-        """Add another shard's conversations to the index (their pages are written already)."""
-        exported, codes = state
-        self._summaries.absorb(exported)
+    def absorb(self, source: BinaryIO, state: tuple[bytes, views.CodeIndex]) -> None:
+        """Add another shard's conversations to the index (their pages are written already): ``state`` from
+        its ``state(target)``, ``source`` this process's handle of that target."""
+        keys, codes = state
+        self._summaries.absorb(source, keys)
         self._codes.merge(codes)
 
     def finish(self, totals: Any) -> Path:

@@ -115,33 +115,32 @@ class JsonReport:
         self._spool: BinaryIO | None = tempfile.TemporaryFile(prefix="pcapcheck-json-", buffering=_SPOOL_BUFFER)  # noqa: SIM115 (closed in finish/close)
         self._index: list[tuple[int, int, int, int, int]] = []  # (input, id, spool, offset, length)
         self._pos = 0
-        self._name: str | None = None  # the spool's file name, for a shard's report (shard_spool)
-        self._others: list[str] = []  # spool files of other shards (absorb), spool number = position + 1
+        self._others: list[BinaryIO] = []  # spool files of other shards (absorb), spool number = position + 1
 
     @classmethod
-    def shard_spool(cls, directory: str | None = None) -> JsonReport:
-        """A report that only spools, into a named file (in ``directory``) another process can read
-        (``export``/``absorb``)."""
+    def shard_spool(cls, spool: BinaryIO) -> JsonReport:
+        """A report that only spools, into the empty file ``spool``, through a handle of its own: a shard's,
+        in a file its parent process opened before the fork and reads after ``export`` (``absorb``). The file
+        needs no name, so nothing is left on disk whatever happens to either process."""
         self = cls(os.devnull)
-        fd, name = tempfile.mkstemp(prefix="pcapcheck-json-shard-", dir=directory)
+        assert self._spool is not None
         self._spool.close()
-        self._spool = os.fdopen(fd, "w+b", buffering=_SPOOL_BUFFER)
-        self._name = name
+        self._spool = os.fdopen(os.dup(spool.fileno()), "w+b", buffering=_SPOOL_BUFFER)
         return self
 
-    def export(self) -> tuple[str, list[tuple[int, int, int, int, int]]]:
-        """(spool file name, index) for ``absorb`` in another process; this report is done."""
+    def export(self) -> list[tuple[int, int, int, int, int]]:
+        """The index of what this report spooled, for ``absorb`` in another process; the spool is flushed
+        and closed (here: the other process has the file open too). This report is done."""
         if self._spool is None:
             raise RuntimeError("JsonReport.export() after finish()")
-        self._spool.close()
+        self._spool.close()  # flushes
         self._spool = None
-        assert self._name is not None, "export() needs a report made by shard_spool()"
-        return self._name, self._index
+        return self._index
 
-    def absorb(self, exported: tuple[str, list[tuple[int, int, int, int, int]]]) -> None:
-        """Add another shard's conversations (``export()`` of its report); its spool file is deleted by finish."""
-        name, index = exported
-        self._others.append(name)
+    def absorb(self, spool: BinaryIO, index: list[tuple[int, int, int, int, int]]) -> None:
+        """Add another shard's conversations: ``index`` from its ``export()``, ``spool`` this process's handle
+        of the file it spooled to. The file is closed by ``finish`` or ``close``."""
+        self._others.append(spool)
         k = len(self._others)
         self._index.extend((i, c, k, off, n) for i, c, _, off, n in index)
 
@@ -192,10 +191,8 @@ class JsonReport:
         self._index.sort()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        spools = [spool]
+        spools = [spool, *self._others]
         try:
-            for name in self._others:
-                spools.append(open(name, "rb"))  # noqa: SIM115 (closed below)
             spool.flush()
             with open(tmp, "wb", buffering=0) as out:  # unbuffered: sendfile writes to the same descriptor
                 out.write(head.encode("ascii"))
@@ -214,20 +211,17 @@ class JsonReport:
         finally:
             for f in spools:
                 f.close()
-            self._remove_others()
+            self._others = []
             if tmp.exists():
                 tmp.unlink()
         self._index = []
         return self.path
 
-    def _remove_others(self) -> None:
-        for name in self._others:
-            Path(name).unlink(missing_ok=True)
-        self._others = []
-
     def close(self) -> None:
-        """Drop the spool without writing (an aborted run)."""
+        """Drop the spools without writing (an aborted run)."""
         if self._spool is not None:
             self._spool.close()
             self._spool = None
-        self._remove_others()
+        for f in self._others:
+            f.close()
+        self._others = []
