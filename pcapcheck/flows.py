@@ -73,10 +73,10 @@ class Conversation:
 class FlowTable:
     """Maps packets to conversations. ``lookup`` returns (conversation, is_new), ``route`` also the direction.
 
-    ``routes`` is the hot path's view of the table: 4-tuple -> (conversation, direction) for the senders whose
-    base sequence number is already set. A packet whose 4-tuple is in ``routes`` and that is not a SYN needs
-    nothing else from the table (``route`` would return the same without changing anything), so the pipeline
-    reads ``routes`` directly and calls ``route`` only for the others.
+    ``routes`` is the hot path's view of the table: 4-tuple -> (conversation, direction) for both senders of a
+    conversation once both base sequence numbers are set. A packet whose 4-tuple is in ``routes`` and that is
+    not a SYN needs nothing else from the table (``route`` would return the same without changing anything),
+    so the pipeline reads ``routes`` directly and calls ``route`` only for the others.
     """
 
     def __init__(self) -> None:
@@ -120,9 +120,15 @@ class FlowTable:
                     self.reused.append((conv.id, old.id, pkt.frame))
                     return conv, 0 if conv.client_is_a else 1, True
             d = 0 if from_a == conv.client_is_a else 1
-            if conv.base[s] is None:
-                conv.base[s] = pkt.seq if flags & SYN else (pkt.seq - 1) & 0xFFFFFFFF
-                self.routes[key] = (conv, d)
+            base = conv.base
+            if base[s] is None or (base[1 - s] is None and flags & ACK):
+                if base[s] is None:
+                    base[s] = pkt.seq if flags & SYN else (pkt.seq - 1) & 0xFFFFFFFF
+                if base[1 - s] is None and flags & ACK:
+                    base[1 - s] = (pkt.ack - 1) & 0xFFFFFFFF
+                if base[1 - s] is not None:
+                    self.routes[key] = (conv, d)
+                    self.routes[conv.key_ba if from_a else conv.key_ab] = (conv, 1 - d)
             return conv, d, False
         tomb = self._tombstones.get(key)
         if tomb is not None:
@@ -155,12 +161,22 @@ class FlowTable:
         return conv
 
     def _insert(self, conv: Conversation, pkt: TcpPacket) -> None:
+        # base_seq (Wireshark's rule, docs/crosscheck.md "Stream numbering" 2): the sender's from its first
+        # packet; the peer's from the first packet with the ACK flag either way, ack - 1, unless the peer's
+        # own first packet came before it
         conv.base[0] = pkt.seq if pkt.flags & SYN else (pkt.seq - 1) & 0xFFFFFFFF
+        if pkt.flags & ACK:
+            conv.base[1] = (pkt.ack - 1) & 0xFFFFFFFF
         self._table[conv.key_ab] = conv
         self._table[conv.key_ba] = conv
-        # the sender (a) has its base now; b gets its route with its first packet
-        self.routes.pop(conv.key_ba, None)
-        self.routes[conv.key_ab] = (conv, 0 if conv.client_is_a else 1)
+        # both senders get their route once both bases are set (until then route() has work to do)
+        if conv.base[1] is not None:
+            d = 0 if conv.client_is_a else 1
+            self.routes[conv.key_ab] = (conv, d)
+            self.routes[conv.key_ba] = (conv, 1 - d)
+        else:
+            self.routes.pop(conv.key_ab, None)
+            self.routes.pop(conv.key_ba, None)
 
     def evict(self, conv: Conversation) -> None:
         """Drop a finished conversation; remember its id and base sequence numbers."""

@@ -323,8 +323,6 @@ def test_probes_pcapcheck_agrees(probe_report):
 
 
 @pytest.mark.skipif(not _has_pipeline(), reason="pcapcheck.pipeline not available")
-@pytest.mark.xfail(reason="flows.py takes a side's base_seq only from that side's own first packet, not from "
-                          "the peer's first ACK (ack-1): docs/crosscheck.md, Stream numbering", strict=False)
 def test_probes_pipeline_agrees(probe_report):
     report, _expect, ts = probe_report
     pipeline = cc.compare(report.path, use_pipeline=True, tshark=(ts, ""))

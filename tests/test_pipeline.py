@@ -72,6 +72,25 @@ def test_port_reuse_finalizes_the_earlier_conversation(tmp_path: Path) -> None:
     assert reuse and reuse[0].frames == (3,)
 
 
+def test_port_reuse_after_the_peer_spoke_first(tmp_path: Path) -> None:
+    """Wireshark's base_seq rule: a side's base is set by the peer's first ACK (ack - 1) when the side has not
+    sent yet. The capture starts mid-stream with the server; the client's SYN then carries another ISN than
+    the server's ACK implies: a new conversation (tcp.stream 1 in tshark), not a SYN inside conversation 0."""
+    segs = [
+        (S, C, 80, 5000, 7000, 4001, ACK | PSH, b"late response bytes"),  # client base = 4000
+        (C, S, 5000, 80, 9000, 0, SYN, b""),  # new ISN: a new conversation
+        (S, C, 80, 5000, 20000, 9001, SYN | ACK, b""),
+        (C, S, 5000, 80, 9001, 20001, ACK, b""),
+    ]
+    rs = run(write(tmp_path, segs))
+    assert [(r.id, r.packets) for r in rs] == [(0, (0, 1)), (1, (2, 1))]
+    assert rs[1].reuse_of == 0
+    # the same ISN as the ACK implied (4000): the SYN stays in the conversation
+    segs[1] = (C, S, 5000, 80, 4000, 0, SYN, b"")
+    rs = run(write(tmp_path, segs))
+    assert [r.id for r in rs] == [0]
+
+
 def test_every_fixture_analyzes_without_crash() -> None:
     for p in sorted(FIXTURES.glob("*.pcap*")):
         sink = Collect()
