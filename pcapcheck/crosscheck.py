@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pcapcheck.capture import CaptureReader
-from pcapcheck.decode import Decoder
+from pcapcheck.decode import ICMP_EVENT, Decoder
 from pcapcheck.tcp.tracker import TSHARK_FIELDS, TcpTracker, tshark_fields
 
 # Flag fields in a fixed order: the order of the flag bits.
@@ -114,6 +114,17 @@ def own_annotations(path: str) -> Iterator[tuple[int, int, int]]:
         for frame in reader:
             pkt = decoder.decode(frame)
             if pkt is None:
+                continue
+            if pkt.flags & ICMP_EVENT:  # rule 6: a numbered quote has its 4-tuple's stream, opening one if none
+                if not pkt.numbered:  # type: ignore[union-attr]
+                    continue
+                a, b = (pkt.key[0], pkt.key[1]), (pkt.key[2], pkt.key[3])  # type: ignore[union-attr]
+                key = (a, b) if a <= b else (b, a)
+                conv = convs.get(key)
+                if conv is None:
+                    conv = convs[key] = [count, a, TcpTracker()]
+                    count += 1
+                yield frame.number, conv[0], 0
                 continue
             if len(pkt.payload) < pkt.seglen:
                 pkt = pkt._replace(seglen=wire_seglen(frame, pkt))

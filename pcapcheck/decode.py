@@ -57,6 +57,42 @@ class TcpPacket(NamedTuple):
     df: bool
 
 
+ICMP_EVENT = 0x100  # IcmpError.flags: beyond the 8 TCP flag bits, so no TCP test matches it
+
+
+class IcmpError(NamedTuple):
+    """An ICMP or ICMPv6 error that quotes the start of a TCP segment (RFC 792, RFC 4443 2.4): the
+    conversation it is about is the quoted segment's. Laid out like TcpPacket where the pipeline's loop
+    looks (frame, ts, flags); ``src`` is None so that no route matches it."""
+
+    frame: int
+    ts: int
+    src: None
+    dst: None
+    sport: int
+    dport: int
+    seq: int  # the quoted segment's
+    ack: int
+    flags: int  # ICMP_EVENT
+    reporter: bytes  # the ICMP message's sender (a router, a firewall, the destination host)
+    version: int  # 4 (ICMP) or 6 (ICMPv6)
+    type: int
+    code: int
+    mtu: int | None  # next-hop MTU (ICMP 3/4) or the MTU of ICMPv6 Packet Too Big
+    key: tuple  # the quoted segment's (src, sport, dst, dport), as its sender sent it
+    qflags: int | None  # the quoted segment's TCP flags, when quoted
+    qlen: int  # the quoted datagram's IP length (total length, or IPv6 payload length + 40)
+    numbered: bool  # 16 bytes of the TCP header or more are quoted: then Wireshark (4.0) gives the ICMP frame
+    # the quoted segment's tcp.stream, opening one if that 4-tuple has none (docs/crosscheck.md, rule 6)
+
+
+# ICMP errors, whose body quotes the datagram that caused them: destination unreachable (fragmentation needed
+# is code 4), source quench, time exceeded, parameter problem; ICMPv6 destination unreachable, packet too big,
+# time exceeded, parameter problem. (Not redirects: Wireshark numbers no stream for their quote either.)
+ICMP4_QUOTING = {3, 4, 11, 12}
+ICMP6_QUOTING = {1, 2, 3, 4}
+
+
 def addr_text(addr: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
 
@@ -323,6 +359,8 @@ class Decoder:
         self._ip_frames += 1
         if proto != 6:
             self.other_frames += 1
+            if proto == 1 and not frag & 0x3FFF and total >= ihl + 8 and len(data) >= off + ihl + 8:
+                return self._icmp(f, 4, data, off + ihl, min(len(data), off + total) if total else len(data), src)
             return None
         if total == 0:  # TCP segmentation offload: the NIC fills the length in later
             total = f.wirelen - off
@@ -400,8 +438,63 @@ class Decoder:
                 pos += ln
         if nh != 6:
             self.other_frames += 1
+            if nh == 58 and len(data) >= pos + 8:
+                return self._icmp(f, 6, data, pos, min(len(data), end), src)
             return None
         return self._tcp(f, data, pos, end, src, dst, hop, None, False)
+
+    # -- ICMP errors about TCP segments ------------------------------------------------
+    def _icmp(self, f: Frame, version: int, data: bytes, off: int, n: int, reporter: bytes) -> IcmpError | None:
+        """The ICMP(v6) message ``data[off:n]``: an error quoting a TCP segment (at least its ports and sequence
+        number), else None (the frame stays counted in other_frames)."""
+        typ, code = data[off], data[off + 1]
+        if typ not in (ICMP4_QUOTING if version == 4 else ICMP6_QUOTING):
+            return None
+        mtu = None
+        if version == 4 and typ == 3 and code == 4:
+            (mtu,) = _u16(data, off + 6)  # RFC 1191: next-hop MTU, 0 from routers that predate it
+        elif version == 6 and typ == 2:
+            (mtu,) = _u32be(data, off + 4)
+        q = off + 8  # the quoted datagram
+        if version == 4:
+            if n < q + 20 or data[q] >> 4 != 4:
+                return None
+            ihl = (data[q] & 15) * 4
+            (qlen,) = _u16(data, q + 2)
+            (qfrag,) = _u16(data, q + 6)
+            if ihl < 20 or data[q + 9] != 6 or qfrag & 0x1FFF:  # not TCP, or not the fragment with its header
+                return None
+            qsrc, qdst = data[q + 12 : q + 16], data[q + 16 : q + 20]
+            t = q + ihl
+        else:
+            if n < q + 40 or data[q] >> 4 != 6:
+                return None
+            (plen,) = _u16(data, q + 4)
+            qlen = plen + 40
+            nh = data[q + 6]
+            qsrc, qdst = data[q + 8 : q + 24], data[q + 24 : q + 40]
+            t = q + 40
+            while nh in IPV6_EXT or nh == 44:
+                if n < t + 8:
+                    return None
+                if nh == 44:
+                    (offm,) = _u16(data, t + 2)
+                    if offm & 0xFFF8:
+                        return None
+                    nh, t = data[t], t + 8
+                elif nh == 51:
+                    nh, t = data[t], t + (data[t + 1] + 2) * 4
+                else:
+                    nh, t = data[t], t + (data[t + 1] + 1) * 8
+            if nh != 6:
+                return None
+        if n < t + 8:
+            return None
+        sport, dport = _u16(data, t)[0], _u16(data, t + 2)[0]
+        (seq,) = _u32be(data, t + 4)
+        qflags = data[t + 13] if n >= t + 14 else None
+        return _tnew(IcmpError, (f.number, f.ts, None, None, sport, dport, seq, 0, ICMP_EVENT, reporter, version,
+                                 typ, code, mtu, (qsrc, sport, qdst, dport), qflags, qlen, n >= t + 16))
 
     # -- TCP -------------------------------------------------------------------
     def _tcp(self, f: Frame, data: bytes, off: int, end: int, src: bytes, dst: bytes, ttl: int,

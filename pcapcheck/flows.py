@@ -12,7 +12,9 @@ linger; a small tombstone keeps their id so late packets still get the right id.
 
 from __future__ import annotations
 
-from pcapcheck.decode import TcpPacket
+from pcapcheck.decode import IcmpError, TcpPacket
+
+_tnew = tuple.__new__
 
 SYN, ACK, FIN, RST = 0x02, 0x10, 0x01, 0x04
 # Evicted conversations remembered for late packets (two entries each); bounded memory.
@@ -152,6 +154,29 @@ class FlowTable:
             self.reused.append((conv.id, cid, pkt.frame))
             return conv, 0 if conv.client_is_a else 1, True
         conv = self._new(pkt)
+        return conv, 0 if conv.client_is_a else 1, True
+
+    def icmp(self, ev: IcmpError) -> tuple[Conversation, int, bool] | None:
+        """(conversation, direction of the quoted segment, is_new) for an ICMP error about a TCP segment, or
+        None. The conversation is the live one of the quoted 4-tuple; when there is none and the quote is long
+        enough for Wireshark to number a stream (``ev.numbered``), one is opened as Wireshark 4.0 does (docs/
+        crosscheck.md, "Stream numbering" 6), with no base sequence number set: the quote is not a packet of
+        the conversation, so a later SYN of any ISN joins it. An evicted conversation's late ICMP error is
+        not attached (None)."""
+        key = ev.key
+        conv = self._table.get(key)
+        if conv is not None:
+            return conv, 0 if (key == conv.key_ab) == conv.client_is_a else 1, False
+        if not ev.numbered or key in self._tombstones:
+            return None
+        quoted = _tnew(TcpPacket, (ev.frame, ev.ts, key[0], key[2], key[1], key[3], ev.seq, 0, ev.qflags or 0, 0, b"",
+                                   b"", 0, 0, None, False))
+        conv = Conversation(self.next_id, quoted)
+        self.next_id += 1
+        self._table[conv.key_ab] = conv
+        self._table[conv.key_ba] = conv
+        self.routes.pop(conv.key_ab, None)
+        self.routes.pop(conv.key_ba, None)
         return conv, 0 if conv.client_is_a else 1, True
 
     def _new(self, pkt: TcpPacket) -> Conversation:

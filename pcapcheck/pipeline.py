@@ -17,12 +17,13 @@ from typing import Protocol
 
 from pcapcheck import seq as sq
 from pcapcheck.analyzers.http1 import Http1Analyzer
+from pcapcheck.analyzers.icmp import IcmpRecord, icmp_findings
 from pcapcheck.analyzers.rst import RstAnalyzer
 from pcapcheck.analyzers.tcpflags import tcp_findings
 from pcapcheck.analyzers.window import WindowAnalyzer
 from pcapcheck.capture import LINKTYPE_NAMES, CaptureError, CaptureReader
 from pcapcheck.config import Options
-from pcapcheck.decode import Decoder, TcpPacket, endpoint_text
+from pcapcheck.decode import ICMP_EVENT, Decoder, IcmpError, TcpPacket, endpoint_text
 from pcapcheck.findings import Finding, Severity, sort_key
 from pcapcheck.flows import Conversation, FlowTable
 from pcapcheck.model import ConversationResult, Handshake, InputSummary, PacketRow
@@ -190,7 +191,7 @@ class ConvState:
         "conv", "options", "input_index", "tracker", "window", "http", "reasm", "rst", "wan",
         "packets0", "packets1", "bytes0", "bytes1", "first_frame", "last_frame", "start_ts", "end_ts",
         "flag_frames", "head", "tail", "marked", "odd", "head_max", "marked_max", "fin_frame",
-        "rst_frames", "syn", "synack", "handshake_ack", "isn", "edge0", "edge1", "ended",
+        "rst_frames", "syn", "synack", "handshake_ack", "isn", "edge0", "edge1", "ended", "icmp",
     )
 
     def __init__(self, conv: Conversation, input_index: int, options: Options, pkt: TcpPacket) -> None:
@@ -229,6 +230,7 @@ class ConvState:
         self.edge0: tuple = _NO_EDGE
         self.edge1: tuple = _NO_EDGE
         self.ended = False
+        self.icmp: IcmpRecord | None = None  # ICMP errors about this conversation's segments
 
     @staticmethod
     def _reassembler(d: int, http: Http1Analyzer | None) -> Reassembler:
@@ -324,6 +326,16 @@ class ConvState:
         else:
             self.tail.append(row)
 
+    def icmp_error(self, d: int, ev: IcmpError) -> None:
+        """An ICMP error about a segment of direction ``d`` (the quoted one). Its frame is one of the
+        conversation's (Wireshark's tcp.stream) when Wireshark numbers it, but not a TCP packet."""
+        if ev.numbered:
+            self.last_frame = ev.frame
+        self.end_ts = ev.ts
+        if self.icmp is None:
+            self.icmp = IcmpRecord()
+        self.icmp.add(d, ev)
+
     def _odd_row(self, d: int, pkt: TcpPacket, mask: int, verdict: int) -> None:
         """A row with values _ROW cannot hold: kept as the tuple _ROW would unpack, outside the timeline's caps."""
         self.odd.append((pkt.frame, pkt.ts - self.start_ts, d, pkt.flags, pkt.seq, pkt.ack, pkt.seglen, pkt.window,
@@ -387,6 +399,9 @@ class ConvState:
         if self.http is not None:
             findings.extend(self.http.finish())
         findings.extend(tcp_findings(conv.id, self.flag_frames, self.reasm, conv))
+        if self.icmp is not None:
+            findings.extend(icmp_findings(conv.id, self.icmp, (endpoint_text(*conv.client), endpoint_text(*conv.server)),
+                                          (self.tracker.base_seq(0), self.tracker.base_seq(1))))
         findings.extend(self.wan.finish())
         end, sentence, more = self.rst.finish(
             findings=findings,
@@ -452,6 +467,9 @@ class Foreign:
         self.conv = conv
         self.end_ts = ts
         self.fin0 = self.fin1 = False
+
+    def icmp_error(self, d: int, ev: IcmpError) -> None:
+        self.end_ts = ev.ts
 
     def packet(self, d: int, pkt: TcpPacket) -> None:
         self.end_ts = pkt[1]
@@ -531,6 +549,19 @@ class Analysis:
         self.totals.count(result.findings)
         self.sink.conversation(result)
 
+    def _icmp(self, ev: IcmpError, table: FlowTable, index: int, shard_n: int, shard_k: int) -> None:
+        found = table.icmp(ev)
+        if found is None:
+            return
+        conv, d, _new = found
+        st = conv.state
+        if st is None:  # a conversation the ICMP error opened (FlowTable.icmp)
+            if shard_n == 1 or conv.id % shard_n == shard_k:
+                st = conv.state = ConvState(conv, index, self.options, ev)  # type: ignore[arg-type]
+            else:
+                st = conv.state = Foreign(conv, ev.ts)
+        st.icmp_error(d, ev)
+
     def _input(self, index: int, path: str) -> None:
         reader = CaptureReader(path)
         decoder = Decoder()
@@ -574,6 +605,9 @@ class Analysis:
                         if rt is not None and not flags & SYN:
                             conv, d = rt
                         else:
+                            if flags & ICMP_EVENT:  # an ICMP error about a TCP segment (decode.IcmpError)
+                                self._icmp(pkt, table, index, shard_n, shard_k)  # type: ignore[arg-type]
+                                continue
                             conv, d, new = route(pkt)
                             if new and table.replaced:
                                 for old in table.replaced:
@@ -676,6 +710,11 @@ def packet_annotations(path: str) -> Iterator[tuple[int, int, int]]:
         for frame in reader:
             pkt = decoder.decode(frame)
             if pkt is None:
+                continue
+            if pkt.flags & ICMP_EVENT:  # an ICMP error: its frame has the quoted segment's tcp.stream, no flags
+                found = table.icmp(pkt)  # type: ignore[arg-type]
+                if found is not None and pkt.numbered:  # type: ignore[union-attr]
+                    yield pkt.frame, found[0].id, 0
                 continue
             conv, d, _ = table.route(pkt)
             tr = trackers.get(conv.id)

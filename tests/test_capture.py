@@ -123,6 +123,62 @@ def test_ipv4_fragments_are_reassembled_on_the_last_fragment() -> None:
     assert out[-1] is not None and out[-1].payload == b"A" * 100 and out[-1].frame == len(frames)
 
 
+def _decode_ip(ips: list[bytes]) -> list:
+    w = b.PcapWriter(linktype=101)
+    for i, ip in enumerate(ips):
+        w.add(T0 + i, ip)
+    _, frames = read(w.to_bytes())
+    d = Decoder()
+    return [d.decode(f) for f in frames]
+
+
+def test_icmp_errors_quoting_tcp_are_decoded() -> None:
+    from pcapcheck.decode import ICMP_EVENT
+
+    seg = b.ipv4("10.0.0.1", "10.0.0.2", b.tcp(40000, 80, 123456, 0, 0x18, 1000, b"x" * 1400, src_ip="10.0.0.1",
+                                               dst_ip="10.0.0.2"))
+    v6 = b.ipv6("fd00::1", "fd00::2", b.tcp(40001, 443, 7, 0, 0x02, 1000, src_ip="fd00::1", dst_ip="fd00::2"),
+                ext_headers=(b.ext_hop_by_hop(), b.ext_fragment()))
+    (frag, v6err, short, exceeded) = _decode_ip([
+        b.icmp_error("10.0.0.254", "10.0.0.1", 3, 4, seg[:576], rest=b"\0\0\x05\x78"),
+        b.icmp_error("fd00::fe", "fd00::2", 2, 0, v6[:1232], rest=(1280).to_bytes(4, "big")),
+        b.icmp_error("10.0.0.254", "10.0.0.1", 3, 1, seg[:28]),
+        b.icmp_error("10.0.0.254", "10.0.0.1", 11, 0, seg[:36]),
+    ])
+    assert frag.flags == ICMP_EVENT and (frag.version, frag.type, frag.code, frag.mtu) == (4, 3, 4, 1400)
+    assert frag.key == (bytes([10, 0, 0, 1]), 40000, bytes([10, 0, 0, 2]), 80) and frag.seq == 123456
+    assert (frag.qflags, frag.qlen, frag.numbered, frag.reporter) == (0x18, 1440, True, bytes([10, 0, 0, 254]))
+    assert (v6err.version, v6err.type, v6err.mtu, v6err.key[1], v6err.key[3], v6err.qflags) == (6, 2, 1280, 40001, 443, 2)
+    assert (short.qflags, short.numbered, short.seq) == (None, False, 123456)  # 8 bytes: ports and seq only
+    assert (exceeded.type, exceeded.qflags, exceeded.numbered) == (11, 0x18, True)  # 16 bytes: numbered
+
+
+def test_icmp_that_is_not_about_tcp_or_is_cut_is_counted_not_decoded() -> None:
+    """No quote, a quote of another protocol, a redirect, an echo, and every truncation of a real error: never
+    an exception; an IcmpError only when the ports and sequence number are there."""
+    seg = b.ipv4("10.0.0.1", "10.0.0.2", b.tcp(40000, 80, 1, 0, 0x10, 1000, src_ip="10.0.0.1", dst_ip="10.0.0.2"))
+    udp = b.ipv4("10.0.0.1", "10.0.0.53", b.udp(5353, 53, b"q", src_ip="10.0.0.1", dst_ip="10.0.0.53"), proto=17)
+    v6 = b.ipv6("fd00::1", "fd00::2", b.tcp(40001, 443, 7, 0, 0x02, 1000, src_ip="fd00::1", dst_ip="fd00::2"))
+    others = _decode_ip([
+        b.icmp_error("10.0.0.53", "10.0.0.1", 3, 3, udp),
+        b.icmp_error("10.0.0.254", "10.0.0.1", 5, 1, seg),
+        b.icmp_error("10.0.0.2", "10.0.0.1", 0, 0, b"ping"),
+        b.icmp_error("10.0.0.2", "10.0.0.1", 3, 1, b""),
+    ])
+    assert others == [None] * 4
+    for n in range(len(seg) + 1):
+        (got,) = _decode_ip([b.icmp_error("10.0.0.254", "10.0.0.1", 3, 13, seg[:n])])
+        assert (got is not None) == (n >= 28), n
+        assert got is None or got.numbered == (n >= 36)
+    for n in range(len(v6) + 1):
+        (got,) = _decode_ip([b.icmp_error("fd00::fe", "fd00::2", 1, 4, v6[:n])])
+        assert (got is not None) == (n >= 48), n
+    # the ICMP message itself cut short (its 8-byte header incomplete)
+    full = b.icmp_error("10.0.0.254", "10.0.0.1", 3, 13, seg)
+    for n in range(20, 28):
+        assert _decode_ip([full[:n]]) == [None]
+
+
 def test_unsupported_link_type_is_reported_not_dropped_silently() -> None:
     w = b.PcapWriter(linktype=147)
     w.add(T0, b"\x00" * 40)

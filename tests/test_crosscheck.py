@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.builder import ACK, FIN, PSH, RST, SYN, Capture, TcpConversation, internet_checksum, ipv4, tcp
+from fixtures.builder import ACK, FIN, PSH, RST, SYN, Capture, TcpConversation, internet_checksum, ipv4, ipv6, tcp
 from pcapcheck import crosscheck as cc
 from tests.conftest import CORPUS
 
@@ -27,9 +27,8 @@ FAST = "tcp.analysis.fast_retransmission"
 MS = 1_000_000
 
 # Captures whose stream numbering may legitimately differ, with the reason. None in the corpus
-# today; the known causes (docs/crosscheck.md, "Stream numbering"): an ICMP error quoting a full
-# TCP header creates a tcp.stream in tshark (pcapcheck does not decode ICMP), and IPv6 fragments
-# (decode.py reassembles IPv4 fragments only).
+# today; the known cause (docs/crosscheck.md, "Stream numbering"): IPv6 fragments (decode.py
+# reassembles IPv4 fragments only).
 STREAM_EXCEPTIONS: dict[str, str] = {}
 # TCP frames tshark dissects that pcapcheck does not decode, by capture. None in the corpus.
 DECODE_EXCEPTIONS: dict[str, str] = {}
@@ -331,23 +330,50 @@ def test_probes_pipeline_agrees(probe_report):
             if a.only_tshark or a.only_pcapcheck} == {}
 
 
-def test_icmp_quoting_a_tcp_header_creates_a_stream_in_tshark(tshark, tmp_path):
-    """The documented exception (docs/crosscheck.md, Stream numbering 6): same conversations, other ids."""
-    cap = Capture(step_ns=0)
-    a = Probe(cap, 41000)
-    a.handshake()
-    quoted = ipv4("10.0.0.1", "10.0.0.2", tcp(41001, 80, 7000, 0, SYN, 8192, src_ip="10.0.0.1", dst_ip="10.0.0.2"))
-    icmp = bytes([3, 3, 0, 0, 0, 0, 0, 0]) + quoted[:40]  # port unreachable, the whole TCP header quoted
+def _icmp_error(cap: Capture, quoted: bytes, n: int, typ: int = 3, code: int = 3, frm: str = "10.0.0.2",
+                to: str = "10.0.0.1") -> int:
+    """An ICMP error from ``frm`` quoting the first ``n`` bytes of the datagram ``quoted``."""
+    icmp = bytes([typ, code, 0, 0, 0, 0, 0, 0]) + quoted[:n]
     icmp = icmp[:2] + internet_checksum(icmp).to_bytes(2, "big") + icmp[4:]
     cap.wait(100 * MS)
-    icmp_frame = cap.add_ip(ipv4("10.0.0.2", "10.0.0.1", icmp, proto=1))
-    Probe(cap, 41002)(0, 9000, 0, SYN)
-    Probe(cap, 41001)(0, 7000, 0, SYN)
+    return cap.add_ip(ipv4(frm, to, icmp, proto=1))
+
+
+def _quote(sport: int, seq: int, flags: int, src: str = "10.0.0.1", dst: str = "10.0.0.2", dport: int = 80) -> bytes:
+    return ipv4(src, dst, tcp(sport, dport, seq, 0, flags, 8192, src_ip=src, dst_ip=dst))
+
+
+def test_icmp_errors_get_the_quoted_segments_stream(tshark, tmp_path):
+    """docs/crosscheck.md, Stream numbering 6, as probed: an ICMP error quoting 16 bytes of a TCP header or
+    more has the quoted 4-tuple's tcp.stream and opens one for a new 4-tuple (without a base_seq: a SYN of
+    any ISN then joins it); a shorter quote has none; redirects and non-errors never do; ICMPv6 alike."""
+    cap = Capture(step_ns=0)
+    Probe(cap, 41000).handshake()  # stream 0
+    _icmp_error(cap, _quote(41001, 7000, SYN), 40)  # opens stream 1 ...
+    Probe(cap, 41001)(0, 8000, 0, SYN)  # ... which a SYN of another ISN joins
+    _icmp_error(cap, _quote(41002, 5000, SYN), 28)  # 8 bytes of TCP: no stream
+    Probe(cap, 41002)(0, 5000, 0, SYN)
+    _icmp_error(cap, _quote(41000, 1001, ACK), 28)  # a short quote of a known 4-tuple: no stream either
+    _icmp_error(cap, _quote(41000, 1001, ACK), 40)  # a full one: stream 0
+    _icmp_error(cap, _quote(80, 5001, ACK, "10.0.0.2", "10.0.0.1", 41000), 40, frm="10.0.0.1", to="10.0.0.2")
+    for n in (15, 16):  # the threshold
+        _icmp_error(cap, _quote(41100 + n, 1, ACK), 20 + n)
+    _icmp_error(cap, _quote(41200, 1, ACK), 40, typ=5, code=1)  # a redirect
+    _icmp_error(cap, _quote(41201, 1, ACK), 40, typ=12, code=0)  # parameter problem
+    _icmp_error(cap, _quote(41202, 3000, ACK), 40, typ=11, code=0)  # time exceeded, then the peer's first ACK
+    Probe(cap, 41202)(1, 6000, 3001)  # sets the client's base to 3000 ...
+    Probe(cap, 41202)(0, 4000, 0, SYN)  # ... so this SYN opens a new stream
+    a6, b6 = "2001:db8::1", "2001:db8::2"
+    for i, (typ, code, n) in enumerate(((1, 4, 20), (2, 0, 20), (3, 0, 20), (4, 0, 20), (1, 4, 15), (128, 0, 20))):
+        quoted = ipv6(a6, b6, tcp(42000 + i, 80, 1000, 0, SYN, 8192, src_ip=a6, dst_ip=b6))[: 40 + n]
+        cap.wait(100 * MS)
+        cap.add_ip(ipv6(b6, a6, bytes([typ, code, 0, 0, 0, 0, 5, 0x78]) + quoted, next_header=58))
     path = str(cap.write(tmp_path / "icmp.pcap"))
-    r = cc.compare(path, use_pipeline=False)
-    assert "icmp" in r.missing[icmp_frame]
-    assert r.stream_mismatches  # tshark numbered the quoted 4-tuple at the ICMP frame
-    assert r.partition_mismatches == []  # but the conversations are the same
+    ts = cc.run_tshark(path)
+    assert len({s.stream for s in ts[0].values() if s.stream is not None}) == 11  # the probe is what it says
+    for use_pipeline in (False, True):
+        r = cc.compare(path, use_pipeline=use_pipeline, tshark=ts)
+        assert (r.stream_mismatches, r.missing, r.partition_mismatches) == ([], {}, []), use_pipeline
 
 
 # -- random conversations ----------------------------------------------------------------------

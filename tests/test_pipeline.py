@@ -91,6 +91,31 @@ def test_port_reuse_after_the_peer_spoke_first(tmp_path: Path) -> None:
     assert [r.id for r in rs] == [0]
 
 
+def test_an_icmp_error_alone_opens_a_conversation_that_a_later_syn_joins(tmp_path: Path) -> None:
+    """Wireshark 4.0 numbers a tcp.stream for a quoted 4-tuple it has not seen (docs/crosscheck.md, Stream
+    numbering 6); the conversation has the ICMP frame and no TCP packet, and finishes and renders like any."""
+    quoted = b.ipv4(C, S, b.tcp(5000, 80, 1000, 0, SYN, 64240, src_ip=C, dst_ip=S))
+    w = b.PcapWriter(linktype=101)
+    w.add(1_700_000_000_000_000_000, b.icmp_error("192.0.2.1", C, 3, 13, quoted))
+    w.add(1_700_000_001_000_000_000, b.ipv4(S, C, b.tcp(443, 6000, 1, 0, SYN, 64240, src_ip=S, dst_ip=C)))
+    path = tmp_path / "icmp.pcap"
+    w.write(path)
+    (alone, other) = run(str(path))
+    assert (alone.id, alone.packets, alone.first_frame, alone.last_frame) == (0, (0, 0), 1, 1)
+    assert alone.client == f"{C}:5000" and not alone.client_guessed  # the quote was a SYN
+    (f,) = [f for f in alone.findings if f.code == "tcp.icmp.unreachable"]
+    assert f.frames == (1,) and f.direction == "c2s" and "192.0.2.1" in f.message
+    assert other.id == 1
+    # a SYN of another ISN than the quote's then joins it: the quote set no base sequence number
+    w.add(1_700_000_002_000_000_000, b.ipv4(C, S, b.tcp(5000, 80, 99999, 0, SYN, 64240, src_ip=C, dst_ip=S)))
+    w.write(path)
+    rs = run(str(path))
+    assert [(r.id, r.packets) for r in rs] == [(0, (1, 0)), (1, (1, 0))]
+    from pcapcheck.report.html_report import render_conversation
+
+    assert "tcp.icmp.unreachable" in render_conversation(rs[0])
+
+
 def test_every_fixture_analyzes_without_crash() -> None:
     for p in sorted(FIXTURES.glob("*.pcap*")):
         sink = Collect()

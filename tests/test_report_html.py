@@ -399,3 +399,11 @@ def test_index_spool_reading_part_of_it_does_not_disturb_adding(tmp_path, monkey
         assert first.id == 0
         assert [(x.id, x.page) for x in spool.ordered()] == [(9, "conv-9.html")] + [(c, None) for c in range(5)]
         spool.close()
+
+
+def test_detail_record_with_a_numeric_type_keeps_it() -> None:
+    """A text "type" names a flat record (a framing); a number is a field like any (an ICMP type)."""
+    from pcapcheck.report.views import value_text
+
+    assert value_text({"type": "content-length", "length": 29}) == "content-length, length 29"
+    assert value_text({"version": 4, "type": 3, "code": 4}) == "version 4, type 3, code 4"

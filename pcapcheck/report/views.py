@@ -123,9 +123,10 @@ def value_text(value: Any) -> str:
         return ", ".join(value_text(v) for v in value)
     if isinstance(value, Mapping) and all(isinstance(v, (str, int, float, bool)) or v is None for v in value.values()):
         # a flat record such as a framing: {"type": "content-length", "length": 29} -> "content-length, length 29"
-        kind = next((value[k] for k in ("type", "kind") if isinstance(value.get(k), str)), None)
-        parts = [value_text(kind)] if kind is not None else []
-        parts += [f"{visible(str(k))} {value_text(v)}" for k, v in value.items() if k not in ("type", "kind")]
+        # (only a text "type" or "kind" is the record's name: a number, such as an ICMP type, is a field)
+        named = next((k for k in ("type", "kind") if isinstance(value.get(k), str)), None)
+        parts = [value_text(value[named])] if named is not None else []
+        parts += [f"{visible(str(k))} {value_text(v)}" for k, v in value.items() if k != named]
         return ", ".join(parts)
     return visible(json.dumps(_plain(value), sort_keys=True, ensure_ascii=False, default=str))
 
