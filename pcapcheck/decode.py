@@ -33,6 +33,7 @@ IPV6_EXT = {0, 43, 60, 51, 135, 139, 140}  # hop-by-hop, routing, dest opts, AH,
 NULL_IPV6 = {24, 28, 30}
 # Pending IPv4 fragment sets are bounded; the oldest are dropped (and reported) beyond this.
 MAX_FRAGMENT_SETS = 1024
+_NEVER_COMPLETED = {3: "IPv4 fragment never completed", 4: "IPv6 fragment never completed"}  # by key length
 _tnew = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (half the cost)
 
 
@@ -136,6 +137,13 @@ class Decoder:
     def ip_frames(self) -> int:
         return self._ip_frames + self._fast_frames
 
+    def flush_fragments(self) -> None:
+        """At the end of an input: the frames of fragment sets never completed are reported, not lost."""
+        for key, entry in self._fragments.items():
+            for fr in entry["frames"]:
+                self._skip("capture.undecodable", _NEVER_COMPLETED[len(key)], fr)
+        self._fragments.clear()
+
     # -- bookkeeping -----------------------------------------------------------
     def _skip(self, code: str, reason: str, frame: int) -> None:
         s = self.skips.get(reason)
@@ -167,9 +175,12 @@ class Decoder:
                     self._fast_frames += 1
                     seglen = end - hend
                     if end > caplen:
-                        # cut by the snaplen: the payload is what was captured
+                        # the payload is what was captured; the segment, what was on the wire (see _tcp)
                         payload = buf[start + hend : start + caplen]
-                        self.snaplen_cut.add(number)
+                        if wirelen < end:
+                            seglen = wirelen - hend
+                        if wirelen > caplen:
+                            self.snaplen_cut.add(number)
                     else:
                         payload = buf[start + hend : start + end]
                     return _tnew(TcpPacket, (number, ts, src, dst, sport, dport, seqno, ackno, offflags & 0xFF,
@@ -218,12 +229,15 @@ class Decoder:
                                 other = skip_get(key)
                                 if other is not None and key not in synkeys:
                                     other.end_ts = ts
-                                    if end > caplen:
+                                    if end > caplen and wirelen > caplen:
                                         self.snaplen_cut.add(number)
                                     continue
                         if end > caplen:
                             payload = buf[start + hend : start + caplen]
-                            self.snaplen_cut.add(number)
+                            if wirelen > caplen:
+                                self.snaplen_cut.add(number)
+                            if wirelen < end:  # shorter on the wire than the IP header says (see _tcp)
+                                end = wirelen
                         else:
                             payload = buf[start + hend : start + end]
                         append(tnew(TcpPacket, (number, ts, src, dst, sport, dport, seqno, ackno, offflags & 0xFF,
@@ -380,7 +394,7 @@ class Decoder:
                 old_key = next(iter(self._fragments))
                 old = self._fragments.pop(old_key)
                 for fr in old["frames"]:
-                    self._skip("capture.undecodable", "IPv4 fragment never completed", fr)
+                    self._skip("capture.undecodable", _NEVER_COMPLETED[len(old_key)], fr)
             entry = self._fragments[key] = {"parts": {}, "total": None, "frames": [], "hdr": None}
         frag_off = (frag & 0x1FFF) * 8
         part = data[off + ihl : off + total]
@@ -423,11 +437,10 @@ class Decoder:
             if len(data) < pos + 8:
                 self._skip("capture.undecodable", "IPv6 extension header cut short", f.number)
                 return None
-            if nh == 44:  # fragment header: only an atomic fragment (offset 0, no M flag) carries a whole segment
+            if nh == 44:  # fragment header: an atomic fragment (offset 0, no M flag) carries a whole datagram
                 (offm,) = _u16(data, pos + 2)
                 if offm & 0xFFF9:
-                    self._skip("capture.undecodable", "IPv6 fragment (not reassembled)", f.number)
-                    return None
+                    return self._fragment6(f, data, pos, min(end, len(data)), offm, src, dst, hop)
                 nh = data[pos]
                 pos += 8
             elif nh == 51:  # AH: length in 4-byte units, minus 2
@@ -442,6 +455,51 @@ class Decoder:
                 return self._icmp(f, 6, data, pos, min(len(data), end), src)
             return None
         return self._tcp(f, data, pos, end, src, dst, hop, None, False)
+
+    def _fragment6(self, f: Frame, data: bytes, pos: int, end: int, offm: int, src: bytes, dst: bytes,
+                   hop: int) -> TcpPacket | IcmpError | None:
+        """Reassemble IPv6 fragments (RFC 8200 4.5; ``pos``: this fragment's Fragment header). As for IPv4, the
+        segment belongs to the frame that completes the datagram, as in Wireshark."""
+        (ident,) = _u32be(data, pos + 4)
+        key = (src, dst, ident, 6)
+        entry = self._fragments.get(key)
+        if entry is None:
+            if len(self._fragments) >= MAX_FRAGMENT_SETS:
+                old_key = next(iter(self._fragments))
+                old = self._fragments.pop(old_key)
+                for fr in old["frames"]:
+                    self._skip("capture.undecodable", _NEVER_COMPLETED[len(old_key)], fr)
+            entry = self._fragments[key] = {"parts": {}, "total": None, "frames": [], "hdr": None}
+        frag_off = offm & 0xFFF8
+        part = data[pos + 8 : end]
+        entry["parts"][frag_off] = part
+        entry["frames"].append(f.number)
+        if frag_off == 0:
+            entry["hdr"] = data[pos]  # the next header of the fragmentable part
+        if not offm & 1:
+            entry["total"] = frag_off + len(part)
+        if entry["total"] is None or entry["hdr"] is None:
+            return None
+        buf = bytearray()
+        for start in sorted(entry["parts"]):
+            chunk = entry["parts"][start]
+            if start > len(buf):
+                return None  # still a hole
+            buf[start : start + len(chunk)] = chunk
+        if len(buf) < entry["total"]:
+            return None
+        del self._fragments[key]
+        payload = bytes(buf[: entry["total"]])
+        nh, p = entry["hdr"], 0
+        while nh in IPV6_EXT:  # extension headers of the fragmentable part
+            if len(payload) < p + 8:
+                self._skip("capture.undecodable", "IPv6 extension header cut short", f.number)
+                return None
+            nh, p = payload[p], p + ((payload[p + 1] + 2) * 4 if nh == 51 else (payload[p + 1] + 1) * 8)
+        if nh != 6:
+            self.other_frames += 1
+            return None
+        return self._tcp(f, payload, p, len(payload), src, dst, hop, None, False)
 
     # -- ICMP errors about TCP segments ------------------------------------------------
     def _icmp(self, f: Frame, version: int, data: bytes, off: int, n: int, reporter: bytes) -> IcmpError | None:
@@ -519,6 +577,11 @@ class Decoder:
         payload = data[hend:end]
         seglen = end - hend
         if len(payload) < seglen:
-            self.snaplen_cut.add(f.number)
+            # Bytes the IP header counts but the record lacks: those the snaplen cut (wirelen > caplen) were on
+            # the wire, the rest never were (a frame shorter on the wire than its IP length, "IPv4 total length
+            # exceeds packet length"): the segment is what was on the wire, as Wireshark takes it.
+            seglen = min(seglen, len(payload) + f.wirelen - f.caplen)
+            if len(payload) < seglen:
+                self.snaplen_cut.add(f.number)
         return _tnew(TcpPacket, (f.number, f.ts, src, dst, sport, dport, seq, ack, offflags & 0xFF, window,
                                  data[off + 20 : hend] if doff > 20 else b"", payload, seglen, ttl, ip_id, df))

@@ -660,6 +660,7 @@ class Analysis:
                 self._emit(c.state, table, True)
         self.seen += table.next_id
         self._table = None
+        decoder.flush_fragments()
         findings = _capture_findings(path, reader, decoder, fatal)
         self.totals.count(findings)
         self.totals.inputs.append(InputSummary(

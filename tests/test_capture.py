@@ -179,6 +179,47 @@ def test_icmp_that_is_not_about_tcp_or_is_cut_is_counted_not_decoded() -> None:
         assert _decode_ip([full[:n]]) == [None]
 
 
+def _ipv6_fragments(seg: bytes, size: int, ident: int = 0xBEEF) -> list[bytes]:
+    parts = [seg[i : i + size] for i in range(0, len(seg), size)]
+    return [b.ipv6("fd00::1", "fd00::2", part, ext_headers=(b.ext_fragment(offset=i * size, more=i < len(parts) - 1,
+                                                                             ident=ident),))
+            for i, part in enumerate(parts)]
+
+
+def test_ipv6_fragments_are_reassembled_on_the_last_fragment() -> None:
+    seg = b.tcp(40000, 80, 1, 0, 0x18, 1000, b"B" * 150, src_ip="fd00::1", dst_ip="fd00::2")
+    frags = _ipv6_fragments(seg, 56)
+    assert len(frags) == 4
+    out = _decode_ip([frags[1], frags[3], frags[0], frags[2]])  # in any order
+    assert out[:3] == [None, None, None]
+    assert out[3] is not None and out[3].payload == b"B" * 150 and out[3].frame == 4 and out[3].sport == 40000
+
+
+def test_ipv6_fragments_never_completed_are_reported_at_the_end() -> None:
+    from pcapcheck.config import Options
+    from pcapcheck.pipeline import Analysis
+
+    seg = b.tcp(40000, 80, 1, 0, 0x18, 1000, b"B" * 150, src_ip="fd00::1", dst_ip="fd00::2")
+    frags = _ipv6_fragments(seg, 56)
+    w = b.PcapWriter(linktype=101)
+    for i, ip in enumerate(frags[:2]):  # the last fragment never comes
+        w.add(T0 + i, ip)
+
+    class Sink:
+        def conversation(self, r) -> None:
+            raise AssertionError("no conversation")
+
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "frag6.pcap"
+        w.write(path)
+        totals = Analysis(Options(), Sink()).run([str(path)])
+    (f,) = totals.inputs[0].findings
+    assert f.code == "capture.undecodable" and f.frames == (1, 2) and "IPv6 fragment never completed" in f.message
+
+
 def test_unsupported_link_type_is_reported_not_dropped_silently() -> None:
     w = b.PcapWriter(linktype=147)
     w.add(T0, b"\x00" * 40)
@@ -197,6 +238,30 @@ def test_snaplen_cut_payload_is_marked() -> None:
     p = d.decode(frames[0])
     assert p is not None and p.seglen == 100 and len(p.payload) == 60 - 54
     assert d.snaplen_cut.count == 1
+
+
+def test_frame_shorter_on_the_wire_than_its_ip_length() -> None:
+    """The IP header claims 8 bytes more than the frame had on the wire (caplen == wirelen): the segment is what
+    was on the wire, as Wireshark takes it ("IPv4 total length exceeds packet length"), and it is not a snaplen
+    cut. Bytes the snaplen cut (wirelen > caplen) were on the wire and count. Every decoding path agrees."""
+    seg = b.tcp(40000, 80, 1000, 2000, 0x18, 65535, b"x" * 100, src_ip="10.0.0.1", dst_ip="10.0.0.2")
+    long_ip = b.ipv4("10.0.0.1", "10.0.0.2", seg, total_length=20 + len(seg) + 8)
+    ok_ip = b.ipv4("10.0.0.1", "10.0.0.2", seg)
+    for linktype, wrap in ((1, lambda ip: b.ether(ip, ethertype=0x0800)), (101, lambda ip: ip)):
+        w = b.PcapWriter(linktype=linktype)
+        w.add(T0, wrap(long_ip))  # shorter on the wire
+        w.add(T0 + 1, wrap(ok_ip)[:-30], orig_len=len(wrap(ok_ip)))  # cut by the snaplen
+        r, frames = read(w.to_bytes())
+        d = Decoder()
+        short, cut = (d.decode(f) for f in frames)
+        assert (short.seglen, len(short.payload)) == (100, 100), linktype
+        assert (cut.seglen, len(cut.payload)) == (100, 70), linktype
+        assert d.snaplen_cut.count == 1 and d.snaplen_cut.frames == [2]
+        r = CaptureReader("mem.pcap", stream=io.BufferedReader(io.BytesIO(w.to_bytes())))
+        d = Decoder()
+        batch = [p for recs in r.record_batches() for p in d.decode_batch(recs)]
+        assert [(p.seglen, len(p.payload)) for p in batch] == [(100, 100), (100, 70)], linktype
+        assert d.snaplen_cut.count == 1
 
 
 # -- bad input ---------------------------------------------------------------------------

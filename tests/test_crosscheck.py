@@ -27,19 +27,18 @@ FAST = "tcp.analysis.fast_retransmission"
 MS = 1_000_000
 
 # Captures whose stream numbering may legitimately differ, with the reason. None in the corpus
-# today; the known cause (docs/crosscheck.md, "Stream numbering"): IPv6 fragments (decode.py
-# reassembles IPv4 fragments only).
+# today, and no known cause left (docs/crosscheck.md, "Stream numbering").
 STREAM_EXCEPTIONS: dict[str, str] = {}
 # TCP frames tshark dissects that pcapcheck does not decode, by capture. None in the corpus.
 DECODE_EXCEPTIONS: dict[str, str] = {}
 
 # Differences on the whole corpus as measured (docs/crosscheck.md): (only tshark, only pcapcheck).
-# A flag not listed matches exactly. "pipeline" is pcapcheck.pipeline.packet_annotations, whose
-# decoder still reports the IP length as the segment length of frames that are shorter on the
-# wire (zeek/tcp/reassembly.pcap frames 7 and 85; crosscheck.wire_seglen has the fix).
+# A flag not listed matches exactly. "pipeline" is pcapcheck.pipeline.packet_annotations, "own" the
+# reference table of crosscheck.own_annotations: both take the segment length of a frame shorter on
+# the wire than its IP length from the frame, as Wireshark does (zeek/tcp/reassembly.pcap frames 7, 85).
 BASELINE: dict[str, dict[str, tuple[int, int]]] = {
     "own": {FAST: (1, 0)},
-    "pipeline": {ACK_LOST: (4, 1), FAST: (3, 0), "tcp.analysis.lost_segment": (2, 0)},
+    "pipeline": {FAST: (1, 0)},
 }
 
 # Random conversations (deterministic: fixed seeds): every flag matches exactly except the two
@@ -374,6 +373,34 @@ def test_icmp_errors_get_the_quoted_segments_stream(tshark, tmp_path):
     for use_pipeline in (False, True):
         r = cc.compare(path, use_pipeline=use_pipeline, tshark=ts)
         assert (r.stream_mismatches, r.missing, r.partition_mismatches) == ([], {}, []), use_pipeline
+
+
+def test_ipv6_fragments_get_their_stream_on_the_completing_frame(tshark, tmp_path):
+    """docs/crosscheck.md, Stream numbering 7: a fragmented segment belongs to the frame that completes it."""
+    from fixtures.builder import ext_fragment
+
+    a6, b6 = "2001:db8::1", "2001:db8::2"
+    cap = Capture(step_ns=MS)
+
+    def send(src, dst, sport, dport, seq, ack, flags, payload=b"", frag=0, ident=1):
+        seg = tcp(sport, dport, seq, ack, flags, 8192, payload, src_ip=src, dst_ip=dst)
+        if not frag:
+            return [cap.add_ip(ipv6(src, dst, seg))]
+        parts = [seg[i : i + frag] for i in range(0, len(seg), frag)]
+        return [cap.add_ip(ipv6(src, dst, part, ext_headers=(ext_fragment(offset=i * frag, more=i < len(parts) - 1,
+                                                                          ident=ident),)))
+                for i, part in enumerate(parts)]
+
+    send(a6, b6, 40000, 80, 1000, 0, SYN)
+    send(b6, a6, 80, 40000, 5000, 1001, SYN | ACK)
+    send(a6, b6, 40000, 80, 1001, 5001, ACK)
+    send(a6, b6, 40000, 80, 1001, 5001, PSH | ACK, b"q" * 300, frag=128, ident=7)
+    send(b6, a6, 80, 40000, 5001, 1301, ACK)
+    send(a6, b6, 40001, 80, 9000, 0, SYN, b"", frag=16, ident=8)  # a fragmented SYN opens stream 1
+    path = str(cap.write(tmp_path / "frag6.pcap"))
+    r = cc.compare(path, use_pipeline=True)
+    assert r.tshark_conversations == 2
+    assert (r.stream_mismatches, r.missing, r.extra) == ([], {}, [])
 
 
 # -- random conversations ----------------------------------------------------------------------
