@@ -17,7 +17,7 @@ from typing import Protocol
 
 from pcapcheck import seq as sq
 from pcapcheck.analyzers.http1 import Http1Analyzer
-from pcapcheck.analyzers.icmp import IcmpRecord, icmp_findings
+from pcapcheck.analyzers.icmp import IcmpRecord, UnattachedIcmp, icmp_findings
 from pcapcheck.analyzers.rst import RstAnalyzer
 from pcapcheck.analyzers.tcpflags import tcp_findings
 from pcapcheck.analyzers.window import WindowAnalyzer
@@ -511,6 +511,7 @@ class Analysis:
         self.seen = 0  # conversations created in earlier inputs; plus the current input's table.next_id
         self._table: FlowTable | None = None
         self._skip: dict[tuple, Foreign] | None = None  # see _input
+        self._unattached = UnattachedIcmp()  # the current input's ICMP errors without a conversation
 
     def seen_total(self) -> int:
         """Conversations created so far, over all inputs (identical in every shard)."""
@@ -551,7 +552,8 @@ class Analysis:
 
     def _icmp(self, ev: IcmpError, table: FlowTable, index: int, shard_n: int, shard_k: int) -> None:
         found = table.icmp(ev)
-        if found is None:
+        if found is None:  # no conversation to attach it to: reported for the input (tcp.icmp.unattached)
+            self._unattached.add(ev)
             return
         conv, d, _new = found
         st = conv.state
@@ -565,6 +567,7 @@ class Analysis:
     def _input(self, index: int, path: str) -> None:
         reader = CaptureReader(path)
         decoder = Decoder()
+        self._unattached = UnattachedIcmp()
         table = self._table = FlowTable()
         options = self.options
         shard_k, shard_n = self.shard if self.shard is not None else (0, 1)
@@ -662,6 +665,7 @@ class Analysis:
         self._table = None
         decoder.flush_fragments()
         findings = _capture_findings(path, reader, decoder, fatal)
+        findings.extend(self._unattached.findings(path))
         self.totals.count(findings)
         self.totals.inputs.append(InputSummary(
             index=index, path=path, format=reader.format, compressed=reader.compressed,

@@ -116,6 +116,38 @@ def test_an_icmp_error_alone_opens_a_conversation_that_a_later_syn_joins(tmp_pat
     assert "tcp.icmp.unreachable" in render_conversation(rs[0])
 
 
+def test_an_icmp_error_about_a_finalized_conversation_is_reported_for_the_input(tmp_path: Path, monkeypatch) -> None:
+    """Not attached (the conversation's result is out already) and not a new conversation (its id stays taken,
+    as in Wireshark), but not lost either: tcp.icmp.unattached."""
+    import pcapcheck.pipeline as pl
+
+    monkeypatch.setattr(pl, "CHECK_EVERY", 2)  # finalize early
+    segs = [
+        (C, S, 5000, 80, 1000, 0, SYN, b""),
+        (S, C, 80, 5000, 7000, 1001, SYN | ACK, b""),
+        (C, S, 5000, 80, 1001, 7001, 0x01 | ACK, b""),  # FIN
+        (S, C, 80, 5000, 7001, 1002, 0x01 | ACK, b""),  # FIN: closed
+        (C, S, 5000, 80, 1002, 7002, ACK, b""),
+    ] + [(C, S, 6000 + i, 80, 1, 0, SYN, b"") for i in range(4)]  # frames for the check points to pass
+    path = write(tmp_path, segs)
+    from pcapcheck.capture import CaptureReader
+
+    reader = CaptureReader(path)  # the same frames, then the late ICMP error
+    w = b.PcapWriter(linktype=101)
+    for f in reader:
+        w.add(f.ts, f.data)
+    reader.close()
+    quoted = b.ipv4(C, S, b.tcp(5000, 80, 1002, 7002, ACK, 64240, src_ip=C, dst_ip=S))
+    w.add(1_700_000_100_000_000_000, b.icmp_error("192.0.2.1", C, 3, 13, quoted))
+    w.write(tmp_path / "late.pcap")
+    sink = Collect()
+    totals = Analysis(Options(linger_ns=0), sink).run([str(tmp_path / "late.pcap")])
+    assert sorted(r.id for r in sink.results) == [0, 1, 2, 3, 4]
+    assert not any(f.code.startswith("tcp.icmp") for r in sink.results for f in r.findings)
+    (f,) = [f for f in totals.inputs[0].findings if f.code == "tcp.icmp.unattached"]
+    assert f.frames == (10,) and f.detail["count"] == 1
+
+
 def test_every_fixture_analyzes_without_crash() -> None:
     for p in sorted(FIXTURES.glob("*.pcap*")):
         sink = Collect()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pcapcheck.decode import IcmpError, addr_text
+from pcapcheck.decode import IcmpError, addr_text, endpoint_text
 from pcapcheck.findings import Finding, Severity
 
 MAX_FRAMES = 20  # frames listed per kind
@@ -173,3 +173,39 @@ def icmp_findings(cid: int, record: IcmpRecord, endpoints: tuple[str, str],
         out.append(Finding(code, severity, message, conversation=cid, direction=("c2s", "s2c")[d],
                            frames=tuple(k.frames), detail=detail, rule=rule))
     return out
+
+
+class UnattachedIcmp:
+    """ICMP errors about TCP segments that no conversation takes (``FlowTable.icmp`` gave None): the quoted
+    4-tuple is not in the capture (and the quote is too short for Wireshark to number a stream for it), or
+    its conversation was finalized already. Reported once per input, not dropped silently."""
+
+    __slots__ = ("count", "frames", "examples")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.frames: list[int] = []
+        self.examples: list[dict] = []
+
+    def add(self, ev: IcmpError) -> None:
+        self.count += 1
+        if len(self.frames) < MAX_FRAMES:
+            self.frames.append(ev.frame)
+        if len(self.examples) < 5:
+            src, sport, dst, dport = ev.key
+            self.examples.append({"frame": ev.frame, "reporter": addr_text(ev.reporter), "reason": reason_of(ev),
+                                  "quoted": f"{endpoint_text(src, sport)} -> {endpoint_text(dst, dport)}",
+                                  "seq": ev.seq})
+
+    def findings(self, path: str) -> list[Finding]:
+        if not self.count:
+            return []
+        first = self.examples[0]
+        return [Finding(
+            "tcp.icmp.unattached", Severity.NOTICE,
+            f"{path}: {self.count} ICMP error(s) about TCP segments of no conversation in the report (the "
+            f"segment's conversation is not in the capture, or had ended): first frame {first['frame']}, "
+            f"{first['reporter']} reported {first['reason']} for {first['quoted']}",
+            frames=tuple(self.frames), detail={"count": self.count, "examples": self.examples},
+            rule="RFC 792, RFC 4443 2.4",
+        )]
