@@ -18,7 +18,7 @@ import click
 from pcapcheck import __version__
 from pcapcheck.config import KERNELS, Options
 from pcapcheck.findings import Severity
-from pcapcheck.pipeline import Analysis, Totals
+from pcapcheck.pipeline import Totals
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_UNREADABLE, EXIT_INTERNAL = 0, 1, 2, 3, 123
 FAIL_ON = ("error", "warning", "notice", "info", "never")
@@ -164,6 +164,13 @@ class _Collect:
     def __init__(self) -> None:
         self.rows: list[tuple] = []
 
+    def export(self) -> list[tuple]:
+        """The lines, for another process's ``absorb`` (a sharded run: ``parallel.collect``)."""
+        return self.rows
+
+    def absorb(self, rows: list[tuple]) -> None:
+        self.rows.extend(rows)
+
     def conversation(self, r) -> None:
         worst = r.worst.label if r.worst is not None else "-"
         self.rows.append((r.input_index, r.id, r.client, r.server, sum(r.packets), sum(r.bytes), r.end, worst,
@@ -174,16 +181,23 @@ class _Collect:
 @click.argument("captures", nargs=-1, required=True)
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default="never", show_default=True,
               help="exit 1 when a finding at or above this severity exists")
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=None,
+              help="processes to analyze with (default: the cores, at most 2; 1 = one process)")
 @analysis_options
-def summary(captures: tuple[str, ...], fail_on: str, kernel: str, be_liberal: bool, no_http: bool) -> None:
+def summary(captures: tuple[str, ...], fail_on: str, jobs: int | None, kernel: str, be_liberal: bool,
+            no_http: bool) -> None:
     """Print per-file totals and one line per conversation (ids = Wireshark's tcp.stream).
 
     \b
     Example:
       pcapcheck summary capture.pcap
     """
+    from pcapcheck import parallel
+
     sink = _Collect()
-    totals = Analysis(_options(kernel, be_liberal, no_http), sink, progress=_progress_printer()).run(list(captures))
+    totals = parallel.collect(_options(kernel, be_liberal, no_http), captures, sink,
+                              jobs=jobs or parallel.default_jobs(), export=_Collect.export, absorb=_Collect.absorb,
+                              progress=_progress_printer())
     if sys.stderr.isatty():
         sys.stderr.write("\r\033[K")
     _problems(totals)

@@ -135,3 +135,59 @@ def _shard(k: int, n: int, options: Options, paths: list[str], html: HtmlReport,
         message = ("error", traceback.format_exc())
     conn.send(message)
     conn.close()
+
+
+def collect(options: Options, paths: Sequence[str], sink: Any, *, jobs: int, export: Callable[[Any], Any],
+            absorb: Callable[[Any, Any], None],
+            progress: Callable[[int, int | None], None] | None = None) -> Totals:
+    """Run the analysis into a plain ``sink`` with up to ``jobs`` processes; return the run's totals.
+
+    For sinks that keep what they need in memory (``pcapcheck summary``'s lines): each child gets a forked
+    copy of ``sink`` (as it is before the run) for its shard, and sends back ``export(its sink)``, which the
+    parent hands to ``absorb(sink, exported)``. Conversations arrive in no particular order, as in one
+    process (finalization order): a sink that prints sorts first.
+    """
+    if jobs <= 1 or not shardable(paths):
+        return Analysis(options, sink, progress=progress).run(list(paths))
+    ctx = multiprocessing.get_context("fork")
+    children = []
+    try:
+        for k in range(1, jobs):
+            recv, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_collect_shard, args=(k, jobs, options, list(paths), sink, export, send),
+                               name=f"pcapcheck-shard-{k}", daemon=True)
+            proc.start()
+            send.close()
+            children.append((proc, recv))
+        totals = Analysis(options, sink, progress=progress, shard=(0, jobs)).run(list(paths))
+        for k, (proc, recv) in enumerate(children, start=1):
+            try:
+                message = recv.recv()
+            except EOFError:
+                proc.join()
+                raise RuntimeError(f"analysis shard {k} died (exit status {proc.exitcode})") from None
+            proc.join()
+            if message[0] == "error":
+                raise RuntimeError(f"analysis shard {k} failed:\n{message[1]}")
+            totals.absorb_shard(message[1])
+            absorb(sink, message[2])
+    finally:
+        for proc, recv in children:
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+            recv.close()
+    return totals
+
+
+def _collect_shard(k: int, n: int, options: Options, paths: list[str], sink: Any, export: Callable[[Any], Any],
+                   conn: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    gc.freeze()
+    try:
+        totals = Analysis(options, sink, shard=(k, n)).run(paths)
+        message: tuple = ("ok", totals, export(sink))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+        message = ("error", traceback.format_exc())
+    conn.send(message)
+    conn.close()

@@ -275,3 +275,30 @@ def test_a_killed_run_leaves_no_spool_files(tmp_path, busy_capture):
         time.sleep(0.05)
     assert not any(_running(c) for c in children)
     assert sorted(p.name for p in spool_root.iterdir()) == []
+
+
+def test_summary_sharded_prints_the_same(busy_capture, capsys):
+    """``pcapcheck summary`` on two processes (parallel.collect) prints what one prints."""
+    out = {}
+    for jobs in (1, 2):
+        with pytest.raises(SystemExit):
+            main(["summary", str(busy_capture), "--jobs", str(jobs)])
+        out[jobs] = capsys.readouterr().out
+    assert out[1] == out[2]
+    assert out[1].count("\n") > 40  # a line per conversation
+
+
+def test_summary_shard_failure_is_reported(busy_capture, monkeypatch):
+    from pcapcheck.cli import _Collect
+
+    real = _Collect.conversation
+
+    def broken(self, r):
+        if r.id % 2 == 1:
+            raise ValueError("boom in the summary shard")
+        real(self, r)
+
+    monkeypatch.setattr(_Collect, "conversation", broken)
+    with pytest.raises(RuntimeError, match="boom in the summary shard"):
+        parallel.collect(Options(), [str(busy_capture)], _Collect(), jobs=2, export=_Collect.export,
+                         absorb=_Collect.absorb)
