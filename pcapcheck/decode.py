@@ -387,7 +387,19 @@ class Decoder:
 
     def _fragment(self, f, data, off, ihl, total, ip_id, frag, ttl, src, dst) -> TcpPacket | None:
         """Reassemble IPv4 fragments; the TCP segment belongs to the frame that completes it (as in Wireshark)."""
-        key = (src, dst, ip_id)
+        done = self._reassemble((src, dst, ip_id), (frag & 0x1FFF) * 8, data[off + ihl : off + total], total - ihl,
+                                not frag & 0x2000, (ttl, bool(frag & 0x4000)), f.number)
+        if done is None:
+            return None
+        payload, (ttl, df) = done
+        return self._tcp(f, payload, 0, len(payload), src, dst, ttl, ip_id, df)
+
+    def _reassemble(self, key: tuple, frag_off: int, part: bytes, length: int, last: bool, first: Any,
+                    frame: int) -> tuple[bytes, Any] | None:
+        """Add a fragment: ``part``, ``length`` bytes of the datagram from ``frag_off`` (``last``: none follows
+        it); ``first``: what this fragment tells when it is the first (offset 0). Returns (the datagram, the
+        first fragment's ``first``) when this one completes it. Keys: (src, dst, IPv4 ID) or (src, dst, IPv6
+        identification, 6); at most MAX_FRAGMENT_SETS pending sets, the oldest reported and dropped."""
         entry = self._fragments.get(key)
         if entry is None:
             if len(self._fragments) >= MAX_FRAGMENT_SETS:
@@ -396,14 +408,12 @@ class Decoder:
                 for fr in old["frames"]:
                     self._skip("capture.undecodable", _NEVER_COMPLETED[len(old_key)], fr)
             entry = self._fragments[key] = {"parts": {}, "total": None, "frames": [], "hdr": None}
-        frag_off = (frag & 0x1FFF) * 8
-        part = data[off + ihl : off + total]
         entry["parts"][frag_off] = part
-        entry["frames"].append(f.number)
+        entry["frames"].append(frame)
         if frag_off == 0:
-            entry["hdr"] = (ttl, bool(frag & 0x4000))
-        if not frag & 0x2000:
-            entry["total"] = frag_off + (total - ihl)
+            entry["hdr"] = first
+        if last:
+            entry["total"] = frag_off + length
         if entry["total"] is None or entry["hdr"] is None:
             return None
         buf = bytearray()
@@ -415,8 +425,7 @@ class Decoder:
         if len(buf) < entry["total"]:
             return None
         del self._fragments[key]
-        payload = bytes(buf[: entry["total"]])
-        return self._tcp(f, payload, 0, len(payload), src, dst, entry["hdr"][0], ip_id, entry["hdr"][1])
+        return bytes(buf[: entry["total"]]), entry["hdr"]
 
     def _ipv6(self, f: Frame, data: bytes, off: int) -> TcpPacket | None:
         if len(data) < off + 40:
@@ -457,40 +466,18 @@ class Decoder:
         return self._tcp(f, data, pos, end, src, dst, hop, None, False)
 
     def _fragment6(self, f: Frame, data: bytes, pos: int, end: int, offm: int, src: bytes, dst: bytes,
-                   hop: int) -> TcpPacket | IcmpError | None:
+                   hop: int) -> TcpPacket | None:
         """Reassemble IPv6 fragments (RFC 8200 4.5; ``pos``: this fragment's Fragment header). As for IPv4, the
         segment belongs to the frame that completes the datagram, as in Wireshark."""
         (ident,) = _u32be(data, pos + 4)
-        key = (src, dst, ident, 6)
-        entry = self._fragments.get(key)
-        if entry is None:
-            if len(self._fragments) >= MAX_FRAGMENT_SETS:
-                old_key = next(iter(self._fragments))
-                old = self._fragments.pop(old_key)
-                for fr in old["frames"]:
-                    self._skip("capture.undecodable", _NEVER_COMPLETED[len(old_key)], fr)
-            entry = self._fragments[key] = {"parts": {}, "total": None, "frames": [], "hdr": None}
-        frag_off = offm & 0xFFF8
         part = data[pos + 8 : end]
-        entry["parts"][frag_off] = part
-        entry["frames"].append(f.number)
-        if frag_off == 0:
-            entry["hdr"] = data[pos]  # the next header of the fragmentable part
-        if not offm & 1:
-            entry["total"] = frag_off + len(part)
-        if entry["total"] is None or entry["hdr"] is None:
+        # the first fragment's Fragment header names the first header of the fragmentable part
+        done = self._reassemble((src, dst, ident, 6), offm & 0xFFF8, part, len(part), not offm & 1, data[pos],
+                                f.number)
+        if done is None:
             return None
-        buf = bytearray()
-        for start in sorted(entry["parts"]):
-            chunk = entry["parts"][start]
-            if start > len(buf):
-                return None  # still a hole
-            buf[start : start + len(chunk)] = chunk
-        if len(buf) < entry["total"]:
-            return None
-        del self._fragments[key]
-        payload = bytes(buf[: entry["total"]])
-        nh, p = entry["hdr"], 0
+        payload, nh = done
+        p = 0
         while nh in IPV6_EXT:  # extension headers of the fragmentable part
             if len(payload) < p + 8:
                 self._skip("capture.undecodable", "IPv6 extension header cut short", f.number)

@@ -89,15 +89,7 @@ def analyze(options: Options, paths: Sequence[str], html: HtmlReport, js: JsonRe
         totals = analysis.run(list(paths))
         html.finish_pages()
         for k, (proc, recv, json_spool, index_spool) in enumerate(children, start=1):
-            try:
-                message = recv.recv()
-            except EOFError:
-                proc.join()
-                raise RuntimeError(f"analysis shard {k} died (exit status {proc.exitcode})") from None
-            proc.join()
-            if message[0] == "error":
-                raise RuntimeError(f"analysis shard {k} failed:\n{message[1]}")
-            _, shard_totals, html_state, json_index = message
+            _, shard_totals, html_state, json_index = _receive(k, proc, recv)
             totals.absorb_shard(shard_totals)
             html.absorb(index_spool, html_state)
             files.remove(index_spool)
@@ -113,6 +105,19 @@ def analyze(options: Options, paths: Sequence[str], html: HtmlReport, js: JsonRe
         for f in files:
             f.close()
     return totals
+
+
+def _receive(k: int, proc: Any, recv: Any) -> tuple:
+    """Shard k's message, once it has ended: ("ok", totals, ...); its error or death raised here."""
+    try:
+        message = recv.recv()
+    except EOFError:
+        proc.join()
+        raise RuntimeError(f"analysis shard {k} died (exit status {proc.exitcode})") from None
+    proc.join()
+    if message[0] == "error":
+        raise RuntimeError(f"analysis shard {k} failed:\n{message[1]}")
+    return message
 
 
 def _shard(k: int, n: int, options: Options, paths: list[str], html: HtmlReport, conn: Any, json_spool: Any,
@@ -161,14 +166,7 @@ def collect(options: Options, paths: Sequence[str], sink: Any, *, jobs: int, exp
             children.append((proc, recv))
         totals = Analysis(options, sink, progress=progress, shard=(0, jobs)).run(list(paths))
         for k, (proc, recv) in enumerate(children, start=1):
-            try:
-                message = recv.recv()
-            except EOFError:
-                proc.join()
-                raise RuntimeError(f"analysis shard {k} died (exit status {proc.exitcode})") from None
-            proc.join()
-            if message[0] == "error":
-                raise RuntimeError(f"analysis shard {k} failed:\n{message[1]}")
+            message = _receive(k, proc, recv)
             totals.absorb_shard(message[1])
             absorb(sink, message[2])
     finally:
