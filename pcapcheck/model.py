@@ -61,6 +61,8 @@ class ConversationResult:
     isn: tuple[int | None, int | None]
     resumed: bool = False
     reuse_of: int | None = None
+    # ICMP errors about its segments, for the ladder (analyzers.icmp.IcmpMark), in frame order, at most 20 a kind
+    icmp: tuple[Any, ...] = ()
 
     @property
     def worst(self) -> Severity | None:

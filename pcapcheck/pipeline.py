@@ -430,6 +430,7 @@ class ConvState:
             stream_heads=(bytes(self.reasm[0].head), bytes(self.reasm[1].head)),
             isn=(self.tracker.base_seq(0), self.tracker.base_seq(1)),
             resumed=conv.resumed, reuse_of=conv.reuse_of,
+            icmp=self.icmp.marks() if self.icmp is not None else (),
         )
 
     def _handshake(self) -> Handshake:

@@ -407,3 +407,28 @@ def test_detail_record_with_a_numeric_type_keeps_it() -> None:
 
     assert value_text({"type": "content-length", "length": 29}) == "content-length, length 29"
     assert value_text({"version": 4, "type": 3, "code": 4}) == "version 4, type 3, code 4"
+
+
+def test_icmp_errors_are_rows_of_the_ladder() -> None:
+    """An ICMP error about a segment is drawn among the packets (towards the quoted segment's sender), and the
+    finding's frame links to that row; the packet count stays the TCP packets'."""
+    from pcapcheck.config import Options
+    from pcapcheck.pipeline import Analysis
+    from tests.conftest import FIXTURES
+
+    results = []
+
+    class Sink:
+        def conversation(self, r) -> None:
+            results.append(r)
+
+    Analysis(Options(), Sink()).run([str(FIXTURES / "icmp-errors.pcap")])
+    r = next(r for r in results if r.id == 1)
+    assert [(m.frame, m.direction) for m in r.icmp] == [(11, 1)]
+    page = html_report.render_conversation(r)
+    assert '<tr id="f11" class="d1 k-icmp s-warning">' in page and '<a href="#f11">11</a>' in page
+    assert "10.0.0.254: fragmentation needed and DF set (ICMP type 3 code 4), MTU 1400" in page
+    assert "Packets (16, and 1 ICMP error about them)" in page
+    rows = [int(f) for f in re.findall(r'<tr id="f(\d+)"', page)]
+    assert rows == sorted(rows) and 11 in rows
+    assert r.to_json() == dataclasses.replace(r, icmp=()).to_json()  # not in report.json: the findings say it

@@ -13,11 +13,22 @@ reported, not what the endpoint did about it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from pcapcheck.decode import IcmpError, addr_text, endpoint_text
 from pcapcheck.findings import Finding, Severity
 
 MAX_FRAMES = 20  # frames listed per kind
+
+class IcmpMark(NamedTuple):
+    """An ICMP error about one of the conversation's segments, for the report's packet ladder
+    (``ConversationResult.icmp``; not in report.json: the ``tcp.icmp.*`` findings carry what it says)."""
+
+    frame: int
+    ts: int  # ns
+    direction: int  # the ICMP message's: towards the sender of the quoted segment (0 = to the server)
+    text: str  # "10.0.0.254: fragmentation needed and DF set (ICMP type 3 code 4), MTU 1400"
+
 
 # kind -> (code, severity, rule)
 KINDS = {
@@ -100,12 +111,17 @@ class _Kind:
 
 
 class IcmpRecord:
-    """The ICMP errors of one conversation, by kind: bounded (counts, the first frames, the first message)."""
+    """The ICMP errors of one conversation, by kind: bounded (counts, the first frames, the first message), and
+    the first MAX_FRAMES of each kind as ladder marks (``marks()``)."""
 
-    __slots__ = ("kinds",)
+    __slots__ = ("kinds", "_marks")
 
     def __init__(self) -> None:
         self.kinds: dict[str, _Kind] = {}
+        self._marks: list[IcmpMark] = []
+
+    def marks(self) -> tuple[IcmpMark, ...]:
+        return tuple(sorted(self._marks))
 
     def add(self, d: int, ev: IcmpError) -> None:
         kind = kind_of(ev)
@@ -120,6 +136,8 @@ class IcmpRecord:
             k.reasons[reason] = k.reasons.get(reason, 0) + 1
             if ev.mtu is not None:
                 k.mtus.add(ev.mtu)
+            mtu = f", MTU {ev.mtu}" if ev.mtu is not None else ""
+            self._marks.append(IcmpMark(ev.frame, ev.ts, 1 - d, f"{addr_text(ev.reporter)}: {reason}{mtu}"))
 
 
 def icmp_findings(cid: int, record: IcmpRecord, endpoints: tuple[str, str],

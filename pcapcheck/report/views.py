@@ -1055,6 +1055,7 @@ class ConversationView:
     tshark_extract: str
     findings: tuple[FindingView, ...]
     ladder: tuple[LadderRow, ...]
+    icmp_rows: int  # rows of the ladder that are ICMP errors, not packets of the conversation
     timeline_total: int
     timeline_capped: bool
     graphs: tuple[Graph, ...]
@@ -1089,7 +1090,7 @@ def _options_text(opts: Mapping[str, Any]) -> str:
 def build_conversation(r: ConversationResult, *, input_path: str | None = None,
                        timestamp: str | None = None) -> ConversationView:
     """The whole page's data, in one pass over the findings and one over the timeline."""
-    shown = frozenset(map(_FRAME, r.timeline))
+    shown = frozenset(map(_FRAME, r.timeline)) | {m.frame for m in r.icmp}
     # frames -> findings naming them (for ladder rows), and severity
     by_frame: dict[int, list[tuple[int, str, str]]] = {}
     frame_sev: dict[int, int] = {}
@@ -1110,6 +1111,8 @@ def build_conversation(r: ConversationResult, *, input_path: str | None = None,
     marked_frames = {fr for fr, sev in frame_sev.items() if sev >= Severity.WARNING}
 
     ladder, dirs, seg_counts = _timeline(r, by_frame, frame_sev, marked_frames)
+    if r.icmp:
+        ladder = _with_icmp(ladder, r, by_frame, frame_sev)
     graphs = tuple(g for g in (_graph(d, dirs[d], r.start_ns, r.end_ns, seg_counts[d]) for d in (0, 1))
                    if g is not None)
 
@@ -1164,7 +1167,7 @@ def build_conversation(r: ConversationResult, *, input_path: str | None = None,
         wireshark_filter=fil,
         tshark_view=f"tshark -r {shlex.quote(path)} -Y '{fil}'",
         tshark_extract=f"tshark -r {shlex.quote(path)} -Y '{fil}' -w {ext}",
-        findings=tuple(findings), ladder=tuple(ladder), timeline_total=r.timeline_total,
+        findings=tuple(findings), ladder=tuple(ladder), icmp_rows=len(r.icmp), timeline_total=r.timeline_total,
         timeline_capped=r.timeline_capped, graphs=graphs, exchanges=exchanges, streams=tuple(streams),
         streams_left_out=sum(1 for h in r.stream_heads if h) - len(streams),
         follow_cmd=f"tshark -r {shlex.quote(path)} -q -z follow,tcp,ascii,{int(r.id)}",
@@ -1235,6 +1238,23 @@ def _timeline(r: ConversationResult, by_frame: Mapping[int, list[tuple[int, str,
         if row.wnd_edge >= 0:
             mine.wins.append((ts, row.wnd_edge))
     return ladder, dirs, seg_counts
+
+
+def _with_icmp(ladder: list[LadderRow], r: ConversationResult, by_frame: Mapping[int, list[tuple[int, str, str]]],
+               frame_sev: Mapping[int, int]) -> list[LadderRow]:
+    """The ladder with a row per ICMP error (``r.icmp``) among the packets, in frame order: an arrow towards
+    the sender of the segment it quotes, drawn as ICMP, with the findings that name its frame."""
+    rows = []
+    for m in r.icmp:
+        sev = frame_sev.get(m.frame, -1)
+        severity = _SEVERITY_LABEL[sev] if sev >= 0 else ""
+        found = tuple(by_frame.get(m.frame, ()))
+        cls = f"d{m.direction} k-icmp" + (f" s-{severity}" if severity else "")
+        rows.append(LadderRow(str(m.frame), f"{(m.ts - r.start_ns) / 1e9:.6f}", m.direction, "ICMP", visible(m.text),
+                              cls, "icmp", (), "", severity, found, bool(found)))
+    merged = ladder + rows
+    merged.sort(key=lambda row: int(row.frame))  # stable: frames are unique
+    return merged
 
 
 def _noted_row(row: PacketRow, t: str, label: str, kind: str, cls: str,
