@@ -31,7 +31,7 @@ ETH_IPV4, ETH_IPV6 = dpkt.ethernet.ETH_TYPE_IP, dpkt.ethernet.ETH_TYPE_IP6
 VLAN_TYPES = {0x8100, 0x88A8, 0x9100, 0x9200}
 IPV6_EXT = {0, 43, 60, 51, 135, 139, 140}  # hop-by-hop, routing, dest opts, AH, mobility, HIP, shim6
 NULL_IPV6 = {24, 28, 30}
-# Pending IPv4 fragment sets are bounded; the oldest are dropped (and reported) beyond this.
+# Pending IPv4 and IPv6 fragment sets are bounded; the oldest are dropped (and reported) beyond this.
 MAX_FRAGMENT_SETS = 1024
 _NEVER_COMPLETED = {3: "IPv4 fragment never completed", 4: "IPv6 fragment never completed"}  # by key length
 _tnew = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (half the cost)
@@ -374,7 +374,7 @@ class Decoder:
         if proto != 6:
             self.other_frames += 1
             if proto == 1 and not frag & 0x3FFF and total >= ihl + 8 and len(data) >= off + ihl + 8:
-                return self._icmp(f, 4, data, off + ihl, min(len(data), off + total) if total else len(data), src)
+                return self._icmp(f, 4, data, off + ihl, min(len(data), off + total), src)
             return None
         if total == 0:  # TCP segmentation offload: the NIC fills the length in later
             total = f.wirelen - off
