@@ -12,7 +12,8 @@ class Options:
     kernel: str = "6.1+"  # which conntrack generation's verdict drives severity
     be_liberal: bool = False  # nf_conntrack_tcp_be_liberal=1: no window verdicts
     linger_ns: int = 120 * 10**9  # keep a closed conversation this long (packet time) for late packets
-    linger_max: int = 128  # ... but keep at most this many closed conversations (the oldest closed go first)
+    linger_max: int = 4096  # ... but keep at most this many closed conversations (the oldest closed go first)
+    linger_bytes: int = 12 * 2**20  # ... and at most about this much of their state (ConvState.held_bytes)
     idle_ns: int = 900 * 10**9  # finalize a conversation idle this long
     timeline_head: int = 2000  # packets kept for the report: the first N ...
     timeline_tail: int = 2000  # ... the last N ...

@@ -195,10 +195,11 @@ class Decoder:
         counted and skipped as by ``decode_record``, whose fast path this loop repeats inline: one call per
         batch instead of one per record).
 
-        ``skip`` maps keys (src, sport, dst, dport) to objects with an ``end_ts``: a segment of the fast path
-        (Ethernet/IPv4/TCP) without SYN, FIN or RST whose key is there is counted as decoded but not built, and
-        its time is stored in that ``end_ts`` (a sharded run's segments of conversations another process
-        analyzes: all it keeps of them is the last packet time). The caller routes the batch after this, so
+        ``skip`` maps keys (src, sport, dst, dport) to objects with ``end_ts``, ``packets`` and ``payload``: a
+        segment of the fast path (Ethernet/IPv4/TCP) without SYN, FIN or RST whose key is there is counted as
+        decoded but not built; its time is stored in that ``end_ts`` and it is counted in ``packets`` and, by
+        its segment length, ``payload`` (a sharded run's segments of conversations another process analyzes:
+        all it keeps of them is the last packet time and those counts, see pipeline.Foreign). The caller routes the batch after this, so
         ``skip`` is as it was before the batch: segments of a 4-tuple that had a SYN earlier in the batch are
         not skipped (the SYN may open a new conversation on it)."""
         out: list[TcpPacket] = []
@@ -229,8 +230,13 @@ class Decoder:
                                 other = skip_get(key)
                                 if other is not None and key not in synkeys:
                                     other.end_ts = ts
-                                    if end > caplen and wirelen > caplen:
-                                        self.snaplen_cut.add(number)
+                                    other.packets += 1
+                                    if end > caplen:
+                                        if wirelen > caplen:
+                                            self.snaplen_cut.add(number)
+                                        if wirelen < end:
+                                            end = wirelen
+                                    other.payload += end - hend
                                     continue
                         if end > caplen:
                             payload = buf[start + hend : start + caplen]

@@ -30,7 +30,7 @@ from pcapcheck.model import ConversationResult, Handshake, InputSummary, PacketR
 from pcapcheck.seq import HALF, MASK, MOD
 from pcapcheck.tcp import options as tcpopt
 from pcapcheck.tcp.events import ACK, FIN, RST, SYN, Gap, StreamData, StreamEnd
-from pcapcheck.tcp.reassembly import Reassembler
+from pcapcheck.tcp.reassembly import TAIL_KEEP, Reassembler
 from pcapcheck.tcp.tracker import TcpTracker, flag_names
 from pcapcheck.tcp.window import ACCEPTED, ConntrackWindow
 
@@ -49,6 +49,20 @@ _FR = FIN | RST
 # so sorting the bytes sorts rows by frame. A row whose values do not fit (a corrupt capture's timestamps
 # centuries apart) is kept as a tuple in ConvState.odd (see ConvState._odd_row).
 _ROW = struct.Struct(">QqBBIIIHHHBIHB")
+_STATE_BYTES = 10_000  # held_estimate: a conversation's objects, before what it keeps per packet or byte
+_TIMELINE_ROWS = 8000  # ... a packed row per packet, at most the default timeline caps (head, tail, marked)
+_KEPT_BYTES = 2 * (TAIL_KEEP + 4096) + 16 * 4096  # ... at most, of its payload: the reassembly tails and heads,
+# the HTTP heads and body excerpts
+
+
+def held_estimate(packets: int, payload: int) -> int:
+    """About how much memory a conversation's state holds (ConvState), for the linger budget
+    (Options.linger_bytes), from what every shard knows of every conversation (ConvState and Foreign count
+    the same packets and payload bytes), so that all shards finalize the same conversations at the same
+    frame: the analyzers' objects, a packed timeline row per packet (up to the timeline caps) and the
+    payload bytes kept (up to _KEPT_BYTES). Calibrated on the benchmark captures: about 12 KB for a short
+    HTTP conversation, 88 KB for the 1M capture's average (measured with linger_max unbounded)."""
+    return _STATE_BYTES + _ROW.size * min(packets, _TIMELINE_ROWS) + min(payload, _KEPT_BYTES)
 _pack_row = _ROW.pack
 _NO_EDGE = (0, 0, 0, 0)
 _VERDICT_TEXT: list[str] = [""]  # verdict text by index; "" (accepted) is 0
@@ -336,6 +350,9 @@ class ConvState:
             self.icmp = IcmpRecord()
         self.icmp.add(d, ev)
 
+    def held_bytes(self) -> int:
+        return held_estimate(self.packets0 + self.packets1, self.bytes0 + self.bytes1)
+
     def _odd_row(self, d: int, pkt: TcpPacket, mask: int, verdict: int) -> None:
         """A row with values _ROW cannot hold: kept as the tuple _ROW would unpack, outside the timeline's caps."""
         self.odd.append((pkt.frame, pkt.ts - self.start_ts, d, pkt.flags, pkt.seq, pkt.ack, pkt.seglen, pkt.window,
@@ -462,18 +479,25 @@ class Foreign:
     its last packet.
     """
 
-    __slots__ = ("conv", "end_ts", "fin0", "fin1")
+    __slots__ = ("conv", "end_ts", "fin0", "fin1", "packets", "payload")
 
     def __init__(self, conv: Conversation, ts: int) -> None:
         self.conv = conv
         self.end_ts = ts
         self.fin0 = self.fin1 = False
+        self.packets = 0  # TCP packets and their payload bytes (TcpPacket.seglen), as ConvState counts them:
+        self.payload = 0  # for held_estimate (decode_batch counts the segments it skips)
+
+    def held_bytes(self) -> int:
+        return held_estimate(self.packets, self.payload)
 
     def icmp_error(self, d: int, ev: IcmpError) -> None:
         self.end_ts = ev.ts
 
     def packet(self, d: int, pkt: TcpPacket) -> None:
         self.end_ts = pkt[1]
+        self.packets += 1
+        self.payload += pkt[12]
         flags = pkt[8]
         if flags & _FR:
             conv = self.conv
@@ -575,10 +599,11 @@ class Analysis:
         first_ts = last_ts = None
         readable = True
         fatal: str | None = None
-        closing: deque[Conversation] = deque()
+        closing: deque[tuple[Conversation, int]] = deque()  # closed, oldest first, with held_bytes
         number = 0  # frames read so far (= the last frame's number)
         next_check = CHECK_EVERY
-        linger, idle, linger_max = options.linger_ns, options.idle_ns, options.linger_max
+        linger, idle, linger_max, linger_bytes = options.linger_ns, options.idle_ns, options.linger_max, options.linger_bytes
+        held = [0]  # held_bytes() of the conversations in closing, as when each closed
         decode = decoder.decode_batch
         route = table.route
         routes_get = table.routes.get
@@ -629,18 +654,23 @@ class Analysis:
                         if flags & _FR and conv.closed_at is None:
                             st.packet(d, pkt)
                             if conv.closed_at is not None:  # only a FIN or RST closes
-                                closing.append(conv)
+                                size = st.held_bytes()
+                                held[0] += size
+                                closing.append((conv, size))
                         else:
                             st.packet(d, pkt)
                     if batch is None:
                         break
                     # every CHECK_EVERY frames (TCP or not), after frame number next_check, at its time
                     now = part[-1][1]
-                    # closed conversations linger (late packets: retransmitted FINs, data in flight when a RST
-                    # went out), but at most linger_max of them, oldest closed first: memory stays bounded
-                    # when conversations close faster than the linger lets them go
-                    while closing and (closing[0].closed_at + linger < now or len(closing) > linger_max):
-                        c = closing.popleft()
+                    # closed conversations linger (late packets: retransmitted FINs, final ACKs from far-away
+                    # clients, data in flight when a RST went out), but at most linger_max of them and about
+                    # linger_bytes of their state, oldest closed first: memory stays bounded when
+                    # conversations close faster than the linger lets them go
+                    while closing and (closing[0][0].closed_at + linger < now or len(closing) > linger_max
+                                       or held[0] > linger_bytes):
+                        c, size = closing.popleft()
+                        held[0] -= size
                         if c.state is not None:
                             self._emit(c.state, table, False)
                     if next_check % (CHECK_EVERY * 16) == 0:

@@ -302,3 +302,69 @@ def test_summary_shard_failure_is_reported(busy_capture, monkeypatch):
     with pytest.raises(RuntimeError, match="boom in the summary shard"):
         parallel.collect(Options(), [str(busy_capture)], _Collect(), jobs=2, export=_Collect.export,
                          absorb=_Collect.absorb)
+
+
+@pytest.fixture(scope="module")
+def closing_storm(tmp_path_factory) -> Path:
+    """Short HTTP conversations closing 2,000 a second, each client's final ACK 150 ms after the FINs (a far
+    client): hundreds of conversations are closed and waiting for their last packet at any time."""
+    import heapq
+
+    from fixtures.builder import Capture, PcapWriter
+
+    cap = Capture("ether", step_ns=10_000)
+    steps = [lambda c: c.syn(), lambda c: c.syn_ack(), lambda c: c.ack("c2s"),
+             lambda c: c.send("c2s", b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"),
+             lambda c: c.send("s2c", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+             lambda c: c.fin("s2c"), lambda c: c.fin("c2s"), lambda c: c.ack("s2c")]
+    gaps = [10**6, 10**6, 10**6, 2 * 10**6, 10**6, 10**6, 150 * 10**6]
+    heap = []
+    for i in range(1500):
+        c = cap.conversation((f"10.1.{i // 250}.{i % 250 + 1}", 40000 + i), ("10.0.0.2", 80))
+        heap.append((i * 500_000, i, 0, c))
+    heapq.heapify(heap)
+    while heap:
+        t, i, k, c = heapq.heappop(heap)
+        cap.at(t)
+        steps[k](c)
+        if k + 1 < len(steps):
+            heapq.heappush(heap, (t + gaps[k], i, k + 1, c))
+    w = PcapWriter(linktype=1)
+    for r in cap.records:
+        w.add(r.ts_ns, r.data)
+    path = tmp_path_factory.mktemp("storm") / "storm.pcap"
+    w.write(path)
+    return path
+
+
+def test_a_closing_storm_keeps_conversations_whole(closing_storm, monkeypatch):
+    """The linger is bounded by the closed conversations' estimated size (Options.linger_bytes), which every
+    shard computes alike: short conversations linger by the hundred, so the late final ACKs still find theirs
+    (with the old bound of 128 closed conversations a third of them came back as "resumed" conversations),
+    and any number of processes writes the same bytes. A tiny budget still splits them, the same way in every
+    shard."""
+    monkeypatch.setattr(pipeline, "CHECK_EVERY", 512)  # (as often as a big capture's 4096 frames, relatively)
+
+    class Collect:
+        def __init__(self):
+            self.results = []
+
+        def conversation(self, r):
+            self.results.append(r)
+
+    def results(shard=None, **kw) -> list[tuple]:
+        sink = Collect()
+        Analysis(Options(**kw), sink, shard=shard).run([str(closing_storm)])
+        return sorted((r.id, r.resumed, r.packets, r.end, r.first_frame, r.last_frame) for r in sink.results)
+
+    def resumed(rows: list[tuple]) -> int:
+        return sum(1 for row in rows if row[1])
+
+    whole = results()
+    assert (len(whole), resumed(whole)) == (1500, 0)
+    assert resumed(results(linger_max=128, linger_bytes=2**40)) > 100  # the old bound
+    tiny = results(linger_bytes=200_000)
+    assert resumed(tiny) > 100
+    for n in (2,):  # every shard finalizes the same conversations at the same frame
+        assert sorted(x for k in range(n) for x in results((k, n))) == whole
+        assert sorted(x for k in range(n) for x in results((k, n), linger_bytes=200_000)) == tiny
