@@ -53,6 +53,10 @@ _STATE_BYTES = 10_000  # held_estimate: a conversation's objects, before what it
 _TIMELINE_ROWS = 8000  # ... a packed row per packet, at most the default timeline caps (head, tail, marked)
 _KEPT_BYTES = 2 * (TAIL_KEEP + 4096) + 16 * 4096  # ... at most, of its payload: the reassembly tails and heads,
 # the HTTP heads and body excerpts
+_pack_row = _ROW.pack
+_NO_EDGE = (0, 0, 0, 0)
+_VERDICT_TEXT: list[str] = [""]  # verdict text by index; "" (accepted) is 0
+_VERDICT_INDEX: dict[str, int] = {"": 0}
 
 
 def held_estimate(packets: int, payload: int) -> int:
@@ -63,10 +67,6 @@ def held_estimate(packets: int, payload: int) -> int:
     payload bytes kept (up to _KEPT_BYTES). Calibrated on the benchmark captures: about 12 KB for a short
     HTTP conversation, 88 KB for the 1M capture's average (measured with linger_max unbounded)."""
     return _STATE_BYTES + _ROW.size * min(packets, _TIMELINE_ROWS) + min(payload, _KEPT_BYTES)
-_pack_row = _ROW.pack
-_NO_EDGE = (0, 0, 0, 0)
-_VERDICT_TEXT: list[str] = [""]  # verdict text by index; "" (accepted) is 0
-_VERDICT_INDEX: dict[str, int] = {"": 0}
 
 
 class Sink(Protocol):
@@ -603,7 +603,7 @@ class Analysis:
         number = 0  # frames read so far (= the last frame's number)
         next_check = CHECK_EVERY
         linger, idle, linger_max, linger_bytes = options.linger_ns, options.idle_ns, options.linger_max, options.linger_bytes
-        held = [0]  # held_bytes() of the conversations in closing, as when each closed
+        held = 0  # held_bytes() of the conversations in closing, as when each closed
         decode = decoder.decode_batch
         route = table.route
         routes_get = table.routes.get
@@ -655,7 +655,7 @@ class Analysis:
                             st.packet(d, pkt)
                             if conv.closed_at is not None:  # only a FIN or RST closes
                                 size = st.held_bytes()
-                                held[0] += size
+                                held += size
                                 closing.append((conv, size))
                         else:
                             st.packet(d, pkt)
@@ -668,9 +668,9 @@ class Analysis:
                     # linger_bytes of their state, oldest closed first: memory stays bounded when
                     # conversations close faster than the linger lets them go
                     while closing and (closing[0][0].closed_at + linger < now or len(closing) > linger_max
-                                       or held[0] > linger_bytes):
+                                       or held > linger_bytes):
                         c, size = closing.popleft()
-                        held[0] -= size
+                        held -= size
                         if c.state is not None:
                             self._emit(c.state, table, False)
                     if next_check % (CHECK_EVERY * 16) == 0:
