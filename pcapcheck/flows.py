@@ -121,17 +121,10 @@ class FlowTable:
                     self.replaced.append(old)
                     self.reused.append((conv.id, old.id, pkt.frame))
                     return conv, 0 if conv.client_is_a else 1, True
-            d = 0 if from_a == conv.client_is_a else 1
             base = conv.base
             if base[s] is None or (base[1 - s] is None and flags & ACK):
-                if base[s] is None:
-                    base[s] = pkt.seq if flags & SYN else (pkt.seq - 1) & 0xFFFFFFFF
-                if base[1 - s] is None and flags & ACK:
-                    base[1 - s] = (pkt.ack - 1) & 0xFFFFFFFF
-                if base[1 - s] is not None:
-                    self.routes[key] = (conv, d)
-                    self.routes[conv.key_ba if from_a else conv.key_ab] = (conv, 1 - d)
-            return conv, d, False
+                self._base(conv, s, pkt)
+            return conv, 0 if from_a == conv.client_is_a else 1, False
         tomb = self._tombstones.get(key)
         if tomb is not None:
             cid, bases = tomb
@@ -186,22 +179,26 @@ class FlowTable:
         return conv
 
     def _insert(self, conv: Conversation, pkt: TcpPacket) -> None:
-        # base_seq (Wireshark's rule, docs/crosscheck.md "Stream numbering" 2): the sender's from its first
-        # packet; the peer's from the first packet with the ACK flag either way, ack - 1, unless the peer's
-        # own first packet came before it
-        conv.base[0] = pkt.seq if pkt.flags & SYN else (pkt.seq - 1) & 0xFFFFFFFF
-        if pkt.flags & ACK:
-            conv.base[1] = (pkt.ack - 1) & 0xFFFFFFFF
         self._table[conv.key_ab] = conv
         self._table[conv.key_ba] = conv
-        # both senders get their route once both bases are set (until then route() has work to do)
-        if conv.base[1] is not None:
-            d = 0 if conv.client_is_a else 1
+        self.routes.pop(conv.key_ab, None)  # (a replaced conversation's)
+        self.routes.pop(conv.key_ba, None)
+        self._base(conv, 0, pkt)
+
+    def _base(self, conv: Conversation, s: int, pkt: TcpPacket) -> None:
+        """Wireshark's base_seq rule (docs/crosscheck.md, "Stream numbering" 2) for a packet sent by side s: the
+        sender's base from its first packet, the peer's from the first packet with the ACK flag either way
+        (ack - 1) unless the peer's own first packet came before. Both senders get their route once both bases
+        are set (until then route() has work to do)."""
+        base = conv.base
+        if base[s] is None:
+            base[s] = pkt.seq if pkt.flags & SYN else (pkt.seq - 1) & 0xFFFFFFFF
+        if base[1 - s] is None and pkt.flags & ACK:
+            base[1 - s] = (pkt.ack - 1) & 0xFFFFFFFF
+        if base[1 - s] is not None:
+            d = 0 if conv.client_is_a else 1  # direction of side a's packets
             self.routes[conv.key_ab] = (conv, d)
             self.routes[conv.key_ba] = (conv, 1 - d)
-        else:
-            self.routes.pop(conv.key_ab, None)
-            self.routes.pop(conv.key_ba, None)
 
     def evict(self, conv: Conversation) -> None:
         """Drop a finished conversation; remember its id and base sequence numbers."""
