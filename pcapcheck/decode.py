@@ -4,7 +4,9 @@ Headers are sliced with ``struct`` straight from the record bytes; building a fu
 dpkt object tree per packet costs most of a pass's time (see docs/performance.md).
 Anything that is not decodable becomes a counted, explained skip, never a silent drop:
 ``capture.undecodable`` (header cut or invalid), ``capture.linktype`` (unsupported link
-type), ``capture.snaplen`` (payload cut by the snaplen; reassembly records a gap).
+type), ``capture.snaplen`` (payload cut by the snaplen; reassembly records a gap),
+``capture.short-frame`` (a frame shorter on the wire than its IP length: the segment is the bytes on
+the wire, as in Wireshark).
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ class Decoder:
         self.other_frames = 0  # decodable but not TCP (ARP, UDP, ICMP ...): not a problem
         self.skips: dict[str, Skip] = {}
         self.snaplen_cut = Skip("capture.snaplen", "TCP payload cut by the capture's snaplen")
+        # frames shorter on the wire than their IP length says ("IPv4 total length exceeds packet length")
+        self.short_frames = Skip("capture.short-frame", "IP length exceeds the frame's length on the wire")
         self._fragments: dict[tuple, dict] = {}
 
     @property
@@ -179,6 +183,7 @@ class Decoder:
                         payload = buf[start + hend : start + caplen]
                         if wirelen < end:
                             seglen = wirelen - hend
+                            self.short_frames.add(number)
                         if wirelen > caplen:
                             self.snaplen_cut.add(number)
                     else:
@@ -236,6 +241,7 @@ class Decoder:
                                             self.snaplen_cut.add(number)
                                         if wirelen < end:
                                             end = wirelen
+                                            self.short_frames.add(number)
                                     other.payload += end - hend
                                     continue
                         if end > caplen:
@@ -244,6 +250,7 @@ class Decoder:
                                 self.snaplen_cut.add(number)
                             if wirelen < end:  # shorter on the wire than the IP header says (see _tcp)
                                 end = wirelen
+                                self.short_frames.add(number)
                         else:
                             payload = buf[start + hend : start + end]
                         append(tnew(TcpPacket, (number, ts, src, dst, sport, dport, seqno, ackno, offflags & 0xFF,
@@ -573,7 +580,10 @@ class Decoder:
             # Bytes the IP header counts but the record lacks: those the snaplen cut (wirelen > caplen) were on
             # the wire, the rest never were (a frame shorter on the wire than its IP length, "IPv4 total length
             # exceeds packet length"): the segment is what was on the wire, as Wireshark takes it.
-            seglen = min(seglen, len(payload) + f.wirelen - f.caplen)
+            on_wire = len(payload) + f.wirelen - f.caplen
+            if on_wire < seglen:
+                seglen = on_wire
+                self.short_frames.add(f.number)
             if len(payload) < seglen:
                 self.snaplen_cut.add(f.number)
         return _tnew(TcpPacket, (f.number, f.ts, src, dst, sport, dport, seq, ack, offflags & 0xFF, window,

@@ -720,11 +720,20 @@ def _capture_findings(path: str, reader: CaptureReader, decoder: Decoder, fatal:
     skips = list(decoder.skips.values())
     if decoder.snaplen_cut.count:
         skips.append(decoder.snaplen_cut)
+    if decoder.short_frames.count:
+        skips.append(decoder.short_frames)
     for s in skips:
+        rule = ""
         if s.code == "capture.snaplen":
             msg = (f"{path}: {s.count} TCP segment(s) were cut by the capture's snaplen; the missing bytes are "
                    f"treated as gaps, not as data (first: frame {s.frames[0]})")
             sev = Severity.NOTICE
+        elif s.code == "capture.short-frame":
+            msg = (f"{path}: {s.count} frame(s) carrying TCP were shorter on the wire than their IP length says; "
+                   f"their segments were analyzed with the bytes on the wire, as Wireshark does, but a receiving "
+                   f"host drops such a packet before TCP sees it (first: frame {s.frames[0]})")
+            sev = Severity.WARNING
+            rule = "RFC 791 Total Length / RFC 8200 Payload Length; Linux ip_rcv_core / ip6_rcv_core drop it (InTruncatedPkts)"
         elif s.code == "capture.linktype":
             msg = f"{path}: {s.count} frame(s) skipped: {s.reason} (first: frame {s.frames[0]})"
             sev = Severity.WARNING
@@ -732,7 +741,7 @@ def _capture_findings(path: str, reader: CaptureReader, decoder: Decoder, fatal:
             msg = f"{path}: {s.count} frame(s) could not be decoded: {s.reason} (first: frame {s.frames[0]})"
             sev = Severity.WARNING
         out.append(Finding(s.code, sev, msg, frames=tuple(s.frames),
-                           detail={"count": s.count, "reason": s.reason}, rule=""))
+                           detail={"count": s.count, "reason": s.reason}, rule=rule))
     return out
 
 

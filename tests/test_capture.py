@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import socket
+import struct
+from types import SimpleNamespace
 
 import pytest
 
@@ -257,11 +260,39 @@ def test_frame_shorter_on_the_wire_than_its_ip_length() -> None:
         assert (short.seglen, len(short.payload)) == (100, 100), linktype
         assert (cut.seglen, len(cut.payload)) == (100, 70), linktype
         assert d.snaplen_cut.count == 1 and d.snaplen_cut.frames == [2]
+        assert d.short_frames.count == 1 and d.short_frames.frames == [1]  # capture.short-frame
         r = CaptureReader("mem.pcap", stream=io.BufferedReader(io.BytesIO(w.to_bytes())))
         d = Decoder()
         batch = [p for recs in r.record_batches() for p in d.decode_batch(recs)]
         assert [(p.seglen, len(p.payload)) for p in batch] == [(100, 100), (100, 70)], linktype
         assert d.snaplen_cut.count == 1
+        assert d.short_frames.count == 1 and d.short_frames.frames == [1]
+        # a sharded run's segments of another process's conversation: counted, not built, sized by the wire
+        other = SimpleNamespace(end_ts=0, packets=0, payload=0)
+        key = (socket.inet_aton("10.0.0.1"), 40000, socket.inet_aton("10.0.0.2"), 80)
+        r = CaptureReader("mem.pcap", stream=io.BufferedReader(io.BytesIO(w.to_bytes())))
+        d = Decoder()
+        assert [p for recs in r.record_batches() for p in d.decode_batch(recs, {key: other})] == (
+            [] if linktype == 1 else batch)  # only Ethernet/IPv4/TCP takes the skip path
+        if linktype == 1:
+            assert (other.packets, other.payload) == (2, 200)
+        assert d.short_frames.count == 1 and d.snaplen_cut.count == 1
+
+
+def test_short_frame_is_a_capture_finding_ipv6() -> None:
+    """An IPv6 payload length past the frame's end on the wire: ``capture.short-frame``, once per input,
+    naming the frame; a snaplen cut is not one."""
+    seg = b.tcp(40000, 80, 1000, 2000, 0x18, 65535, b"y" * 50, src_ip="2001:db8::1", dst_ip="2001:db8::2")
+    ip6 = bytearray(b.ipv6("2001:db8::1", "2001:db8::2", seg))
+    struct.pack_into("!H", ip6, 4, len(seg) + 10)
+    w = b.PcapWriter(linktype=101)
+    w.add(T0, bytes(ip6))
+    w.add(T0 + 1, b.ipv6("2001:db8::1", "2001:db8::2", seg)[:-20], orig_len=40 + len(seg))
+    _, frames = read(w.to_bytes())
+    d = Decoder()
+    short, cut = (d.decode(f) for f in frames)
+    assert (short.seglen, cut.seglen, len(cut.payload)) == (50, 50, 30)
+    assert (d.short_frames.frames, d.snaplen_cut.frames) == ([1], [2])
 
 
 # -- bad input ---------------------------------------------------------------------------

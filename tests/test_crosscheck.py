@@ -20,7 +20,7 @@ import pytest
 
 from fixtures.builder import ACK, FIN, PSH, RST, SYN, Capture, TcpConversation, internet_checksum, ipv4, ipv6, tcp
 from pcapcheck import crosscheck as cc
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, fixture_path
 
 ACK_LOST = "tcp.analysis.ack_lost_segment"
 FAST = "tcp.analysis.fast_retransmission"
@@ -373,6 +373,31 @@ def test_icmp_errors_get_the_quoted_segments_stream(tshark, tmp_path):
     for use_pipeline in (False, True):
         r = cc.compare(path, use_pipeline=use_pipeline, tshark=ts)
         assert (r.stream_mismatches, r.missing, r.partition_mismatches) == ([], {}, []), use_pipeline
+
+
+def test_short_frames_are_tsharks_length_errors(tshark):
+    """``capture.short-frame`` names the TCP frames tshark flags "IPv4 total length exceeds packet length" (or
+    the IPv6 payload length's twin): the fixture, and the shared corpus's one capture that has them."""
+    import subprocess
+
+    from pcapcheck.config import Options
+    from pcapcheck.pipeline import Analysis
+
+    class Null:
+        def conversation(self, result):
+            pass
+
+    paths = [fixture_path("short-frame.pcap"), fixture_path("snaplen-cut.pcap")]
+    if (CORPUS / "zeek" / "tcp" / "reassembly.pcap").is_file():
+        paths.append(CORPUS / "zeek" / "tcp" / "reassembly.pcap")
+    for path in paths:
+        out = subprocess.run([tshark, "-n", "-r", str(path), "-Y", 'tcp && _ws.expert.message contains "exceeds"',
+                              "-T", "fields", "-e", "frame.number"], capture_output=True, text=True, check=True)
+        theirs = [int(n) for n in out.stdout.split()]
+        totals = Analysis(Options(), Null()).run([str(path)])
+        ours = [f.frames for f in totals.inputs[0].findings if f.code == "capture.short-frame"]
+        assert ours == ([tuple(theirs[:20])] if theirs else []), path
+        assert theirs or path.name == "snaplen-cut.pcap", path
 
 
 def test_ipv6_fragments_get_their_stream_on_the_completing_frame(tshark, tmp_path):
