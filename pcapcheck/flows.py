@@ -172,6 +172,12 @@ class FlowTable:
         self.routes.pop(conv.key_ba, None)
         return conv, 0 if conv.client_is_a else 1, True
 
+    def ended_id(self, key: tuple) -> int | None:
+        """The id of the finalized conversation of 4-tuple ``key`` (either direction), while its tombstone
+        lasts; None otherwise."""
+        tomb = self._tombstones.get(key)
+        return None if tomb is None else tomb[0]
+
     def _new(self, pkt: TcpPacket) -> Conversation:
         conv = Conversation(self.next_id, pkt)
         self.next_id += 1

@@ -578,7 +578,7 @@ class Analysis:
     def _icmp(self, ev: IcmpError, table: FlowTable, index: int, shard_n: int, shard_k: int) -> None:
         found = table.icmp(ev)
         if found is None:  # no conversation to attach it to: reported for the input (tcp.icmp.unattached)
-            self._unattached.add(ev)
+            self._unattached.add(ev, table.ended_id(ev.key))
             return
         conv, d, _new = found
         st = conv.state

@@ -146,6 +146,9 @@ def test_an_icmp_error_about_a_finalized_conversation_is_reported_for_the_input(
     assert not any(f.code.startswith("tcp.icmp") for r in sink.results for f in r.findings)
     (f,) = [f for f in totals.inputs[0].findings if f.code == "tcp.icmp.unattached"]
     assert f.frames == (10,) and f.detail["count"] == 1
+    # the finding names the conversation the error was about (its tombstone still knows the id)
+    assert f.detail["ended_conversations"] == [0] and f.detail["examples"][0]["conversation"] == 0
+    assert "already finalized: 0:" in f.message and "(conversation 0, finalized before the error came)" in f.message
 
 
 def test_every_fixture_analyzes_without_crash() -> None:

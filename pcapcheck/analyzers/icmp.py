@@ -198,32 +198,42 @@ class UnattachedIcmp:
     4-tuple is not in the capture (and the quote is too short for Wireshark to number a stream for it), or
     its conversation was finalized already. Reported once per input, not dropped silently."""
 
-    __slots__ = ("count", "frames", "examples")
+    __slots__ = ("count", "frames", "examples", "ended")
 
     def __init__(self) -> None:
         self.count = 0
         self.frames: list[int] = []
         self.examples: list[dict] = []
+        self.ended: dict[int, int] = {}  # finalized conversation's id -> errors about it (at most MAX_FRAMES ids)
 
-    def add(self, ev: IcmpError) -> None:
+    def add(self, ev: IcmpError, ended: int | None = None) -> None:
+        """``ended``: the id of the finalized conversation of the quoted 4-tuple, when the flow table still
+        knows it (its tombstone)."""
         self.count += 1
         if len(self.frames) < MAX_FRAMES:
             self.frames.append(ev.frame)
+        if ended is not None and (ended in self.ended or len(self.ended) < MAX_FRAMES):
+            self.ended[ended] = self.ended.get(ended, 0) + 1
         if len(self.examples) < 5:
             src, sport, dst, dport = ev.key
             self.examples.append({"frame": ev.frame, "reporter": addr_text(ev.reporter), "reason": reason_of(ev),
                                   "quoted": f"{endpoint_text(src, sport)} -> {endpoint_text(dst, dport)}",
-                                  "seq": ev.seq})
+                                  "seq": ev.seq, "conversation": ended})
 
     def findings(self, path: str) -> list[Finding]:
         if not self.count:
             return []
         first = self.examples[0]
+        whose = (f"conversation {first['conversation']}, finalized before the error came"
+                 if first["conversation"] is not None else "no conversation of the report")
+        ended = (f"; {sum(self.ended.values())} of them about conversation(s) already finalized: "
+                 f"{', '.join(map(str, sorted(self.ended)))}" if self.ended else "")
         return [Finding(
             "tcp.icmp.unattached", Severity.NOTICE,
-            f"{path}: {self.count} ICMP error(s) about TCP segments of no conversation in the report (the "
-            f"segment's conversation is not in the capture, or had ended): first frame {first['frame']}, "
-            f"{first['reporter']} reported {first['reason']} for {first['quoted']}",
-            frames=tuple(self.frames), detail={"count": self.count, "examples": self.examples},
+            f"{path}: {self.count} ICMP error(s) about TCP segments that no conversation took (the segment's "
+            f"conversation is not in the capture, or had been finalized){ended}: first frame {first['frame']}, "
+            f"{first['reporter']} reported {first['reason']} for {first['quoted']} ({whose})",
+            frames=tuple(self.frames),
+            detail={"count": self.count, "examples": self.examples, "ended_conversations": sorted(self.ended)},
             rule="RFC 792, RFC 4443 2.4",
         )]
