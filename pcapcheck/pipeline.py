@@ -40,6 +40,8 @@ GC_THRESHOLD = 20_000  # the collector's youngest-generation threshold during a 
 _tnew = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (half the cost)
 _SFR = SYN | FIN | RST
 _FR = FIN | RST
+_BARE = SYN | ACK | FIN | RST  # flags & _BARE == SYN: a bare SYN (SynOnly)
+SYN_ONLY_MAX = 16  # bare SYNs a SynOnly keeps; the next packet builds the ConvState
 
 # A timeline row as packed bytes, not a tuple: a tuple of eleven fields plus the int objects it holds is about
 # 320 bytes, and a busy conversation keeps thousands of rows until it is finalized (the largest part of a
@@ -470,6 +472,49 @@ def _options_dict(pkt: TcpPacket) -> dict:
     return out
 
 
+class SynOnly:
+    """The state of a conversation of which only bare SYNs (no ACK, FIN, RST or payload) have come so far: a
+    connection attempt, often never answered (a SYN flood, a scan, a filtered port).
+
+    Its packets are kept, not analyzed, until any other packet or an ICMP error comes for it, or it is
+    finalized: then ``full()`` builds the ConvState and replays them. A ConvState costs about 16 KB before its
+    first packet, this about 0.5 KB, and a SYN flood opens hundreds of thousands of conversations at once.
+    The results are the same as with a ConvState from the start: the analysis is per conversation and sees
+    the same packets in the same order (tests/test_pipeline.py replays every fixture both ways).
+    """
+
+    __slots__ = ("conv", "input_index", "options", "end_ts", "pkts")
+
+    def __init__(self, conv: Conversation, input_index: int, options: Options, ts: int) -> None:
+        self.conv = conv
+        self.input_index = input_index
+        self.options = options
+        self.end_ts = ts
+        self.pkts: list[tuple[int, TcpPacket]] = []
+
+    def packet(self, d: int, pkt: TcpPacket) -> None:
+        if pkt[8] & _BARE == SYN and not pkt[12] and len(self.pkts) < SYN_ONLY_MAX:
+            self.pkts.append((d, pkt))
+            self.end_ts = pkt[1]
+        else:
+            self.full().packet(d, pkt)
+
+    def icmp_error(self, d: int, ev: IcmpError) -> None:
+        self.full().icmp_error(d, ev)
+
+    def held_bytes(self) -> int:
+        return held_estimate(len(self.pkts), 0)
+
+    def full(self) -> ConvState:
+        """The conversation's ConvState, its SYNs analyzed; it replaces this object as ``conv.state``."""
+        pkts = self.pkts
+        st = ConvState(self.conv, self.input_index, self.options, pkts[0][1])
+        for d, pkt in pkts:
+            st.packet(d, pkt)
+        self.conv.state = st
+        return st
+
+
 class Foreign:
     """The state of a conversation another shard analyzes (``Analysis(shard=...)``).
 
@@ -559,8 +604,10 @@ class Analysis:
             gc.set_threshold(*saved)
         return self.totals
 
-    def _emit(self, st: ConvState | Foreign, table: FlowTable, capture_ended: bool) -> None:
-        if st.__class__ is Foreign:
+    def _emit(self, st: ConvState | SynOnly | Foreign, table: FlowTable, capture_ended: bool) -> None:
+        if st.__class__ is SynOnly:
+            st = st.full()  # type: ignore[union-attr]
+        elif st.__class__ is Foreign:
             conv = st.conv
             if self._skip:
                 self._skip.pop(conv.key_ab, None)
@@ -646,7 +693,10 @@ class Analysis:
                         st = conv.state
                         if st is None:
                             if shard_n == 1 or conv.id % shard_n == shard_k:
-                                st = conv.state = ConvState(conv, index, options, pkt)
+                                if flags & _BARE == SYN and not pkt[12]:
+                                    st = conv.state = SynOnly(conv, index, options, pkt[1])
+                                else:
+                                    st = conv.state = ConvState(conv, index, options, pkt)
                             else:
                                 st = conv.state = Foreign(conv, pkt[1])
                         elif st.__class__ is Foreign and rt is not None and rt[0] is conv:
@@ -654,7 +704,7 @@ class Analysis:
                         if flags & _FR and conv.closed_at is None:
                             st.packet(d, pkt)
                             if conv.closed_at is not None:  # only a FIN or RST closes
-                                size = st.held_bytes()
+                                size = conv.state.held_bytes()  # not st: a SynOnly has become a ConvState
                                 held += size
                                 closing.append((conv, size))
                         else:

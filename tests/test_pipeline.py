@@ -215,3 +215,93 @@ def test_timeline_is_decoded_when_read_and_pickles_packed(tmp_path: Path) -> Non
     assert copy.timeline._rows is None and copy.timeline == t == tuple(t)
     assert [(row.seq, row.ack, row.length) for row in t] == [(0, 0, 0), (0, 1, 0), (1, 1, 5), (1, 6, 0)]
     assert t[-1].frame == 4 and t != tuple(t)[:3]
+
+
+def _results_json(path: str, monkeypatch=None, bare: int | None = None) -> list[str]:
+    import json
+
+    import pcapcheck.pipeline as pl
+
+    if bare is not None:
+        monkeypatch.setattr(pl, "_BARE", bare)
+    sink = Collect()
+    Analysis(Options(), sink).run([path])
+    if bare is not None:
+        monkeypatch.undo()
+    return [json.dumps(r.to_json(), sort_keys=True) + repr(r.timeline.rows()) for r in sink.results]
+
+
+def test_syn_only_conversations_give_the_results_of_a_full_state(tmp_path: Path, monkeypatch) -> None:
+    """A conversation opened by a bare SYN keeps its packets (pipeline.SynOnly) until anything else comes or it
+    is finalized, then replays them into a ConvState: every result is the same as with a ConvState from the
+    first packet (``_BARE = 0`` turns SynOnly off). Every fixture, and SYN retransmissions, a simultaneous
+    open, a SYN with data, an ICMP error about a SYN, conversations finalized while still SYN-only."""
+    segs = [
+        (C, S, 5000, 80, 1000, 0, SYN, b""),  # answered after two retransmissions
+        (C, S, 5000, 80, 1000, 0, SYN, b""),
+        (C, S, 5001, 80, 7000, 0, SYN, b""),  # never answered
+        (C, S, 5000, 80, 1000, 0, SYN, b""),
+        (S, C, 80, 5000, 9000, 1001, SYN | ACK, b""),
+        (C, S, 5002, 80, 3000, 0, SYN, b"fast open"),  # data on the SYN: a ConvState at once
+        (C, S, 5003, 81, 4000, 0, SYN, b""),  # simultaneous open
+        (S, C, 81, 5003, 6000, 0, SYN, b""),
+        (S, C, 81, 5003, 6000, 4001, SYN | ACK, b""),
+        (C, S, 5004, 82, 100, 0, SYN, b""),  # refused
+        (S, C, 82, 5004, 0, 101, RST | ACK, b""),
+        (C, S, 5000, 80, 1001, 9001, ACK, b""),
+    ] + [(C, S, 6000, 80, 50, 0, SYN, b"")] * 20  # more SYNs than a SynOnly keeps
+    path = write(tmp_path, segs)
+    from pcapcheck.capture import CaptureReader
+
+    reader = CaptureReader(path)  # the same frames, then an ICMP error about the unanswered SYN
+    w = b.PcapWriter(linktype=101)
+    for f in reader:
+        w.add(f.ts, f.data)
+    reader.close()
+    w.add(1_700_000_100_000_000_000, b.icmp_error("192.0.2.1", C, 3, 13,
+                                                  b.ipv4(C, S, b.tcp(5001, 80, 7000, 0, SYN, 64240, src_ip=C, dst_ip=S))))
+    w.write(tmp_path / "icmp.pcap")
+    paths = [path, str(tmp_path / "icmp.pcap")] + [str(p) for p in sorted(FIXTURES.glob("*.pcap*"))]
+    for p in paths:
+        assert _results_json(p) == _results_json(p, monkeypatch, 0), p
+    assert len(_results_json(path)) == 6
+
+
+def test_a_syn_flood_keeps_little_state_per_conversation(tmp_path: Path) -> None:
+    """100,000 unanswered SYNs are 100,000 conversations open at once (Wireshark's tcp.stream): each holds its
+    SYN (pipeline.SynOnly), not a full analysis state (about 16 KB): here about 1.4 KB each in all."""
+    import tracemalloc
+
+    from pcapcheck.capture import CaptureReader
+    from pcapcheck.decode import Decoder
+    from pcapcheck.flows import FlowTable
+    from pcapcheck.pipeline import SynOnly
+
+    w = b.PcapWriter(linktype=101)
+    for i in range(2000):
+        src = f"198.51.{i // 250}.{i % 250 + 1}"
+        w.add(1_700_000_000_000_000_000 + i * 10_000,
+              b.ipv4(src, S, b.tcp(1024 + i, 80, i * 7919, 0, SYN, 64240, b"", src_ip=src, dst_ip=S,
+                                   options=b.opt_mss(1460) + b.opt_nop() + b.opt_wscale(7))))
+    w.write(tmp_path / "flood.pcap")
+    sink = Collect()
+    tracemalloc.start()
+    try:
+        a = Analysis(Options(), sink)
+        held = []
+        real_emit = a._emit
+
+        def emit(st, table, ended):  # measure at the end of the capture, before anything is finalized
+            if not held:
+                held.append(tracemalloc.get_traced_memory()[0])
+                held.append(sum(1 for c in table.active() if c.state.__class__ is SynOnly))
+            real_emit(st, table, ended)
+
+        a._emit = emit
+        base = tracemalloc.get_traced_memory()[0]
+        a.run([str(tmp_path / "flood.pcap")])
+    finally:
+        tracemalloc.stop()
+    assert held[1] == 2000 and len(sink.results) == 2000
+    assert (held[0] - base) / 2000 < 3000
+    assert all(r.end == "incomplete" for r in sink.results)
