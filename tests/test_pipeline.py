@@ -272,9 +272,6 @@ def test_a_syn_flood_keeps_little_state_per_conversation(tmp_path: Path) -> None
     SYN (pipeline.SynOnly), not a full analysis state (about 16 KB): here about 1.4 KB each in all."""
     import tracemalloc
 
-    from pcapcheck.capture import CaptureReader
-    from pcapcheck.decode import Decoder
-    from pcapcheck.flows import FlowTable
     from pcapcheck.pipeline import SynOnly
 
     w = b.PcapWriter(linktype=101)
