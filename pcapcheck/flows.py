@@ -26,7 +26,7 @@ class Conversation:
 
     __slots__ = (
         "id", "a", "aport", "b", "bport", "client_is_a", "guessed", "base", "closed_at",
-        "saw_fin", "saw_rst", "state", "reuse_of", "reuse_frame", "resumed", "key_ab", "key_ba",
+        "saw_fin", "saw_rst", "state", "reuse_of", "reuse_frame", "part", "key_ab", "key_ba",
     )
 
     def __init__(self, cid: int, pkt: TcpPacket) -> None:
@@ -52,7 +52,8 @@ class Conversation:
         self.state = None
         self.reuse_of: int | None = None
         self.reuse_frame: int | None = None
-        self.resumed = False
+        # 1; 2, 3 ... for the parts of a conversation resumed after it was finalized (a late packet, its tombstone)
+        self.part = 1
 
     def side(self, pkt: TcpPacket) -> int:
         """0 when the packet was sent by endpoint a, 1 when by b."""
@@ -84,7 +85,7 @@ class FlowTable:
     def __init__(self) -> None:
         self._table: dict[tuple, Conversation] = {}
         self.routes: dict[tuple, tuple[Conversation, int]] = {}
-        self._tombstones: dict[tuple, tuple[int, list]] = {}
+        self._tombstones: dict[tuple, tuple[int, list, int]] = {}  # key -> (id, bases + [key_ab], part)
         self.next_id = 0
         self.reused: list[tuple[int, int, int]] = []  # (new id, old id, frame)
         self.replaced: list[Conversation] = []  # superseded by port reuse: the caller finalizes them
@@ -127,15 +128,15 @@ class FlowTable:
             return conv, 0 if from_a == conv.client_is_a else 1, False
         tomb = self._tombstones.get(key)
         if tomb is not None:
-            cid, bases = tomb
-            side = 0 if key == tomb[1][2] else 1
+            cid, bases, part = tomb
+            side = 0 if key == bases[2] else 1
             base = bases[side]
             if not (flags & SYN and not flags & ACK and base is not None and base != pkt.seq):
                 # a late packet of an evicted conversation: resume it under the same id
                 self._tombstones.pop(key, None)
                 self._tombstones.pop((pkt.dst, pkt.dport, pkt.src, pkt.sport), None)
                 conv = Conversation(cid, pkt)
-                conv.resumed = True
+                conv.part = part + 1
                 self._insert(conv, pkt)
                 return conv, 0 if conv.client_is_a else 1, True
             # a new ISN on the 4-tuple of an evicted conversation: port reuse, as on a live one
@@ -214,7 +215,7 @@ class FlowTable:
             self.routes.pop(conv.key_ab, None)
             self.routes.pop(conv.key_ba, None)
             bases = [conv.base[0], conv.base[1], conv.key_ab]
-            self._tombstones[conv.key_ab] = (conv.id, bases)
-            self._tombstones[conv.key_ba] = (conv.id, bases)
+            self._tombstones[conv.key_ab] = (conv.id, bases, conv.part)
+            self._tombstones[conv.key_ba] = (conv.id, bases, conv.part)
             while len(self._tombstones) > MAX_TOMBSTONES:  # oldest first (dicts keep insertion order)
                 del self._tombstones[next(iter(self._tombstones))]

@@ -59,7 +59,7 @@ class ConversationResult:
     http: tuple[Any, ...]  # HttpExchange objects (with .to_json())
     stream_heads: tuple[bytes, bytes]  # first bytes of each direction (follow-stream excerpt)
     isn: tuple[int | None, int | None]
-    resumed: bool = False
+    part: int = 1  # 2, 3 ...: packets that came after the conversation's earlier part was finalized (resumed)
     reuse_of: int | None = None
     # ICMP errors about its segments, for the ladder (analyzers.icmp.IcmpMark), in frame order, at most 20 a kind
     icmp: tuple[Any, ...] = ()
@@ -71,6 +71,10 @@ class ConversationResult:
     @property
     def duration_ns(self) -> int:
         return self.end_ns - self.start_ns
+
+    @property
+    def resumed(self) -> bool:
+        return self.part > 1
 
     def to_json(self) -> dict[str, Any]:
         # json_text() writes this as JSON without building it (report.json): a change here is a change there
@@ -163,6 +167,7 @@ class ConversationSummary:
     counts: tuple[tuple[str, int], ...]  # severity label -> count, worst first
     codes: tuple[str, ...]  # distinct finding codes, worst first
     worst: int  # Severity value, -1 when none
+    part: int  # ConversationResult.part
     page: str | None  # file name of its page, None when no page was written
 
     @classmethod
@@ -178,7 +183,7 @@ class ConversationSummary:
             r.id, r.input_index, r.client, r.server, r.start_ns, r.duration_ns, sum(r.packets), sum(r.bytes),
             r.end, r.end_sentence,
             tuple((s.label, counts[s]) for s in sorted(counts, reverse=True)),
-            tuple(codes), int(r.worst) if r.worst is not None else -1, page,
+            tuple(codes), int(r.worst) if r.worst is not None else -1, r.part, page,
         )
 
 

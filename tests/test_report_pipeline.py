@@ -64,3 +64,45 @@ def test_two_runs_identical(tmp_path):
     analyze(paths, tmp_path / "b")
     for p in sorted((tmp_path / "a").iterdir()):
         assert p.read_bytes() == (tmp_path / "b" / p.name).read_bytes(), p.name
+
+
+def test_a_resumed_conversation_keeps_every_part(tmp_path, monkeypatch):
+    """A conversation idle past ``idle_ns`` is finalized; its later packets resume it under the same id
+    (Wireshark's tcp.stream) as part 2. Each part has its own page and index row, none overwrites the
+    other, and the later part's page says it is one."""
+    from fixtures import builder as b
+
+    monkeypatch.setattr(pipeline, "CHECK_EVERY", 1)
+    c, s = "10.0.0.1", "10.0.0.2"
+    t0 = 1_700_000_000_000_000_000
+    segs = [(0, c, s, 5000, 80, 1000, 0, 0x02, b""), (1, s, c, 80, 5000, 7000, 1001, 0x12, b""),
+            (2, c, s, 5000, 80, 1001, 7001, 0x10, b""),
+            (3, c, s, 5000, 80, 1001, 7001, 0x18, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"),
+            (4, s, c, 80, 5000, 7001, 1029, 0x18, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")]
+    # other traffic for 20 minutes: the idle check runs every 16 packets
+    segs += [(60_000 * i, "10.0.0.9", s, 6000 + i, 80, 1, 0, 0x02, b"") for i in range(1, 40)]
+    segs += [(1_300_000, c, s, 5000, 80, 1029, 7041, 0x18, b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n"),
+             (1_300_001, s, c, 80, 5000, 7041, 1057, 0x18, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")]
+    w = b.PcapWriter(linktype=101)
+    for ms, src, dst, sp, dp, seq, ack, fl, pl in segs:
+        w.add(t0 + ms * 1_000_000, b.ipv4(src, dst, b.tcp(sp, dp, seq, ack, fl, 64240, pl, src_ip=src, dst_ip=dst)))
+    w.write(tmp_path / "idle.pcap")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "conv-0-part3.html").write_text("a stale page of an earlier run")
+    html = HtmlReport(tmp_path / "out", inputs=[str(tmp_path / "idle.pcap")], pages="all")
+    js = JsonReport(tmp_path / "out" / "report.json")
+    totals = pipeline.Analysis(config.Options(), Tee(js, html)).run([str(tmp_path / "idle.pcap")])
+    html.finish(totals)
+    js.finish(totals)
+    assert not (tmp_path / "out" / "conv-0-part3.html").exists()  # finish() removes pages it did not write
+    doc = json.loads((tmp_path / "out" / "report.json").read_bytes())
+    parts = [(x["first_frame"], x["last_frame"]) for x in doc["conversations"] if x["id"] == 0]
+    assert sorted(parts) == [(1, 5), (45, 46)]
+    first = (tmp_path / "out" / "conv-0.html").read_text(encoding="utf-8")
+    second = (tmp_path / "out" / "conv-0-part2.html").read_text(encoding="utf-8")
+    assert "GET /a" in first and "GET /b" not in first and "resumed</th>" not in first
+    assert "GET /b" in second and "part 2 of this conversation" in second
+    assert 'href="index.html#c0-part2"' in second  # its "index" link: its own row
+    index = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert index.count('id="c0"') == 1 and index.count('id="c0-part2"') == 1
+    assert 'href="conv-0.html"' in index and 'href="conv-0-part2.html"' in index

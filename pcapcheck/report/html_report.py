@@ -63,7 +63,7 @@ WORKER_AFTER = 8  # pages rendered in this process before a worker is started
 WORKER_QUEUE = 32  # conversations waiting for the worker at most (back-pressure on the pipeline)
 
 _ENV: jinja2.Environment | None = None
-_PAGE_FILE = re.compile(r"(?:in[1-9][0-9]*-)?conv-(?:0|[1-9][0-9]*)\.html")  # views.page_name's names
+_PAGE_FILE = re.compile(r"(?:in[1-9][0-9]*-)?conv-(?:0|[1-9][0-9]*)(?:-part(?:[2-9]|[1-9][0-9]+))?\.html")  # page_name's
 
 
 def environment() -> jinja2.Environment:
@@ -135,7 +135,7 @@ def _render_worker(jobs: Any, errors: Any, outdir: Path, timestamp: str | None) 
 
 
 _SUMMARY_FIELDS = attrgetter(*(f for f in ConversationSummary.__dataclass_fields__ if f != "page"))
-_KEY = struct.Struct(">BIQQQI?")  # see _SummarySpool; big-endian, so the packed keys sort as the tuples do
+_KEY = struct.Struct(">BIQIQQI?")  # see _SummarySpool; big-endian, so the packed keys sort as the tuples do
 _WORST = int(max(Severity))
 
 
@@ -143,9 +143,9 @@ class _SummarySpool:
     """The index's conversations, on disk: memory must not grow with the number of conversations.
 
     Each ConversationSummary (about 1.4 KB in memory) is pickled to a temporary file; kept in memory is one
-    packed key per conversation (_KEY: 34 bytes) in arrival order: severity rank, input, id, arrival (ties:
-    a resumed conversation has its id twice), where its pickle is, and whether it has a page. A page's name
-    follows from the ids (``views.page_name``), and whether there is one can still change (provisional
+    packed key per conversation (_KEY: 38 bytes) in arrival order: severity rank, input, id, part (a resumed
+    conversation has its id twice or more), arrival, where its pickle is, and whether it has a page. A page's
+    name follows from the ids and the part (``views.page_name``), and whether there is one can still change (provisional
     pages dropped). ``ordered()`` reads the summaries back in the index's order (worst first, then input
     and id), one at a time.
     """
@@ -164,20 +164,29 @@ class _SummarySpool:
         data = pickle.dumps(_SUMMARY_FIELDS(s), protocol=pickle.HIGHEST_PROTOCOL)  # all fields but the page
         self._file.write(data)
         # worst is -1 (no finding) .. ERROR: ERROR - worst sorts the worst first
-        self.keys += _KEY.pack(_WORST - s.worst, s.input_index, s.id, len(self), self._end, len(data),
+        self.keys += _KEY.pack(_WORST - s.worst, s.input_index, s.id, s.part, len(self), self._end, len(data),
                                s.page is not None)
         self._end += len(data)
 
     def page(self, pos: int) -> str | None:
-        _rank, k, c, _a, _o, _n, has_page = _KEY.unpack_from(self.keys, pos * _KEY.size)
-        return views.page_name(k, c) if has_page else None
+        _rank, k, c, p, _a, _o, _n, has_page = _KEY.unpack_from(self.keys, pos * _KEY.size)
+        return views.page_name(k, c, p) if has_page else None
 
     def drop_page(self, pos: int) -> None:
         self.keys[pos * _KEY.size + _KEY.size - 1] = 0
 
     def pages(self) -> dict[tuple[int, int], str]:
-        """(input, id) -> page, for the conversations with a page."""
-        return {(k, c): views.page_name(k, c) for _r, k, c, _a, _o, _n, has_page in _KEY.iter_unpack(self.keys)
+        """(input, id) -> page, for the conversations with a page (of a resumed conversation, its first part's
+        that has one)."""
+        out: dict[tuple[int, int], tuple[int, str]] = {}
+        for _r, k, c, p, _a, _o, _n, has_page in _KEY.iter_unpack(self.keys):
+            if has_page and ((k, c) not in out or p < out[k, c][0]):
+                out[k, c] = (p, views.page_name(k, c, p))
+        return {kc: name for kc, (_p, name) in out.items()}
+
+    def page_files(self) -> set[str]:
+        """Every page this run wrote (or will write), every part's."""
+        return {views.page_name(k, c, p) for _r, k, c, p, _a, _o, _n, has_page in _KEY.iter_unpack(self.keys)
                 if has_page}
 
     def ordered(self) -> Iterator[ConversationSummary]:
@@ -189,9 +198,9 @@ class _SummarySpool:
         size = len(self.keys)
         order = sorted(bytes(self.keys[i : i + _KEY.size]) for i in range(0, size, _KEY.size))  # big-endian
         for key in order:
-            _rank, k, c, _a, offset, length, has_page = _KEY.unpack(key)
+            _rank, k, c, p, _a, offset, length, has_page = _KEY.unpack(key)
             yield ConversationSummary(*pickle.loads(self._read(offset, length)),
-                                      views.page_name(k, c) if has_page else None)
+                                      views.page_name(k, c, p) if has_page else None)
 
     def _read(self, offset: int, length: int) -> bytes:
         """Bytes of the spool; its position stays at the end, where add() writes, even if a reader stops."""
@@ -225,8 +234,8 @@ class _SummarySpool:
         shutil.copyfileobj(source, self._file)
         self._end = self._file.tell()
         n = len(self)
-        for rank, k, c, a, offset, length, has_page in _KEY.iter_unpack(keys):
-            self.keys += _KEY.pack(rank, k, c, n + a, base + offset, length, has_page)
+        for rank, k, c, p, a, offset, length, has_page in _KEY.iter_unpack(keys):
+            self.keys += _KEY.pack(rank, k, c, p, n + a, base + offset, length, has_page)
 
     def close(self) -> None:
         if self._file is not None:
@@ -280,14 +289,14 @@ class HtmlReport:
         keep = self._keeps_page(result)
         page = None
         if keep:
-            page = views.page_name(result.input_index, result.id)
+            page = views.page_name(result.input_index, result.id, result.part)
             self._render(page, result)
         elif not self._over:
             n = self.seen() if self.seen is not None else len(self._summaries) + 1
             if n > PAGE_LIMIT:
                 self._drop_provisional()
             else:
-                page = views.page_name(result.input_index, result.id)
+                page = views.page_name(result.input_index, result.id, result.part)
                 if self._spool is None:
                     self._spool = tempfile.TemporaryFile(prefix="pcapcheck-pages-")  # noqa: SIM115 (closed in _drop_provisional/_render_provisional)
                 pickle.dump(result, self._spool, protocol=pickle.HIGHEST_PROTOCOL)
@@ -420,7 +429,7 @@ class HtmlReport:
         """Remove the conversation pages in the output directory that this run did not write (an earlier
         run's, into the same directory): only regular files with page names (``views.page_name``). Returns
         the names removed. A file that cannot be removed is left; the index never links it."""
-        keep = set(self._summaries.pages().values())
+        keep = self._summaries.page_files()
         removed = []
         try:
             entries = list(os.scandir(self.outdir))

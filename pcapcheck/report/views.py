@@ -47,16 +47,19 @@ DIRECTIONS = ("c2s", "s2c")
 
 # -- names and anchors: integers only -------------------------------------------------------------------
 
-def page_name(input_index: int, cid: int) -> str:
-    """The page's file name: from ids only (``conv-7.html``, ``in1-conv-7.html`` for the second input)."""
-    k, c = int(input_index), int(cid)
-    return f"conv-{c}.html" if k == 0 else f"in{k}-conv-{c}.html"
+def page_name(input_index: int, cid: int, part: int = 1) -> str:
+    """The page's file name: from ids only (``conv-7.html``, ``in1-conv-7.html`` for the second input,
+    ``conv-7-part2.html`` for the second part of a resumed conversation)."""
+    k, c, p = int(input_index), int(cid), int(part)
+    name = f"conv-{c}" if p == 1 else f"conv-{c}-part{p}"
+    return f"{name}.html" if k == 0 else f"in{k}-{name}.html"
 
 
-def row_anchor(input_index: int, cid: int) -> str:
-    """The index row's anchor: ``c7``, ``in1-c7`` for the second input."""
-    k, c = int(input_index), int(cid)
-    return f"c{c}" if k == 0 else f"in{k}-c{c}"
+def row_anchor(input_index: int, cid: int, part: int = 1) -> str:
+    """The index row's anchor: ``c7``, ``in1-c7`` for the second input, ``c7-part2`` for a second part."""
+    k, c, p = int(input_index), int(cid), int(part)
+    name = f"c{c}" if p == 1 else f"c{c}-part{p}"
+    return name if k == 0 else f"in{k}-{name}"
 
 
 # -- text from bytes ------------------------------------------------------------------------------------
@@ -1036,7 +1039,8 @@ class ConversationView:
     client: str
     server: str
     client_guessed: bool
-    resumed: bool
+    part: int  # ConversationResult.part: 2, 3 ... for a resumed conversation's later parts
+    first_part: str  # the index row of its first part
     reuse_of: str | None  # index anchor href of the conversation whose 4-tuple this one reuses
     reuse_of_id: int | None
     start: str
@@ -1141,7 +1145,7 @@ def build_conversation(r: ConversationResult, *, input_path: str | None = None,
     hs = r.handshake
     k = r.input_index
     nav = Nav(
-        index=f"index.html#{row_anchor(k, r.id)}",
+        index=f"index.html#{row_anchor(k, r.id, r.part)}",
         prev=f"index.html#{row_anchor(k, r.id - 1)}" if r.id > 0 else None,
         prev_label=f"conversation {r.id - 1}" if r.id > 0 else "",
         next=f"index.html#{row_anchor(k, r.id + 1)}",
@@ -1151,7 +1155,8 @@ def build_conversation(r: ConversationResult, *, input_path: str | None = None,
     return ConversationView(
         id=r.id, input_index=k, input_path=path,
         title=f"conversation {r.id}: {r.client} → {r.server}",
-        client=r.client, server=r.server, client_guessed=r.client_guessed, resumed=r.resumed,
+        client=r.client, server=r.server, client_guessed=r.client_guessed, part=r.part,
+        first_part=f"index.html#{row_anchor(k, r.id)}",
         reuse_of=f"index.html#{row_anchor(k, r.reuse_of)}" if r.reuse_of is not None else None,
         reuse_of_id=r.reuse_of,
         start=utc(r.start_ns), end=utc(r.end_ns), duration=duration(r.duration_ns),
@@ -1285,6 +1290,7 @@ def _noted_row(row: PacketRow, t: str, label: str, kind: str, cls: str,
 class IndexRow:
     anchor: str
     id: int
+    part: int
     input_index: int
     client: str
     server: str
@@ -1409,7 +1415,7 @@ class CodeIndex:
 def index_row(s: ConversationSummary) -> IndexRow:
     counts = dict(s.counts)
     return IndexRow(
-        anchor=row_anchor(s.input_index, s.id), id=s.id, input_index=s.input_index,
+        anchor=row_anchor(s.input_index, s.id, s.part), id=s.id, part=s.part, input_index=s.input_index,
         client=s.client, server=s.server, start=clock(s.start_ns), start_title=utc(s.start_ns),
         start_ns=s.start_ns, duration=duration(s.duration_ns), duration_ns=s.duration_ns,
         packets=s.packets, bytes=s.bytes, end=visible(s.end), end_sentence=visible(s.end_sentence),
