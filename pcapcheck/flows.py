@@ -17,6 +17,7 @@ from pcapcheck.decode import IcmpError, TcpPacket
 _tnew = tuple.__new__
 
 SYN, ACK, FIN, RST = 0x02, 0x10, 0x01, 0x04
+_BARE = SYN | ACK | FIN | RST  # flags & _BARE == SYN: a bare SYN
 # Evicted conversations remembered for late packets (two entries each); bounded memory.
 MAX_TOMBSTONES = 400_000
 
@@ -26,7 +27,7 @@ class Conversation:
 
     __slots__ = (
         "id", "a", "aport", "b", "bport", "client_is_a", "guessed", "base", "closed_at",
-        "saw_fin", "saw_rst", "state", "reuse_of", "reuse_frame", "part", "key_ab", "key_ba",
+        "saw_fin", "saw_rst", "state", "reuse_of", "reuse_frame", "part", "key_ab", "key_ba", "bare",
     )
 
     def __init__(self, cid: int, pkt: TcpPacket) -> None:
@@ -54,6 +55,8 @@ class Conversation:
         self.reuse_frame: int | None = None
         # 1; 2, 3 ... for the parts of a conversation resumed after it was finalized (a late packet, its tombstone)
         self.part = 1
+        # only bare SYNs (no ACK, FIN, RST or payload) so far, and no route yet: a connection attempt (FlowTable)
+        self.bare = False
 
     def side(self, pkt: TcpPacket) -> int:
         """0 when the packet was sent by endpoint a, 1 when by b."""
@@ -89,6 +92,7 @@ class FlowTable:
         self.next_id = 0
         self.reused: list[tuple[int, int, int]] = []  # (new id, old id, frame)
         self.replaced: list[Conversation] = []  # superseded by port reuse: the caller finalizes them
+        self.bare_count = 0  # active conversations with Conversation.bare set
 
     def __len__(self) -> int:
         return len(self._table) // 2
@@ -109,6 +113,8 @@ class FlowTable:
         conv = self._table.get(key)
         flags = pkt.flags
         if conv is not None:
+            if conv.bare and (flags & _BARE != SYN or pkt.seglen):
+                self._unbare(conv)
             from_a = key == conv.key_ab
             s = 0 if from_a else 1
             if flags & SYN and not flags & ACK:
@@ -116,6 +122,8 @@ class FlowTable:
                 if base is not None and base != pkt.seq:
                     # port reuse: a new ISN on a known 4-tuple (Wireshark's reused_ports)
                     old = conv
+                    if old.bare:  # superseded: no longer in the table
+                        self._unbare(old)
                     conv = self._new(pkt)
                     conv.reuse_of = old.id
                     conv.reuse_frame = pkt.frame
@@ -160,6 +168,8 @@ class FlowTable:
         key = ev.key
         conv = self._table.get(key)
         if conv is not None:
+            if conv.bare:
+                self._unbare(conv)
             return conv, 0 if (key == conv.key_ab) == conv.client_is_a else 1, False
         if not ev.numbered or key in self._tombstones:
             return None
@@ -190,6 +200,9 @@ class FlowTable:
         self._table[conv.key_ba] = conv
         self.routes.pop(conv.key_ab, None)  # (a replaced conversation's)
         self.routes.pop(conv.key_ba, None)
+        if pkt.flags & _BARE == SYN and not pkt.seglen:
+            conv.bare = True
+            self.bare_count += 1
         self._base(conv, 0, pkt)
 
     def _base(self, conv: Conversation, s: int, pkt: TcpPacket) -> None:
@@ -206,10 +219,18 @@ class FlowTable:
             d = 0 if conv.client_is_a else 1  # direction of side a's packets
             self.routes[conv.key_ab] = (conv, d)
             self.routes[conv.key_ba] = (conv, 1 - d)
+            if conv.bare:  # its packets may bypass route() from now on
+                self._unbare(conv)
+
+    def _unbare(self, conv: Conversation) -> None:
+        conv.bare = False
+        self.bare_count -= 1
 
     def evict(self, conv: Conversation) -> None:
         """Drop a finished conversation; remember its id and base sequence numbers."""
         if self._table.get(conv.key_ab) is conv:
+            if conv.bare:
+                self._unbare(conv)
             del self._table[conv.key_ab]
             del self._table[conv.key_ba]
             self.routes.pop(conv.key_ab, None)

@@ -647,6 +647,8 @@ class Analysis:
         readable = True
         fatal: str | None = None
         closing: deque[tuple[Conversation, int]] = deque()  # closed, oldest first, with held_bytes
+        attempts: deque[Conversation] = deque()  # opened by a bare SYN, oldest first (Conversation.bare: still so)
+        attempts_max = options.attempts_max
         number = 0  # frames read so far (= the last frame's number)
         next_check = CHECK_EVERY
         linger, idle, linger_max, linger_bytes = options.linger_ns, options.idle_ns, options.linger_max, options.linger_bytes
@@ -685,11 +687,14 @@ class Analysis:
                                 self._icmp(pkt, table, index, shard_n, shard_k)  # type: ignore[arg-type]
                                 continue
                             conv, d, new = route(pkt)
-                            if new and table.replaced:
-                                for old in table.replaced:
-                                    if old.state is not None:
-                                        self._emit(old.state, table, False)
-                                table.replaced.clear()
+                            if new:
+                                if conv.bare:
+                                    attempts.append(conv)
+                                if table.replaced:
+                                    for old in table.replaced:
+                                        if old.state is not None:
+                                            self._emit(old.state, table, False)
+                                    table.replaced.clear()
                         st = conv.state
                         if st is None:
                             if shard_n == 1 or conv.id % shard_n == shard_k:
@@ -723,6 +728,16 @@ class Analysis:
                         held -= size
                         if c.state is not None:
                             self._emit(c.state, table, False)
+                    # connection attempts (a SYN flood opens a conversation per SYN, each open until idle): at most
+                    # attempts_max of them stay, the oldest are finalized. Entries that stopped being attempts
+                    # (answered, finalized) are dropped as they reach the front, or all at once when they are
+                    # most of the queue.
+                    while attempts and (not attempts[0].bare or table.bare_count > attempts_max):
+                        c = attempts.popleft()
+                        if c.bare and c.state is not None:
+                            self._emit(c.state, table, False)
+                    if len(attempts) > 2 * table.bare_count + CHECK_EVERY:
+                        attempts = deque(c for c in attempts if c.bare)
                     if next_check % (CHECK_EVERY * 16) == 0:
                         for c in table.active():
                             cs = c.state

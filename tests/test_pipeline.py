@@ -302,3 +302,91 @@ def test_a_syn_flood_keeps_little_state_per_conversation(tmp_path: Path) -> None
     assert held[1] == 2000 and len(sink.results) == 2000
     assert (held[0] - base) / 2000 < 3000
     assert all(r.end == "incomplete" for r in sink.results)
+
+
+def _flood(tmp_path: Path, n: int, answered: int) -> str:
+    """``n`` bare SYNs from different clients; then client ``answered`` retransmits its SYN and gets a
+    handshake."""
+    w = b.PcapWriter(linktype=101)
+    t = 1_700_000_000_000_000_000
+
+    def add(ms, src, dst, sp, dp, seq, ack, flags):
+        w.add(t + ms * 1_000_000, b.ipv4(src, dst, b.tcp(sp, dp, seq, ack, flags, 64240, b"", src_ip=src, dst_ip=dst)))
+
+    for i in range(n):
+        add(i, f"198.51.{i // 250}.{i % 250 + 1}", S, 1024 + i, 80, 1000 * i, 0, SYN)
+    src = f"198.51.{answered // 250}.{answered % 250 + 1}"
+    add(n + 1000, src, S, 1024 + answered, 80, 1000 * answered, 0, SYN)
+    add(n + 1001, S, src, 80, 1024 + answered, 5, 1000 * answered + 1, SYN | ACK)
+    add(n + 1002, src, S, 1024 + answered, 80, 1000 * answered + 1, 6, ACK)
+    w.write(tmp_path / "flood.pcap")
+    return str(tmp_path / "flood.pcap")
+
+
+def test_connection_attempts_beyond_the_limit_are_finalized_oldest_first(tmp_path: Path, monkeypatch) -> None:
+    """A SYN flood opens a conversation per SYN, each open until idle (15 minutes of packet time): at most
+    ``Options.attempts_max`` conversations of bare SYNs stay open, the oldest are finalized. A later packet of
+    one resumes it under the same id as part 2 (Wireshark's tcp.stream stays); answered attempts are not
+    counted. The same in one process and in two."""
+    import pcapcheck.pipeline as pl
+
+    monkeypatch.setattr(pl, "CHECK_EVERY", 16)
+    path = _flood(tmp_path, 3000, 5)
+    table_peak = []
+    real_emit = Analysis._emit
+
+    def emit(self, st, table, ended):
+        table_peak.append(table.bare_count)
+        real_emit(self, st, table, ended)
+
+    monkeypatch.setattr(Analysis, "_emit", emit)
+    results = run(path, attempts_max=100)
+    assert max(table_peak) <= 100 + 16  # at most one check interval over the limit
+    assert len(results) == 3001 and [r.id for r in results[:3]] == [0, 1, 2]
+    five = [(r.part, r.packets, r.end) for r in results if r.id == 5]
+    assert five == [(1, (1, 0), "incomplete"), (2, (2, 1), "capture-ended")]
+    monkeypatch.setattr(Analysis, "_emit", real_emit)
+    # no limit reached: one part
+    assert [(r.part, r.packets) for r in run(path) if r.id == 5] == [(1, (3, 1))]
+    # two shards (two processes) decide the same
+    shards = []
+    for k in (0, 1):
+        sink = Collect()
+        Analysis(Options(attempts_max=100), sink, shard=(k, 2)).run([path])
+        shards += sink.results
+    key = lambda r: (r.id, r.part, r.packets, r.first_frame, r.last_frame, r.end)  # noqa: E731
+    assert sorted(map(key, shards)) == sorted(map(key, results))
+
+
+def test_flow_table_counts_connection_attempts() -> None:
+    """FlowTable.bare_count: conversations of only bare SYNs, no route yet. A retransmitted SYN keeps one, an
+    answer, data on a SYN, an ICMP error about it, port reuse and eviction end one."""
+    import socket
+
+    from pcapcheck.decode import IcmpError, TcpPacket
+    from pcapcheck.flows import FlowTable
+
+    a, z = socket.inet_aton(C), socket.inet_aton(S)
+
+    def pkt(frame, src, dst, sp, dp, seq, ack, flags, n=0):
+        return TcpPacket(frame, frame, src, dst, sp, dp, seq, ack, flags, 1000, b"", b"x" * n, n, 64, 1, True)
+
+    t = FlowTable()
+    c1, _, _ = t.route(pkt(1, a, z, 1, 80, 100, 0, SYN))
+    t.route(pkt(2, a, z, 1, 80, 100, 0, SYN))  # retransmitted
+    assert (c1.bare, t.bare_count) == (True, 1)
+    t.route(pkt(3, z, a, 80, 1, 500, 101, SYN | ACK))  # answered
+    assert (c1.bare, t.bare_count) == (False, 0)
+    c2, _, _ = t.route(pkt(4, a, z, 2, 80, 100, 0, SYN))
+    c3, _, _ = t.route(pkt(5, a, z, 3, 80, 100, 0, SYN, n=5))  # data on the SYN: not an attempt only
+    c4, _, _ = t.route(pkt(6, a, z, 4, 80, 100, 0, SYN))
+    c5, _, _ = t.route(pkt(7, a, z, 5, 80, 100, 0, SYN))
+    assert (c2.bare, c3.bare, c4.bare, t.bare_count) == (True, False, True, 3)
+    c2b, _, new = t.route(pkt(8, a, z, 2, 80, 900, 0, SYN))  # a new ISN: port reuse replaces c2
+    assert new and c2b is not c2 and not c2.bare and c2b.bare and t.bare_count == 3
+    ev = IcmpError(9, 9, None, None, 4, 80, 100, 0, 0x100, z, 4, 3, 1, None, (a, 4, z, 80), SYN, 40, True)
+    assert t.icmp(ev)[0] is c4 and not c4.bare and t.bare_count == 2
+    t.evict(c5)
+    assert not c5.bare and t.bare_count == 1
+    t.evict(c2)  # superseded already: nothing changes
+    assert t.bare_count == 1
