@@ -12,6 +12,8 @@ linger; a small tombstone keeps their id so late packets still get the right id.
 
 from __future__ import annotations
 
+import struct
+
 from pcapcheck.decode import IcmpError, TcpPacket
 
 _tnew = tuple.__new__
@@ -19,7 +21,11 @@ _tnew = tuple.__new__
 SYN, ACK, FIN, RST = 0x02, 0x10, 0x01, 0x04
 _BARE = SYN | ACK | FIN | RST  # flags & _BARE == SYN: a bare SYN
 # Evicted conversations remembered for late packets (two entries each); bounded memory.
-MAX_TOMBSTONES = 400_000
+MAX_TOMBSTONES = 200_000  # finished conversations whose id a late packet still finds
+# A tombstone: key src + dst + ports (_PORTS) of its side a -> _TOMB(id, base of a, base of b, part), -1 = no base.
+# Packed, it costs about 150 bytes a conversation in the dict instead of about 480 as tuples both ways.
+_PORTS = struct.Struct(">HH")
+_TOMB = struct.Struct(">Qqql")
 
 
 class Conversation:
@@ -88,7 +94,7 @@ class FlowTable:
     def __init__(self) -> None:
         self._table: dict[tuple, Conversation] = {}
         self.routes: dict[tuple, tuple[Conversation, int]] = {}
-        self._tombstones: dict[tuple, tuple[int, list, int]] = {}  # key -> (id, bases + [key_ab], part)
+        self._tombstones: dict[bytes, bytes] = {}  # see _TOMB, oldest first
         self.next_id = 0
         self.reused: list[tuple[int, int, int]] = []  # (new id, old id, frame)
         self.replaced: list[Conversation] = []  # superseded by port reuse: the caller finalizes them
@@ -134,22 +140,18 @@ class FlowTable:
             if base[s] is None or (base[1 - s] is None and flags & ACK):
                 self._base(conv, s, pkt)
             return conv, 0 if from_a == conv.client_is_a else 1, False
-        tomb = self._tombstones.get(key)
-        if tomb is not None:
-            cid, bases, part = tomb
-            side = 0 if key == bases[2] else 1
-            base = bases[side]
-            if not (flags & SYN and not flags & ACK and base is not None and base != pkt.seq):
+        found = self._tomb(key) if self._tombstones else None
+        if found is not None:
+            tkey, side, (cid, base_a, base_b, part) = found
+            base = base_b if side else base_a
+            del self._tombstones[tkey]
+            if not (flags & SYN and not flags & ACK and base >= 0 and base != pkt.seq):
                 # a late packet of an evicted conversation: resume it under the same id
-                self._tombstones.pop(key, None)
-                self._tombstones.pop((pkt.dst, pkt.dport, pkt.src, pkt.sport), None)
                 conv = Conversation(cid, pkt)
                 conv.part = part + 1
                 self._insert(conv, pkt)
                 return conv, 0 if conv.client_is_a else 1, True
             # a new ISN on the 4-tuple of an evicted conversation: port reuse, as on a live one
-            self._tombstones.pop(key, None)
-            self._tombstones.pop((pkt.dst, pkt.dport, pkt.src, pkt.sport), None)
             conv = self._new(pkt)
             conv.reuse_of = cid
             conv.reuse_frame = pkt.frame
@@ -171,7 +173,7 @@ class FlowTable:
             if conv.bare:
                 self._unbare(conv)
             return conv, 0 if (key == conv.key_ab) == conv.client_is_a else 1, False
-        if not ev.numbered or key in self._tombstones:
+        if not ev.numbered or (self._tombstones and self._tomb(key) is not None):
             return None
         quoted = _tnew(TcpPacket, (ev.frame, ev.ts, key[0], key[2], key[1], key[3], ev.seq, 0, ev.qflags or 0, 0, b"",
                                    b"", 0, 0, None, False))
@@ -186,8 +188,22 @@ class FlowTable:
     def ended_id(self, key: tuple) -> int | None:
         """The id of the finalized conversation of 4-tuple ``key`` (either direction), while its tombstone
         lasts; None otherwise."""
-        tomb = self._tombstones.get(key)
-        return None if tomb is None else tomb[0]
+        found = self._tomb(key) if self._tombstones else None
+        return None if found is None else found[2][0]
+
+    def _tomb(self, key: tuple) -> tuple[bytes, int, tuple[int, int, int, int]] | None:
+        """The tombstone of 4-tuple ``key`` (src, sport, dst, dport): (its dict key, the side that sent ``key``:
+        0 = a, its fields), or None."""
+        src, sport, dst, dport = key
+        tkey = src + dst + _PORTS.pack(sport, dport)
+        tomb = self._tombstones.get(tkey)
+        if tomb is not None:
+            return tkey, 0, _TOMB.unpack(tomb)
+        tkey = dst + src + _PORTS.pack(dport, sport)
+        tomb = self._tombstones.get(tkey)
+        if tomb is not None:
+            return tkey, 1, _TOMB.unpack(tomb)
+        return None
 
     def _new(self, pkt: TcpPacket) -> Conversation:
         conv = Conversation(self.next_id, pkt)
@@ -235,8 +251,8 @@ class FlowTable:
             del self._table[conv.key_ba]
             self.routes.pop(conv.key_ab, None)
             self.routes.pop(conv.key_ba, None)
-            bases = [conv.base[0], conv.base[1], conv.key_ab]
-            self._tombstones[conv.key_ab] = (conv.id, bases, conv.part)
-            self._tombstones[conv.key_ba] = (conv.id, bases, conv.part)
+            base_a, base_b = conv.base
+            self._tombstones[conv.a + conv.b + _PORTS.pack(conv.aport, conv.bport)] = _TOMB.pack(
+                conv.id, -1 if base_a is None else base_a, -1 if base_b is None else base_b, conv.part)
             while len(self._tombstones) > MAX_TOMBSTONES:  # oldest first (dicts keep insertion order)
                 del self._tombstones[next(iter(self._tombstones))]

@@ -390,3 +390,42 @@ def test_flow_table_counts_connection_attempts() -> None:
     assert not c5.bare and t.bare_count == 1
     t.evict(c2)  # superseded already: nothing changes
     assert t.bare_count == 1
+
+
+def test_tombstones_resume_or_reuse_either_direction() -> None:
+    """An evicted conversation's tombstone (one packed entry, found from either direction): a late packet
+    from either side resumes it under its id as the next part; a SYN with another ISN is port reuse (a new
+    id); an ICMP error about it finds its id but opens nothing; MAX_TOMBSTONES keeps the newest."""
+    import socket
+
+    import pcapcheck.flows as fl
+    from pcapcheck.decode import TcpPacket
+
+    a, z = socket.inet_aton(C), socket.inet_aton(S)
+
+    def pkt(src, dst, sp, dp, seq, ack, flags):
+        return TcpPacket(1, 1, src, dst, sp, dp, seq, ack, flags, 1000, b"", b"", 0, 64, 1, True)
+
+    t = fl.FlowTable()
+    c0, _, _ = t.route(pkt(a, z, 40000, 80, 100, 0, SYN))
+    t.route(pkt(z, a, 80, 40000, 500, 101, SYN | ACK))
+    t.evict(c0)
+    assert t.ended_id((z, 80, a, 40000)) == t.ended_id((a, 40000, z, 80)) == 0
+    late, d, new = t.route(pkt(z, a, 80, 40000, 501, 101, ACK))  # from side b
+    assert (late.id, late.part, d, new, late.client_is_a) == (0, 2, 1, True, False)
+    t.evict(late)
+    again, _, _ = t.route(pkt(a, z, 40000, 80, 101, 501, ACK))  # from side a: part 3
+    assert (again.id, again.part) == (0, 3)
+    t.evict(again)
+    reuse, _, new = t.route(pkt(a, z, 40000, 80, 9000, 0, SYN))  # a new ISN: a new conversation
+    assert (reuse.id, reuse.part, reuse.reuse_of, new) == (1, 1, 0, True)
+    assert t.ended_id((a, 40000, z, 80)) is None  # the tombstone went with the reuse
+    old = fl.MAX_TOMBSTONES
+    try:
+        fl.MAX_TOMBSTONES = 2
+        for port in (2, 3, 4):
+            c, _, _ = t.route(pkt(a, z, port, 80, 100, 0, SYN))
+            t.evict(c)
+        assert [t.ended_id((a, p, z, 80)) for p in (2, 3, 4)] == [None, 3, 4]
+    finally:
+        fl.MAX_TOMBSTONES = old
