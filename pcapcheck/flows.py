@@ -20,7 +20,7 @@ _tnew = tuple.__new__
 
 SYN, ACK, FIN, RST = 0x02, 0x10, 0x01, 0x04
 _BARE = SYN | ACK | FIN | RST  # flags & _BARE == SYN: a bare SYN
-# Evicted conversations remembered for late packets (two entries each); bounded memory.
+# Evicted conversations remembered for late packets (one packed entry each); bounded memory.
 MAX_TOMBSTONES = 200_000  # finished conversations whose id a late packet still finds
 # A tombstone: key src + dst + ports (_PORTS) of its side a -> _TOMB(id, base of a, base of b, part), -1 = no base.
 # Packed, it costs about 150 bytes a conversation in the dict instead of about 480 as tuples both ways.
