@@ -60,6 +60,7 @@ class ConversationResult:
     stream_heads: tuple[bytes, bytes]  # first bytes of each direction (follow-stream excerpt)
     isn: tuple[int | None, int | None]
     part: int = 1  # 2, 3 ...: packets that came after the conversation's earlier part was finalized (resumed)
+    http_omitted: int = 0  # exchanges not kept for the report (analyzers.http1.KEEP_FIRST); report.json says so
     reuse_of: int | None = None
     # ICMP errors about its segments, for the ladder (analyzers.icmp.IcmpMark), in frame order, at most 20 a kind
     icmp: tuple[Any, ...] = ()
@@ -94,6 +95,7 @@ class ConversationResult:
             "end_sentence": self.end_sentence,
             "findings": [f.to_json() for f in self.findings],
             "http": [x.to_json() for x in self.http],
+            **({"http_omitted": self.http_omitted} if self.http_omitted else {}),
             "wireshark_filter": f"tcp.stream eq {self.id}",
         }
 
@@ -113,7 +115,9 @@ class ConversationResult:
         bytes_c2s, bytes_s2c, end_ns, first_frame, id_, input_index, last_frame, packets_c2s, packets_s2c, start_ns = (
             json_scalars((self.bytes[0], self.bytes[1], self.end_ns, self.first_frame, self.id, self.input_index,
                           self.last_frame, self.packets[0], self.packets[1], self.start_ns), dumps))
-        return _CONVERSATION_TEXT % (
+        template, omitted = (_CONVERSATION_TEXT, ()) if not self.http_omitted else (
+            _CONVERSATION_OMITTED_TEXT, (json_value(self.http_omitted, dumps),))
+        return template % (
             _PAIR_TEXT % (bytes_c2s, bytes_s2c),
             v(self.client, dumps),
             v(self.client_guessed, dumps),
@@ -123,6 +127,7 @@ class ConversationResult:
             "[" + ", ".join([f.json_text(dumps) for f in self.findings]) + "]",
             first_frame,
             "[" + ", ".join(http) + "]",
+            *omitted,
             id_,
             input_index,
             last_frame,
@@ -146,6 +151,10 @@ class ConversationResult:
 _CONVERSATION_TEXT = object_template(
     "bytes", "client", "client_guessed", "end", "end_ns", "end_sentence", "findings", "first_frame", "http", "id",
     "input", "last_frame", "packets", "server", "start_ns", "wireshark_filter",
+)
+_CONVERSATION_OMITTED_TEXT = object_template(  # ... with http_omitted (only when some exchanges were not kept)
+    "bytes", "client", "client_guessed", "end", "end_ns", "end_sentence", "findings", "first_frame", "http",
+    "http_omitted", "id", "input", "last_frame", "packets", "server", "start_ns", "wireshark_filter",
 )
 _PAIR_TEXT = object_template("c2s", "s2c")  # packets and bytes per direction
 

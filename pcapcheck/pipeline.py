@@ -448,7 +448,7 @@ class ConvState:
             http=tuple(self.http.exchanges) if self.http is not None else (),
             stream_heads=(bytes(self.reasm[0].head), bytes(self.reasm[1].head)),
             isn=(self.tracker.base_seq(0), self.tracker.base_seq(1)),
-            part=conv.part, reuse_of=conv.reuse_of,
+            part=conv.part, reuse_of=conv.reuse_of, http_omitted=self.http.dropped if self.http is not None else 0,
             icmp=self.icmp.marks() if self.icmp is not None else (),
         )
 

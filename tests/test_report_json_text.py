@@ -198,6 +198,7 @@ def test_exchanges_and_conversation_with_long_values_everywhere():
     r = dataclasses.replace(s.incident1(), http=exchanges)
     same(r)
     assert len(r.json_parts(_dumps_line)) == 2 * 14 + 1  # 14 values kept aside, each copied once
+    same(dataclasses.replace(r, http_omitted=12345))  # exchanges not kept (analyzers.http1.KEEP_FIRST)
 
 
 def test_escape_json_every_byte():

@@ -106,3 +106,70 @@ def test_a_resumed_conversation_keeps_every_part(tmp_path, monkeypatch):
     index = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     assert index.count('id="c0"') == 1 and index.count('id="c0-part2"') == 1
     assert 'href="conv-0.html"' in index and 'href="conv-0-part2.html"' in index
+
+
+def _keepalive(path, n, bad):
+    """One keep-alive conversation of ``n`` GET/200 exchanges; exchange ``bad`` has two Transfer-Encoding
+    lines (http.te.duplicate)."""
+    from fixtures import builder as b
+
+    c, s = "10.0.0.1", "10.0.0.2"
+    w = b.PcapWriter(linktype=101)
+    t = [1_700_000_000_000_000_000]
+    cseq, sseq = 1001, 5001
+
+    def add(src, dst, sp, dp, seq, ack, flags, payload=b""):
+        t[0] += 100_000
+        w.add(t[0], b.ipv4(src, dst, b.tcp(sp, dp, seq, ack, flags, 64240, payload, src_ip=src, dst_ip=dst)))
+
+    add(c, s, 40000, 80, 1000, 0, 0x02)
+    add(s, c, 80, 40000, 5000, 1001, 0x12)
+    add(c, s, 40000, 80, 1001, 5001, 0x10)
+    for i in range(n):
+        req = b"GET /item/%d HTTP/1.1\r\nHost: backend\r\n\r\n" % i
+        if i == bad:
+            resp = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"2\r\nok\r\n0\r\n\r\n")
+        else:
+            resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        add(c, s, 40000, 80, cseq, sseq, 0x18, req)
+        cseq += len(req)
+        add(s, c, 80, 40000, sseq, cseq, 0x18, resp)
+        sseq += len(resp)
+    add(c, s, 40000, 80, cseq, sseq, 0x11)
+    add(s, c, 80, 40000, sseq, cseq + 1, 0x11)
+    add(c, s, 40000, 80, cseq + 1, sseq + 1, 0x10)
+    w.write(path)
+
+
+def test_a_long_keep_alive_conversation_keeps_a_bounded_report(tmp_path):
+    """Tens of thousands of exchanges on one connection: the analyzer keeps the first KEEP_FIRST, the last
+    KEEP_LAST and every one with a finding (report.json says how many it left out: http_omitted); the page
+    shows the first 100, the last 20 and those with findings, and says so."""
+    from pcapcheck.analyzers import http1
+
+    n, bad = http1.KEEP_FIRST + 500, http1.KEEP_FIRST + 200
+    _keepalive(tmp_path / "ka.pcap", n, bad)
+    totals = analyze([tmp_path / "ka.pcap"], tmp_path)
+    assert totals.conversations == 1
+    (conv,) = json.loads((tmp_path / "report.json").read_bytes())["conversations"]
+    kept = [x["index"] for x in conv["http"]]
+    assert kept == [*range(http1.KEEP_FIRST), bad, *range(n - http1.KEEP_LAST, n)]
+    assert conv["http_omitted"] == n - len(kept)
+    (f,) = [f for f in conv["findings"] if f["code"] == "http.te.duplicate"]
+    assert conv["http"][http1.KEEP_FIRST]["findings"] == [f["detail"]["finding_index"]]
+    page = (tmp_path / "conv-0.html").read_text(encoding="utf-8")
+    assert f"120 of the {n:,} exchanges are shown" not in page  # the marked one too
+    assert f"121 of the {n:,} exchanges are shown" in page
+    assert f"report.json lists {len(kept):,} of them" in page
+    assert f"<h3>{bad + 1}. GET /item/{bad} HTTP/1.1" in page
+    assert f"<h3>{n}. GET /item/{n - 1} HTTP/1.1" in page and "<h3>101. " not in page
+
+
+def test_few_exchanges_are_all_kept(tmp_path):
+    _keepalive(tmp_path / "ka.pcap", 300, 150)
+    analyze([tmp_path / "ka.pcap"], tmp_path)
+    (conv,) = json.loads((tmp_path / "report.json").read_bytes())["conversations"]
+    assert [x["index"] for x in conv["http"]] == list(range(300)) and "http_omitted" not in conv
+    page = (tmp_path / "conv-0.html").read_text(encoding="utf-8")
+    assert "exchanges are shown" not in page and "<h3>300. GET /item/299" in page

@@ -38,6 +38,14 @@ __all__ = ["Http1Analyzer", "HttpExchange"]
 # RequestInfo is immutable: one per well-known method serves every response (request_for runs for each one).
 _REQUEST_INFO = {m: RequestInfo(m) for m in KNOWN_METHODS}
 
+# Exchanges kept for the report: the first KEEP_FIRST, the last KEEP_LAST and every one with a finding. The
+# others are dropped once KEEP_LAST more final responses have come (a keep-alive connection between a proxy and
+# its backend can carry hundreds of thousands of requests: memory must not grow with them). Their findings, if
+# they had any, are kept in any case; ``dropped`` counts them.
+KEEP_FIRST = 2000
+KEEP_LAST = 64
+DROPPED = MessageBuilder.__new__(MessageBuilder)  # in a reader's ``messages``: a message of a dropped exchange
+
 
 class Http1Analyzer:
     def __init__(self, conversation: int) -> None:
@@ -50,6 +58,7 @@ class Http1Analyzer:
         self._interim: dict[int, list[MessageBuilder]] = {}
         self._final_count = 0
         self._result: list[Finding] | None = None
+        self.dropped = 0  # exchanges not kept for the report (KEEP_FIRST)
 
     # --- the pipeline's interface --------------------------------------------------------------------------
 
@@ -115,6 +124,8 @@ class Http1Analyzer:
         out = []
         for k in range(count):
             req = requests[k] if k < len(requests) else None
+            if req is DROPPED:
+                continue
             resp = self._finals.get(k)
             interim = tuple(m.freeze() for m in self._interim.get(k, ()))
             uncertain = any(m.after_loss for m in (req, resp) if m is not None)
@@ -217,6 +228,8 @@ class Http1Analyzer:
             return None
         if not msg.interim:
             self._check_proxy_error(reader, msg)
+            if msg.exchange >= KEEP_FIRST + KEEP_LAST:
+                self._drop(msg.exchange - KEEP_LAST)
             if (
                 isinstance(msg.framing, Tunnel)
                 and self._c2s.pause is None
@@ -268,6 +281,26 @@ class Http1Analyzer:
                 c2s.resume(False)
                 return True
         return False
+
+    def _drop(self, k: int) -> None:
+        """Drop exchange ``k`` from the report unless one of its messages has a finding (see KEEP_FIRST)."""
+        requests = self._c2s.messages
+        resp = self._finals.get(k)
+        if k >= len(requests) or resp is None:
+            return
+        req = requests[k]
+        if req is DROPPED or req.findings or resp.findings:
+            return
+        interim = self._interim.get(k, ())
+        if any(m.findings for m in interim):
+            return
+        requests[k] = DROPPED
+        responses = self._s2c.messages
+        for m in (*interim, resp):
+            responses[m.index] = DROPPED
+        del self._finals[k]
+        self._interim.pop(k, None)
+        self.dropped += 1
 
     def _check_proxy_error(self, reader: DirectionReader, msg: MessageBuilder) -> None:
         if msg.elided or msg.status not in proxy.STATUSES:  # (before copying the excerpt for recognize)

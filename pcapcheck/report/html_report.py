@@ -53,6 +53,7 @@ from typing import Any, BinaryIO
 
 import jinja2
 
+from pcapcheck.analyzers.http1 import KEEP_FIRST, KEEP_LAST
 from pcapcheck.findings import Severity
 from pcapcheck.model import ConversationResult, ConversationSummary
 from pcapcheck.report import views
@@ -80,6 +81,8 @@ def environment() -> jinja2.Environment:
             auto_reload=False,
         )
         _ENV.filters["num"] = views.number
+        _ENV.globals.update(first_exchanges=views.PAGE_EXCHANGES_FIRST, last_exchanges=views.PAGE_EXCHANGES_LAST,
+                            marked_exchanges=views.PAGE_EXCHANGES_MARKED, kept_first=KEEP_FIRST, kept_last=KEEP_LAST)
     return _ENV
 
 

@@ -992,6 +992,38 @@ def _detail_row(key: Any, value: Any, shown: frozenset[int] | set[int]) -> Detai
     return _tuple_new(DetailRow, (key, value_text(value), (), ()))  # DetailRow(key, text): a dozen a message
 
 
+# A conversation page shows at most this many HTTP exchanges in full: the first ones, the last ones and those a
+# finding points into (a keep-alive connection between a proxy and its backend can carry tens of thousands;
+# report.json lists every one).
+PAGE_EXCHANGES_FIRST = 100
+PAGE_EXCHANGES_LAST = 20
+PAGE_EXCHANGES_MARKED = 200
+
+
+def shown_exchanges(http: Sequence[Any]) -> list[int]:
+    """Indices of the exchanges a page shows (all of them when there are few)."""
+    n = len(http)
+    if n <= PAGE_EXCHANGES_FIRST + PAGE_EXCHANGES_LAST + PAGE_EXCHANGES_MARKED:
+        return list(range(n))
+    keep = set(range(PAGE_EXCHANGES_FIRST)) | set(range(n - PAGE_EXCHANGES_LAST, n))
+    marked = 0
+    for i in range(PAGE_EXCHANGES_FIRST, n - PAGE_EXCHANGES_LAST):
+        x = http[i]
+        findings = x.get("findings") if isinstance(x, Mapping) else getattr(x, "findings", None)
+        if findings:
+            keep.add(i)
+            marked += 1
+            if marked == PAGE_EXCHANGES_MARKED:
+                break
+    return sorted(keep)
+
+
+def _exchange_index(exchange: Any, default: int) -> int:
+    """The exchange's number in its conversation (0-based; the report may not keep every exchange)."""
+    k = exchange.get("index") if isinstance(exchange, Mapping) else getattr(exchange, "index", None)
+    return k if type(k) is int and k >= 0 else default
+
+
 def exchange_view(i: int, exchange: Any, marks: _Marks, shown: frozenset[int] | set[int]) -> ExchangeView:
     """One request/response exchange from its ``to_json()`` (pcapcheck.http.model), read defensively."""
     data = exchange.to_json() if hasattr(exchange, "to_json") else exchange
@@ -1063,7 +1095,9 @@ class ConversationView:
     timeline_total: int
     timeline_capped: bool
     graphs: tuple[Graph, ...]
-    exchanges: tuple[ExchangeView, ...]
+    exchanges: tuple[ExchangeView, ...]  # those shown (shown_exchanges)
+    exchanges_total: int  # in the conversation
+    exchanges_kept: int  # in report.json (analyzers.http1.KEEP_FIRST)
     streams: tuple[StreamView, ...]
     streams_left_out: int  # directions of an HTTP conversation whose raw bytes are not repeated
     follow_cmd: str  # tshark's Follow TCP Stream for this conversation
@@ -1121,7 +1155,8 @@ def build_conversation(r: ConversationResult, *, input_path: str | None = None,
                    if g is not None)
 
     marks = _Marks(r.findings)
-    exchanges = tuple(exchange_view(i, x, marks, shown) for i, x in enumerate(r.http))
+    exchanges = tuple(exchange_view(_exchange_index(r.http[i], i), r.http[i], marks, shown)
+                      for i in shown_exchanges(r.http))
     streams = []
     for d, head in enumerate(r.stream_heads):
         if not head:
@@ -1173,7 +1208,9 @@ def build_conversation(r: ConversationResult, *, input_path: str | None = None,
         tshark_view=f"tshark -r {shlex.quote(path)} -Y '{fil}'",
         tshark_extract=f"tshark -r {shlex.quote(path)} -Y '{fil}' -w {ext}",
         findings=tuple(findings), ladder=tuple(ladder), icmp_rows=len(r.icmp), timeline_total=r.timeline_total,
-        timeline_capped=r.timeline_capped, graphs=graphs, exchanges=exchanges, streams=tuple(streams),
+        timeline_capped=r.timeline_capped, graphs=graphs, exchanges=exchanges,
+        exchanges_total=len(r.http) + r.http_omitted, exchanges_kept=len(r.http),
+        streams=tuple(streams),
         streams_left_out=sum(1 for h in r.stream_heads if h) - len(streams),
         follow_cmd=f"tshark -r {shlex.quote(path)} -q -z follow,tcp,ascii,{int(r.id)}",
         nav=nav, version=__version__, timestamp=timestamp,
