@@ -109,8 +109,8 @@ def test_a_resumed_conversation_keeps_every_part(tmp_path, monkeypatch):
 
 
 def _keepalive(path, n, bad):
-    """One keep-alive conversation of ``n`` GET/200 exchanges; exchange ``bad`` has two Transfer-Encoding
-    lines (http.te.duplicate)."""
+    """One keep-alive conversation of ``n`` GET/200 exchanges; the exchanges in ``bad`` have two
+    Transfer-Encoding lines (http.te.duplicate)."""
     from fixtures import builder as b
 
     c, s = "10.0.0.1", "10.0.0.2"
@@ -127,7 +127,7 @@ def _keepalive(path, n, bad):
     add(c, s, 40000, 80, 1001, 5001, 0x10)
     for i in range(n):
         req = b"GET /item/%d HTTP/1.1\r\nHost: backend\r\n\r\n" % i
-        if i == bad:
+        if i in bad:
             resp = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
                     b"2\r\nok\r\n0\r\n\r\n")
         else:
@@ -149,7 +149,7 @@ def test_a_long_keep_alive_conversation_keeps_a_bounded_report(tmp_path):
     from pcapcheck.analyzers import http1
 
     n, bad = http1.KEEP_FIRST + 500, http1.KEEP_FIRST + 200
-    _keepalive(tmp_path / "ka.pcap", n, bad)
+    _keepalive(tmp_path / "ka.pcap", n, {bad})
     totals = analyze([tmp_path / "ka.pcap"], tmp_path)
     assert totals.conversations == 1
     (conv,) = json.loads((tmp_path / "report.json").read_bytes())["conversations"]
@@ -167,9 +167,30 @@ def test_a_long_keep_alive_conversation_keeps_a_bounded_report(tmp_path):
 
 
 def test_few_exchanges_are_all_kept(tmp_path):
-    _keepalive(tmp_path / "ka.pcap", 300, 150)
+    _keepalive(tmp_path / "ka.pcap", 300, {150})
     analyze([tmp_path / "ka.pcap"], tmp_path)
     (conv,) = json.loads((tmp_path / "report.json").read_bytes())["conversations"]
     assert [x["index"] for x in conv["http"]] == list(range(300)) and "http_omitted" not in conv
     page = (tmp_path / "conv-0.html").read_text(encoding="utf-8")
     assert "exchanges are shown" not in page and "<h3>300. GET /item/299" in page
+
+
+def test_many_findings_of_one_code_keep_the_page_small(tmp_path, monkeypatch):
+    """The same fault on every response: the page shows the first PAGE_FINDINGS_FULL findings of the code in
+    full, the next PAGE_FINDINGS_BRIEF as one line each (with their anchors, so links to them work) and
+    counts the rest; the heading and report.json count every finding."""
+    from pcapcheck.report import views
+
+    monkeypatch.setattr(views, "PAGE_FINDINGS_FULL", 3)
+    monkeypatch.setattr(views, "PAGE_FINDINGS_BRIEF", 5)
+    _keepalive(tmp_path / "ka.pcap", 30, set(range(30)))
+    analyze([tmp_path / "ka.pcap"], tmp_path)
+    (conv,) = json.loads((tmp_path / "report.json").read_bytes())["conversations"]
+    dup = [f for f in conv["findings"] if f["code"] == "http.te.duplicate"]
+    assert len(dup) == 30
+    page = (tmp_path / "conv-0.html").read_text(encoding="utf-8")
+    assert f"Findings ({len(conv['findings'])})" in page
+    assert page.count('class="finding error"') == 3 and page.count('class="finding brief error"') == 5
+    assert "and 22 more http.te.duplicate findings, not shown here" in page
+    assert 'id="finding-7"' in page and 'id="finding-8"' not in page
+    assert page.count("how implementations treat this input") == 3

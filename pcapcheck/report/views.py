@@ -21,7 +21,7 @@ import re
 import shlex
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from itertools import groupby
 from operator import attrgetter, itemgetter
@@ -446,7 +446,15 @@ class FindingView:
     evidence: tuple[str, ...]
     lines: tuple[LineRef, ...]
     excerpt: BytesView | None
+    brief: bool = False  # shown as one line (PAGE_FINDINGS_FULL)
+    more: int = 0  # findings of the same code after this one that the page does not show
 
+
+# A page shows the first PAGE_FINDINGS_FULL findings of each code in full, the next PAGE_FINDINGS_BRIEF as one line
+# each, and counts the rest (a backend that sends a faulty header on every response of a long keep-alive
+# connection gives thousands of identical findings; report.json lists every one).
+PAGE_FINDINGS_FULL = 50
+PAGE_FINDINGS_BRIEF = 200
 
 _SPECIAL_KEYS = frozenset({"excerpt", "excerpt_offset", "peers", "evidence", "lines"})
 FINDING_FRAMES_SHOWN = 40
@@ -1089,7 +1097,8 @@ class ConversationView:
     wireshark_filter: str
     tshark_view: str
     tshark_extract: str
-    findings: tuple[FindingView, ...]
+    findings: tuple[FindingView, ...]  # those shown (PAGE_FINDINGS_FULL)
+    findings_total: int
     ladder: tuple[LadderRow, ...]
     icmp_rows: int  # rows of the ladder that are ICMP errors, not packets of the conversation
     timeline_total: int
@@ -1133,12 +1142,26 @@ def build_conversation(r: ConversationResult, *, input_path: str | None = None,
     by_frame: dict[int, list[tuple[int, str, str]]] = {}
     frame_sev: dict[int, int] = {}
     counts: dict[str, int] = {}
-    findings = []
+    findings: list[FindingView] = []
     codes: dict[str, list[int]] = {}
     for i, f in enumerate(r.findings):
         codes.setdefault(f.code, []).append(i)
+    last_shown: dict[str, int] = {}  # code -> position in findings of its last one shown
+    seen: dict[str, int] = {}
     for i, f in enumerate(r.findings):
-        findings.append(finding_view(i, f, shown, codes))
+        rank = seen.get(f.code, 0)  # findings of this code before this one
+        seen[f.code] = rank + 1
+        if rank < PAGE_FINDINGS_FULL:
+            findings.append(finding_view(i, f, shown, codes))
+            last_shown[f.code] = len(findings) - 1
+        elif rank < PAGE_FINDINGS_FULL + PAGE_FINDINGS_BRIEF:
+            frames = f.frames[:FINDING_FRAMES_SHOWN]
+            findings.append(FindingView(
+                index=i, code=visible(f.code), severity=f.severity.label, message=visible(f.message),
+                direction=_direction_text(f.direction), frames=_frame_refs(frames, shown),
+                frames_more=max(0, len(f.frames) - len(frames)), rule="", details=(), peers=(), evidence=(),
+                lines=(), excerpt=None, brief=True))
+            last_shown[f.code] = len(findings) - 1
         counts[f.severity.label] = counts.get(f.severity.label, 0) + 1
         for fr in f.frames:
             if fr in shown:
@@ -1146,6 +1169,10 @@ def build_conversation(r: ConversationResult, *, input_path: str | None = None,
                 if not lst or lst[-1][0] != i:
                     lst.append((i, f.code, f.severity.label))
                 frame_sev[fr] = max(frame_sev.get(fr, -1), int(f.severity))
+    for code, pos in last_shown.items():
+        more = len(codes[code]) - PAGE_FINDINGS_FULL - PAGE_FINDINGS_BRIEF
+        if more > 0:
+            findings[pos] = replace(findings[pos], more=more)
     marked_frames = {fr for fr, sev in frame_sev.items() if sev >= Severity.WARNING}
 
     ladder, dirs, seg_counts = _timeline(r, by_frame, frame_sev, marked_frames)
@@ -1207,7 +1234,7 @@ def build_conversation(r: ConversationResult, *, input_path: str | None = None,
         wireshark_filter=fil,
         tshark_view=f"tshark -r {shlex.quote(path)} -Y '{fil}'",
         tshark_extract=f"tshark -r {shlex.quote(path)} -Y '{fil}' -w {ext}",
-        findings=tuple(findings), ladder=tuple(ladder), icmp_rows=len(r.icmp), timeline_total=r.timeline_total,
+        findings=tuple(findings), findings_total=len(r.findings), ladder=tuple(ladder), icmp_rows=len(r.icmp), timeline_total=r.timeline_total,
         timeline_capped=r.timeline_capped, graphs=graphs, exchanges=exchanges,
         exchanges_total=len(r.http) + r.http_omitted, exchanges_kept=len(r.http),
         streams=tuple(streams),
