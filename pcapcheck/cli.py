@@ -173,8 +173,8 @@ class _Collect:
 
     def conversation(self, r) -> None:
         worst = r.worst.label if r.worst is not None else "-"
-        self.rows.append((r.input_index, r.id, r.client, r.server, sum(r.packets), sum(r.bytes), r.end, worst,
-                          r.first_frame))
+        self.rows.append((r.input_index, r.id, r.part, r.client, r.server, sum(r.packets), sum(r.bytes), r.end,
+                          worst, r.first_frame))
 
 
 @cli.command()
@@ -186,7 +186,8 @@ class _Collect:
 @analysis_options
 def summary(captures: tuple[str, ...], fail_on: str, jobs: int | None, kernel: str, be_liberal: bool,
             no_http: bool) -> None:
-    """Print per-file totals and one line per conversation (ids = Wireshark's tcp.stream).
+    """Print per-file totals and one line per conversation (ids = Wireshark's tcp.stream; a conversation
+    resumed after it was finalized has a line per part: id/part).
 
     \b
     Example:
@@ -210,8 +211,9 @@ def summary(captures: tuple[str, ...], fail_on: str, jobs: int | None, kernel: s
         click.echo(f"{'in':>2} {'conv':>5} {'client':>28} {'server':>28} {'pkts':>7} {'bytes':>10} "
                    f"{'end':<14} {'worst':<8} first")
     for row in sorted(sink.rows):
-        i, cid, c, s, p, b, end, worst, first = row
-        click.echo(f"{i:>2} {cid:>5} {c:>28} {s:>28} {p:>7} {b:>10} {end:<14} {worst:<8} {first}")
+        i, cid, part, c, s, p, b, end, worst, first = row
+        conv = cid if part == 1 else f"{cid}/{part}"
+        click.echo(f"{i:>2} {conv:>5} {c:>28} {s:>28} {p:>7} {b:>10} {end:<14} {worst:<8} {first}")
     _print_summary(totals, None)
     raise Outcome(_exit_code(totals, fail_on))
 

@@ -102,3 +102,15 @@ def test_output_directory_used_again_holds_only_this_runs_pages(capsys, tmp_path
     for name in keep:
         assert (tmp_path / name).read_text() == "not a page of pcapcheck's"
     assert (tmp_path / "conv-9.html").is_dir()
+
+
+def test_summary_lists_each_part_of_a_resumed_conversation(capsys, tmp_path, monkeypatch) -> None:
+    import pcapcheck.pipeline as pl
+    from tests.test_report_pipeline import resumed_capture
+
+    monkeypatch.setattr(pl, "CHECK_EVERY", 1)
+    resumed_capture(tmp_path / "idle.pcap")
+    code, out, _ = run(capsys, "summary", "-j", "1", str(tmp_path / "idle.pcap"))
+    assert code == 0
+    rows = [line.split() for line in out.splitlines() if line.startswith(" 0 ")]
+    assert [(r[1], r[-1]) for r in rows[:3]] == [("0", "1"), ("0/2", "45"), ("1", "6")]

@@ -66,13 +66,12 @@ def test_two_runs_identical(tmp_path):
         assert p.read_bytes() == (tmp_path / "b" / p.name).read_bytes(), p.name
 
 
-def test_a_resumed_conversation_keeps_every_part(tmp_path, monkeypatch):
-    """A conversation idle past ``idle_ns`` is finalized; its later packets resume it under the same id
-    (Wireshark's tcp.stream) as part 2. Each part has its own page and index row, none overwrites the
-    other, and the later part's page says it is one."""
+def resumed_capture(path):
+    """Conversation 0: a handshake and GET /a, then 20 minutes of other traffic (39 SYNs: the idle check runs
+    every 16 packets when CHECK_EVERY is 1), then GET /b on it: finalized as idle in between, so GET /b
+    comes in part 2."""
     from fixtures import builder as b
 
-    monkeypatch.setattr(pipeline, "CHECK_EVERY", 1)
     c, s = "10.0.0.1", "10.0.0.2"
     t0 = 1_700_000_000_000_000_000
     segs = [(0, c, s, 5000, 80, 1000, 0, 0x02, b""), (1, s, c, 80, 5000, 7000, 1001, 0x12, b""),
@@ -86,7 +85,15 @@ def test_a_resumed_conversation_keeps_every_part(tmp_path, monkeypatch):
     w = b.PcapWriter(linktype=101)
     for ms, src, dst, sp, dp, seq, ack, fl, pl in segs:
         w.add(t0 + ms * 1_000_000, b.ipv4(src, dst, b.tcp(sp, dp, seq, ack, fl, 64240, pl, src_ip=src, dst_ip=dst)))
-    w.write(tmp_path / "idle.pcap")
+    w.write(path)
+
+
+def test_a_resumed_conversation_keeps_every_part(tmp_path, monkeypatch):
+    """A conversation idle past ``idle_ns`` is finalized; its later packets resume it under the same id
+    (Wireshark's tcp.stream) as part 2. Each part has its own page and index row, none overwrites the
+    other, and the later part's page says it is one."""
+    monkeypatch.setattr(pipeline, "CHECK_EVERY", 1)
+    resumed_capture(tmp_path / "idle.pcap")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "conv-0-part3.html").write_text("a stale page of an earlier run")
     html = HtmlReport(tmp_path / "out", inputs=[str(tmp_path / "idle.pcap")], pages="all")
