@@ -201,3 +201,23 @@ def test_many_findings_of_one_code_keep_the_page_small(tmp_path, monkeypatch):
     assert "and 22 more http.te.duplicate findings, not shown here" in page
     assert 'id="finding-7"' in page and 'id="finding-8"' not in page
     assert page.count("how implementations treat this input") == 3
+
+
+def test_a_fault_repeated_thousands_of_times_is_counted_after_the_first_ones(tmp_path, monkeypatch):
+    """After FINDINGS_PER_CODE findings of a code in a conversation, further ones are counted in one more
+    finding of the code (detail.repeated), not reported one by one: memory stays bounded, the count is
+    complete, and the finding indices stay dense."""
+    from pcapcheck.analyzers import http1
+
+    monkeypatch.setattr(http1, "FINDINGS_PER_CODE", 5)
+    _keepalive(tmp_path / "ka.pcap", 30, set(range(30)))
+    analyze([tmp_path / "ka.pcap"], tmp_path)
+    (conv,) = json.loads((tmp_path / "report.json").read_bytes())["conversations"]
+    dup = [f for f in conv["findings"] if f["code"] == "http.te.duplicate"]
+    assert len(dup) == 6 and [f["detail"].get("repeated") for f in dup] == [None] * 5 + [25]
+    assert dup[-1]["severity"] == dup[0]["severity"] == "error" and dup[-1]["direction"] == "s2c"
+    assert "25 more http.te.duplicate fault(s) in this conversation after the first 5" in dup[-1]["message"]
+    assert sorted(f["detail"]["finding_index"] for f in dup) == list(range(6))
+    assert len(dup[-1]["frames"]) == 20 and dup[-1]["frames"][0] > dup[4]["frames"][0]
+    marked = [x["index"] for x in conv["http"] if x["findings"]]
+    assert marked == [0, 1, 2, 3, 4]

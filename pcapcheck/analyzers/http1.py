@@ -44,6 +44,9 @@ _REQUEST_INFO = {m: RequestInfo(m) for m in KNOWN_METHODS}
 # they had any, are kept in any case; ``dropped`` counts them.
 KEEP_FIRST = 2000
 KEEP_LAST = 64
+# Findings of one code reported one by one per conversation; further ones are counted in one more finding of the
+# code at finish (the same fault on every response of a long connection: each finding costs about 5 KB).
+FINDINGS_PER_CODE = 1000
 DROPPED = MessageBuilder.__new__(MessageBuilder)  # in a reader's ``messages``: a message of a dropped exchange
 
 
@@ -59,6 +62,8 @@ class Http1Analyzer:
         self._final_count = 0
         self._result: list[Finding] | None = None
         self.dropped = 0  # exchanges not kept for the report (KEEP_FIRST)
+        self._admitted: dict[str, int] = {}  # code -> findings reported one by one (FINDINGS_PER_CODE)
+        self._repeated: dict[str, list] = {}  # code -> [count, is_request, direction, frames] of those only counted
 
     # --- the pipeline's interface --------------------------------------------------------------------------
 
@@ -110,6 +115,20 @@ class Http1Analyzer:
             for reader in (self._c2s, self._s2c):
                 reader.flush()
                 reader.detach()
+            for code, (count, is_request, direction, frames) in self._repeated.items():
+                index = self.reserve()
+                self._findings[index] = Finding(
+                    code=code,
+                    severity=CODES[code].severity(is_request),
+                    message=(f"{count:,} more {code} fault(s) in this conversation after the first "
+                             f"{FINDINGS_PER_CODE:,}, counted but not reported one by one: the same fault again "
+                             "(the findings above show it)"),
+                    conversation=self.conversation,
+                    direction=direction,
+                    frames=tuple(frames),
+                    detail={"repeated": count, "reported": FINDINGS_PER_CODE, "finding_index": index},
+                    rule=CODES[code].rule,
+                )
             self._result = [self._findings[i] for i in sorted(self._findings)]
         return list(self._result)
 
@@ -156,6 +175,24 @@ class Http1Analyzer:
         }
 
     # --- the readers' host interface ----------------------------------------------------------------------
+
+    def admit(self, reader: DirectionReader, code: str, frames: tuple[int, ...]) -> bool:
+        """Whether a finding of ``code`` is reported one by one (FINDINGS_PER_CODE); if not, it is counted (and
+        its first frame kept, for the first 20 of them)."""
+        n = self._admitted.get(code, 0)
+        if n < FINDINGS_PER_CODE:
+            self._admitted[code] = n + 1
+            return True
+        rep = self._repeated.get(code)
+        if rep is None:
+            rep = self._repeated[code] = [0, reader.is_request, reader.direction, []]
+        elif rep[2] != reader.direction:
+            rep[2] = None  # both directions
+        rep[0] += 1
+        first = next((f for f in frames if f), None)
+        if first is not None and len(rep[3]) < 20 and first not in rep[3]:
+            rep[3].append(first)
+        return False
 
     def reserve(self) -> int:
         self._reserved += 1

@@ -115,6 +115,8 @@ class Host(Protocol):
 
     def reserve(self) -> int: ...
 
+    def admit(self, reader: DirectionReader, code: str, frames: tuple[int, ...]) -> bool: ...
+
     def deliver(
         self,
         reader: DirectionReader,
@@ -1211,11 +1213,13 @@ class DirectionReader:
         self._issue(issue, msg)
 
     def _issue(self, issue: Issue, msg: MessageBuilder | None) -> None:
+        frames = issue.frames or self._stream.frames_for(issue.offset, issue.length)
+        if not self.host.admit(self, issue.code, frames):  # one more of a code repeated too often: counted only
+            return
         index = self.host.reserve()
         if msg is not None:
             msg.findings.append(index)
         message_index = msg.index if msg is not None else len(self.messages)
-        frames = issue.frames or self._stream.frames_for(issue.offset, issue.length)
         if issue.excerpt is not None:
             at, data = issue.excerpt
             self.host.deliver(self, index, issue, frames, message_index, data, at)
