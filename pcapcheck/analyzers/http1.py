@@ -40,8 +40,8 @@ _REQUEST_INFO = {m: RequestInfo(m) for m in KNOWN_METHODS}
 
 # Exchanges kept for the report: the first KEEP_FIRST, the last KEEP_LAST and every one with a finding. The
 # others are dropped once KEEP_LAST more final responses have come (a keep-alive connection between a proxy and
-# its backend can carry hundreds of thousands of requests: memory must not grow with them). Their findings, if
-# they had any, are kept in any case; ``dropped`` counts them.
+# its backend can carry hundreds of thousands of requests: memory must not grow with them). An exchange with a
+# finding is never dropped; ``dropped`` counts those that were.
 KEEP_FIRST = 2000
 KEEP_LAST = 64
 # Findings of one code reported one by one per conversation; further ones are counted in one more finding of the

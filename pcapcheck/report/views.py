@@ -452,7 +452,7 @@ class FindingView:
 
 # A page shows the first PAGE_FINDINGS_FULL findings of each code in full, the next PAGE_FINDINGS_BRIEF as one line
 # each, and counts the rest (a backend that sends a faulty header on every response of a long keep-alive
-# connection gives thousands of identical findings; report.json lists every one).
+# connection gives thousands of identical findings; report.json lists them, analyzers.http1.FINDINGS_PER_CODE).
 PAGE_FINDINGS_FULL = 50
 PAGE_FINDINGS_BRIEF = 200
 
@@ -1002,7 +1002,7 @@ def _detail_row(key: Any, value: Any, shown: frozenset[int] | set[int]) -> Detai
 
 # A conversation page shows at most this many HTTP exchanges in full: the first ones, the last ones and those a
 # finding points into (a keep-alive connection between a proxy and its backend can carry tens of thousands;
-# report.json lists every one).
+# report.json has more of them, analyzers.http1.KEEP_FIRST).
 PAGE_EXCHANGES_FIRST = 100
 PAGE_EXCHANGES_LAST = 20
 PAGE_EXCHANGES_MARKED = 200
