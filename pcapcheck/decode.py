@@ -96,6 +96,17 @@ ICMP4_QUOTING = {3, 4, 11, 12}
 ICMP6_QUOTING = {1, 2, 3, 4}
 
 
+def _ext_next(data: bytes, nh: int, pos: int) -> tuple[int, int]:
+    """(next header, its offset) after the IPv6 extension header ``nh`` at ``pos``, whose 8 first bytes the
+    caller has checked are there: a Fragment header is 8 bytes, AH its length field in 4-byte units plus 2,
+    the others theirs in 8-byte units plus 1 (RFC 8200 4, RFC 4302 2.2)."""
+    if nh == 44:
+        return data[pos], pos + 8
+    if nh == 51:
+        return data[pos], pos + (data[pos + 1] + 2) * 4
+    return data[pos], pos + (data[pos + 1] + 1) * 8
+
+
 def addr_text(addr: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
 
@@ -463,14 +474,7 @@ class Decoder:
                 (offm,) = _u16(data, pos + 2)
                 if offm & 0xFFF9:
                     return self._fragment6(f, data, pos, min(end, len(data)), offm, src, dst, hop)
-                nh = data[pos]
-                pos += 8
-            elif nh == 51:  # AH: length in 4-byte units, minus 2
-                nh, ln = data[pos], (data[pos + 1] + 2) * 4
-                pos += ln
-            else:
-                nh, ln = data[pos], (data[pos + 1] + 1) * 8
-                pos += ln
+            nh, pos = _ext_next(data, nh, pos)
         if nh != 6:
             self.other_frames += 1
             if nh == 58 and len(data) >= pos + 8:
@@ -495,7 +499,7 @@ class Decoder:
             if len(payload) < p + 8:
                 self._skip("capture.undecodable", "IPv6 extension header cut short", f.number)
                 return None
-            nh, p = payload[p], p + ((payload[p + 1] + 2) * 4 if nh == 51 else (payload[p + 1] + 1) * 8)
+            nh, p = _ext_next(payload, nh, p)
         if nh != 6:
             self.other_frames += 1
             return None
@@ -535,15 +539,9 @@ class Decoder:
             while nh in IPV6_EXT or nh == 44:
                 if n < t + 8:
                     return None
-                if nh == 44:
-                    (offm,) = _u16(data, t + 2)
-                    if offm & 0xFFF8:
-                        return None
-                    nh, t = data[t], t + 8
-                elif nh == 51:
-                    nh, t = data[t], t + (data[t + 1] + 2) * 4
-                else:
-                    nh, t = data[t], t + (data[t + 1] + 1) * 8
+                if nh == 44 and _u16(data, t + 2)[0] & 0xFFF8:
+                    return None  # not the fragment with the TCP header
+                nh, t = _ext_next(data, nh, t)
             if nh != 6:
                 return None
         if n < t + 8:
