@@ -502,9 +502,6 @@ class SynOnly:
     def icmp_error(self, d: int, ev: IcmpError) -> None:
         self.full().icmp_error(d, ev)
 
-    def held_bytes(self) -> int:
-        return held_estimate(len(self.pkts), 0)
-
     def full(self) -> ConvState:
         """The conversation's ConvState, its SYNs analyzed; it replaces this object as ``conv.state``."""
         pkts = self.pkts
@@ -622,7 +619,20 @@ class Analysis:
         self.totals.count(result.findings)
         self.sink.conversation(result)
 
-    def _icmp(self, ev: IcmpError, table: FlowTable, index: int, shard_n: int, shard_k: int) -> None:
+    def _new_state(self, conv: Conversation, index: int, pkt: TcpPacket | IcmpError) -> ConvState | SynOnly | Foreign:
+        """The state of a conversation at its first packet (or the ICMP error that opened it): a Foreign one
+        when another shard analyzes it, a SynOnly while it is a bare SYN, else a ConvState."""
+        shard_k, shard_n = self.shard if self.shard is not None else (0, 1)
+        if conv.id % shard_n != shard_k:
+            st: ConvState | SynOnly | Foreign = Foreign(conv, pkt[1])
+        elif pkt[8] & _BARE == SYN and not pkt[12]:
+            st = SynOnly(conv, index, self.options, pkt[1])
+        else:
+            st = ConvState(conv, index, self.options, pkt)  # type: ignore[arg-type]
+        conv.state = st
+        return st
+
+    def _icmp(self, ev: IcmpError, table: FlowTable, index: int) -> None:
         found = table.icmp(ev)
         if found is None:  # no conversation to attach it to: reported for the input (tcp.icmp.unattached)
             self._unattached.add(ev, table.ended_id(ev.key))
@@ -630,10 +640,7 @@ class Analysis:
         conv, d, _new = found
         st = conv.state
         if st is None:  # a conversation the ICMP error opened (FlowTable.icmp)
-            if shard_n == 1 or conv.id % shard_n == shard_k:
-                st = conv.state = ConvState(conv, index, self.options, ev)  # type: ignore[arg-type]
-            else:
-                st = conv.state = Foreign(conv, ev.ts)
+            st = self._new_state(conv, index, ev)
         st.icmp_error(d, ev)
 
     def _input(self, index: int, path: str) -> None:
@@ -642,7 +649,7 @@ class Analysis:
         self._unattached = UnattachedIcmp()
         table = self._table = FlowTable()
         options = self.options
-        shard_k, shard_n = self.shard if self.shard is not None else (0, 1)
+        shard_n = self.shard[1] if self.shard is not None else 1
         first_ts = last_ts = None
         readable = True
         fatal: str | None = None
@@ -684,7 +691,7 @@ class Analysis:
                             conv, d = rt
                         else:
                             if flags & ICMP_EVENT:  # an ICMP error about a TCP segment (decode.IcmpError)
-                                self._icmp(pkt, table, index, shard_n, shard_k)  # type: ignore[arg-type]
+                                self._icmp(pkt, table, index)  # type: ignore[arg-type]
                                 continue
                             conv, d, new = route(pkt)
                             if new:
@@ -697,13 +704,7 @@ class Analysis:
                                     table.replaced.clear()
                         st = conv.state
                         if st is None:
-                            if shard_n == 1 or conv.id % shard_n == shard_k:
-                                if flags & _BARE == SYN and not pkt[12]:
-                                    st = conv.state = SynOnly(conv, index, options, pkt[1])
-                                else:
-                                    st = conv.state = ConvState(conv, index, options, pkt)
-                            else:
-                                st = conv.state = Foreign(conv, pkt[1])
+                            st = self._new_state(conv, index, pkt)
                         elif st.__class__ is Foreign and rt is not None and rt[0] is conv:
                             skip[(pkt[2], pkt[4], pkt[3], pkt[5])] = st  # type: ignore[index]
                         if flags & _FR and conv.closed_at is None:
