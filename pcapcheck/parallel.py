@@ -26,7 +26,7 @@ import os
 import signal
 import tempfile
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pcapcheck.config import Options
@@ -76,12 +76,7 @@ def analyze(options: Options, paths: Sequence[str], html: HtmlReport, js: JsonRe
             files.append(json_spool)
             index_spool = tempfile.TemporaryFile(prefix="pcapcheck-index-shard-")  # noqa: SIM115 (closed below)
             files.append(index_spool)
-            recv, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_shard, args=(k, jobs, options, list(paths), html, send, json_spool,
-                                                    index_spool),
-                               name=f"pcapcheck-shard-{k}", daemon=True)
-            proc.start()
-            send.close()
+            proc, recv = _start(ctx, k, _shard, (k, jobs, options, list(paths), html), (json_spool, index_spool))
             children.append((proc, recv, json_spool, index_spool))
         html.workers = 0  # both cores are analysing: pages are rendered by the shard that owns them
         analysis = Analysis(options, Tee(html, js), progress=progress, shard=(0, jobs))
@@ -97,14 +92,29 @@ def analyze(options: Options, paths: Sequence[str], html: HtmlReport, js: JsonRe
             files.remove(json_spool)  # js closes it
             js.absorb(json_spool, json_index)
     finally:
-        for proc, recv, _, _ in children:
-            if proc.is_alive():
-                proc.terminate()
-                proc.join()
-            recv.close()
+        _stop((proc, recv) for proc, recv, _, _ in children)
         for f in files:
             f.close()
     return totals
+
+
+def _start(ctx: Any, k: int, target: Callable[..., None], args: tuple, more: tuple = ()) -> tuple[Any, Any]:
+    """Fork shard k's process: ``target(*args, conn, *more)``, ``conn`` the end of a pipe it sends its one
+    message on; returns (the process, the parent's end)."""
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=target, args=(*args, send, *more), name=f"pcapcheck-shard-{k}", daemon=True)
+    proc.start()
+    send.close()
+    return proc, recv
+
+
+def _stop(children: Iterable[tuple[Any, Any]]) -> None:
+    """Stop the shard processes still running (a failed or interrupted run) and close their pipes."""
+    for proc, recv in children:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join()
+        recv.close()
 
 
 def _receive(k: int, proc: Any, recv: Any) -> tuple:
@@ -158,23 +168,14 @@ def collect(options: Options, paths: Sequence[str], sink: Any, *, jobs: int, exp
     children = []
     try:
         for k in range(1, jobs):
-            recv, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_collect_shard, args=(k, jobs, options, list(paths), sink, export, send),
-                               name=f"pcapcheck-shard-{k}", daemon=True)
-            proc.start()
-            send.close()
-            children.append((proc, recv))
+            children.append(_start(ctx, k, _collect_shard, (k, jobs, options, list(paths), sink, export)))
         totals = Analysis(options, sink, progress=progress, shard=(0, jobs)).run(list(paths))
         for k, (proc, recv) in enumerate(children, start=1):
             message = _receive(k, proc, recv)
             totals.absorb_shard(message[1])
             absorb(sink, message[2])
     finally:
-        for proc, recv in children:
-            if proc.is_alive():
-                proc.terminate()
-                proc.join()
-            recv.close()
+        _stop(children)
     return totals
 
 
