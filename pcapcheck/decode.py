@@ -23,8 +23,18 @@ from pcapcheck.capture import LINKTYPE_NAMES, Frame
 _ipv4_hdr = struct.Struct("!BBHHHBBH4s4s").unpack_from
 _tcp_hdr = struct.Struct("!HHIIHH").unpack_from
 _u16 = struct.Struct("!H").unpack_from
-# Ethernet II + IPv4 without options + TCP fixed header in one unpack: the common case.
-_eth_ip4_tcp = struct.Struct("!12xHBxHHHBBxx4s4sHHIIHH").unpack_from
+# The common case, IPv4 without options carrying TCP, in one unpack per record: the link header's protocol
+# field, then the IPv4 and TCP fixed headers. By link type: (unpack, link header length, the protocol field's
+# value for IPv4, shortest record). Raw IP has no protocol field: a zero-length field, b"", stands for it.
+_IP4_TCP = "BxHHHBBxx4s4sHHIIHH"
+_FAST_PATHS = {
+    1: (struct.Struct("!12xH" + _IP4_TCP).unpack_from, 14, 0x0800),  # Ethernet II
+    113: (struct.Struct("!14xH" + _IP4_TCP).unpack_from, 16, 0x0800),  # Linux cooked v1 (tcpdump -i any)
+    276: (struct.Struct("!H18x" + _IP4_TCP).unpack_from, 20, 0x0800),  # Linux cooked v2
+    **{lt: (struct.Struct("!0s" + _IP4_TCP).unpack_from, 0, b"") for lt in (101, 12, 14, 228)},  # raw IP
+}
+_FAST_PATHS = {lt: (unpack, lhl, want, lhl + 40) for lt, (unpack, lhl, want) in _FAST_PATHS.items()}
+_NO_FAST_PATH = (None, 0, None, 1 << 62)  # a link type without one: no record is that long
 _u16le = struct.Struct("<H").unpack_from
 _u32le = struct.Struct("<I").unpack_from
 _u32be = struct.Struct(">I").unpack_from
@@ -136,7 +146,7 @@ class Decoder:
     def __init__(self) -> None:
         self._tcp_frames = 0  # not counting the fast path's
         self._ip_frames = 0
-        self._fast_frames = 0  # Ethernet/IPv4/TCP frames decoded by the fast path (IP and TCP frames both)
+        self._fast_frames = 0  # IPv4/TCP frames of the fast path (_FAST_PATHS): IP and TCP frames both
         self.other_frames = 0  # decodable but not TCP (ARP, UDP, ICMP ...): not a problem
         self.skips: dict[str, Skip] = {}
         self.snaplen_cut = Skip("capture.snaplen", "TCP payload cut by the capture's snaplen")
@@ -175,17 +185,18 @@ class Decoder:
                       frame: Frame | None = None) -> TcpPacket | None:
         """Decode the record ``buf[start : start + caplen]`` (the tuples of ``CaptureReader.records()``).
 
-        The common case (Ethernet II, IPv4 with a 20-byte header, not a fragment, TCP) is decoded in place,
-        straight from the reader's chunk; everything else goes through a :class:`Frame` (``frame`` when the
-        caller has one).
+        The common case (Ethernet II, Linux cooked or raw IP; IPv4 with a 20-byte header, not a fragment; TCP)
+        is decoded in place, straight from the reader's chunk; everything else goes through a :class:`Frame`
+        (``frame`` when the caller has one).
         """
-        if lt == 1 and caplen >= 54:
+        unpack, lhl, want, shortest = _FAST_PATHS.get(lt, _NO_FAST_PATH)
+        if caplen >= shortest:
             (etype, vhl, total, ip_id, frag, ttl, proto, src, dst,
-             sport, dport, seqno, ackno, offflags, window) = _eth_ip4_tcp(buf, start)
-            if etype == 0x0800 and vhl == 0x45 and proto == 6 and not frag & 0x3FFF and total >= 40:
+             sport, dport, seqno, ackno, offflags, window) = unpack(buf, start)
+            if etype == want and vhl == 0x45 and proto == 6 and not frag & 0x3FFF and total >= 40:
                 doff = (offflags >> 12) * 4
-                hend = 34 + doff
-                end = 14 + total
+                hend = lhl + 20 + doff
+                end = lhl + total
                 if doff >= 20 and hend <= end and hend <= caplen:
                     self._fast_frames += 1
                     seglen = end - hend
@@ -200,8 +211,8 @@ class Decoder:
                     else:
                         payload = buf[start + hend : start + end]
                     return _tnew(TcpPacket, (number, ts, src, dst, sport, dport, seqno, ackno, offflags & 0xFF,
-                                             window, buf[start + 54 : start + hend] if doff > 20 else b"", payload,
-                                             seglen, ttl, ip_id, frag & 0x4000 != 0))
+                                             window, buf[start + shortest : start + hend] if doff > 20 else b"",
+                                             payload, seglen, ttl, ip_id, frag & 0x4000 != 0))
         if frame is None:
             frame = _tnew(Frame, (number, ts, lt, caplen, wirelen, buf[start : start + caplen]))
         return self._decode_link(frame)
@@ -212,7 +223,7 @@ class Decoder:
         batch instead of one per record).
 
         ``skip`` maps keys (src, sport, dst, dport) to objects with ``end_ts``, ``packets`` and ``payload``: a
-        segment of the fast path (Ethernet/IPv4/TCP) without SYN, FIN or RST whose key is there is counted as
+        segment of the fast path (IPv4/TCP, _FAST_PATHS) without SYN, FIN or RST whose key is there is counted as
         decoded but not built; its time is stored in that ``end_ts`` and it is counted in ``packets`` and, by
         its segment length, ``payload`` (a sharded run's segments of conversations another process analyzes:
         all it keeps of them is the last packet time and those counts, see pipeline.Foreign). The caller routes the batch after this, so
@@ -223,17 +234,21 @@ class Decoder:
         skip_get = skip.get if skip is not None else None
         append = out.append
         fast = 0
-        unpack = _eth_ip4_tcp
         tnew = _tnew
+        last_lt = None  # the link type of the previous record, and its fast path (one per file in a pcap)
+        unpack, lhl, want, shortest = _NO_FAST_PATH
         for rec in records:
             number, ts, lt, wirelen, buf, start, caplen = rec
-            if lt == 1 and caplen >= 54:
+            if lt != last_lt:
+                last_lt = lt
+                unpack, lhl, want, shortest = _FAST_PATHS.get(lt, _NO_FAST_PATH)
+            if caplen >= shortest:
                 (etype, vhl, total, ip_id, frag, ttl, proto, src, dst,
                  sport, dport, seqno, ackno, offflags, window) = unpack(buf, start)
-                if etype == 0x0800 and vhl == 0x45 and proto == 6 and not frag & 0x3FFF and total >= 40:
+                if etype == want and vhl == 0x45 and proto == 6 and not frag & 0x3FFF and total >= 40:
                     doff = (offflags >> 12) * 4
-                    hend = 34 + doff
-                    end = 14 + total
+                    hend = lhl + 20 + doff
+                    end = lhl + total
                     if doff >= 20 and hend <= end and hend <= caplen:
                         fast += 1
                         if skip is not None:
@@ -265,7 +280,7 @@ class Decoder:
                         else:
                             payload = buf[start + hend : start + end]
                         append(tnew(TcpPacket, (number, ts, src, dst, sport, dport, seqno, ackno, offflags & 0xFF,
-                                                window, buf[start + 54 : start + hend] if doff > 20 else b"",
+                                                window, buf[start + shortest : start + hend] if doff > 20 else b"",
                                                 payload, end - hend, ttl, ip_id, frag & 0x4000 != 0)))
                         continue
             pkt = self._decode_link(tnew(Frame, (number, ts, lt, caplen, wirelen, buf[start : start + caplen])))

@@ -272,10 +272,8 @@ def test_frame_shorter_on_the_wire_than_its_ip_length() -> None:
         key = (socket.inet_aton("10.0.0.1"), 40000, socket.inet_aton("10.0.0.2"), 80)
         r = CaptureReader("mem.pcap", stream=io.BufferedReader(io.BytesIO(w.to_bytes())))
         d = Decoder()
-        assert [p for recs in r.record_batches() for p in d.decode_batch(recs, {key: other})] == (
-            [] if linktype == 1 else batch)  # only Ethernet/IPv4/TCP takes the skip path
-        if linktype == 1:
-            assert (other.packets, other.payload) == (2, 200)
+        assert [p for recs in r.record_batches() for p in d.decode_batch(recs, {key: other})] == []
+        assert (other.packets, other.payload) == (2, 200)  # both link types have the fast path
         assert d.short_frames.count == 1 and d.snaplen_cut.count == 1
 
 
@@ -347,3 +345,25 @@ def test_not_a_capture(data: bytes, words: str) -> None:
 def test_header_only_is_an_empty_capture() -> None:
     r, frames = read(b.PcapWriter().to_bytes())
     assert frames == [] and not r.problems
+
+
+@pytest.mark.parametrize("linktype, wrap", [
+    (1, lambda ip: b.ether(ip, ethertype=0x0800)),
+    (113, lambda ip: b.sll(ip, 0x0800, pkttype=4)),  # tcpdump -i any
+    (276, lambda ip: b.sll2(ip, 0x0800)),
+    (101, lambda ip: ip),
+    (228, lambda ip: ip),
+])
+def test_common_link_types_take_the_fast_path(linktype, wrap) -> None:
+    """An IPv4/TCP segment behind Ethernet II, Linux cooked v1/v2 or raw IP is decoded in place, without a
+    Frame (tests/test_decode_fuzz.py checks that it decodes as the full decoder)."""
+    seg = b.tcp(40000, 80, 1000, 2000, 0x18, 65535, b"GET / HTTP/1.1\r\n\r\n", src_ip="10.0.0.1", dst_ip="10.0.0.2",
+                options=b.opt_nop() + b.opt_nop() + b.opt_wscale(7) + b.opt_nop())
+    w = b.PcapWriter(linktype=linktype)
+    w.add(T0, wrap(b.ipv4("10.0.0.1", "10.0.0.2", seg)))
+    r = CaptureReader("mem.pcap", stream=io.BufferedReader(io.BytesIO(w.to_bytes())))
+    d = Decoder()
+    (p,) = [p for recs in r.record_batches() for p in d.decode_batch(recs)]
+    assert d._fast_frames == 1 and d.tcp_frames == 1
+    assert (p.sport, p.dport, p.seq, p.ack, p.payload, len(p.options)) == (40000, 80, 1000, 2000,
+                                                                         b"GET / HTTP/1.1\r\n\r\n", 8)

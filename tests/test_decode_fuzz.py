@@ -1,9 +1,11 @@
 """Bad input never crashes the decoder or the pipeline: random IP datagrams behind every header path that
 points into attacker-controlled bytes (TCP, ICMP and ICMPv6 errors with their quotes, IPv4 and IPv6
-fragments, extension headers). Every frame is decoded or counted, never an exception."""
+fragments, extension headers). Every frame is decoded or counted, never an exception. And the fast path
+(decode._FAST_PATHS) decodes damaged and valid segments as the full decoder does."""
 
 from __future__ import annotations
 
+import io
 import tempfile
 from pathlib import Path
 
@@ -11,7 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fixtures import builder as b
+from pcapcheck.capture import CaptureReader
 from pcapcheck.config import Options
+from pcapcheck.decode import Decoder
 from pcapcheck.pipeline import Analysis
 
 T0 = 1_700_000_000_000_000_000
@@ -65,3 +69,77 @@ def test_random_datagrams_never_crash_the_pipeline(datagrams: list[bytes], trim:
     assert summary.frames == len(datagrams) and summary.readable
     assert summary.tcp_frames <= len(datagrams)
     assert all(1 <= r.first_frame <= r.last_frame <= len(datagrams) for r in results)
+
+
+# The link types with a fast path (decode._FAST_PATHS), each with a way to wrap an IP datagram.
+_LINKS = {
+    1: lambda ip, v6: b.ether(ip, ethertype=0x86DD if v6 else 0x0800),
+    113: lambda ip, v6: b.sll(ip, 0x86DD if v6 else 0x0800),
+    276: lambda ip, v6: b.sll2(ip, 0x86DD if v6 else 0x0800),
+    101: lambda ip, v6: ip,
+    228: lambda ip, v6: ip,
+}
+
+
+@st.composite
+def tcp_datagram(draw) -> tuple[bytes, bool]:
+    """An IP datagram with a TCP segment, valid or damaged where the fast path decides: options or none, IPv4
+    options, a fragment, IPv6, a wrong IP total length (longer or shorter than the frame, 0 as with TCP
+    segmentation offload), a TCP data offset below 20 or past the end."""
+    payload = draw(st.binary(max_size=60))
+    opts = draw(st.sampled_from([b"", b.opt_mss(1460), b.opt_nop() + b.opt_nop() + b.opt_wscale(7) + b.opt_nop()]))
+    flags = draw(st.sampled_from([0x02, 0x12, 0x10, 0x18, 0x11, 0x04, 0x14]))
+    v6 = draw(st.integers(0, 9)) == 0
+    src, dst = (SRC6, DST6) if v6 else (SRC4, DST4)
+    seg = bytearray(b.tcp(40000, 80, draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 2**32 - 1)), flags,
+                          draw(st.integers(0, 65535)), payload, src_ip=src, dst_ip=dst, options=opts))
+    if draw(st.integers(0, 7)) == 0:
+        seg[12] = draw(st.integers(0, 255)) & 0xF0  # data offset: anything, 0 to 60 bytes
+    if v6:
+        return b.ipv6(src, dst, bytes(seg)), True
+    kind = draw(st.sampled_from(["plain"] * 6 + ["long", "short", "zero", "frag", "ipopt"]))
+    if kind == "long":
+        return b.ipv4(src, dst, bytes(seg), total_length=20 + len(seg) + draw(st.integers(1, 40))), False
+    if kind == "short":
+        return b.ipv4(src, dst, bytes(seg), total_length=draw(st.integers(20, 20 + len(seg)))), False
+    if kind == "zero":
+        return b.ipv4(src, dst, bytes(seg), total_length=0), False
+    if kind == "frag":
+        return b.ipv4(src, dst, bytes(seg), ip_id=7, frag_offset=8 * draw(st.integers(0, 2)), mf=True), False
+    if kind == "ipopt":
+        ip = bytearray(b.ipv4(src, dst, b"\x01\x01\x01\x00" + bytes(seg)))
+        ip[0] = 0x46  # a 24-byte header: the 4 bytes before the segment are its options (NOP NOP NOP EOL)
+        return bytes(ip), False
+    return b.ipv4(src, dst, bytes(seg)), False
+
+
+@given(st.sampled_from(sorted(_LINKS)), st.lists(tcp_datagram(), min_size=1, max_size=6),
+       st.integers(0, 30), st.booleans())
+def test_the_fast_path_decodes_as_the_full_decoder(linktype: int, datagrams: list[tuple[bytes, bool]], cut: int,
+                                                    snaplen_cut: bool) -> None:
+    """Every link type with a fast path: ``decode_batch`` (which takes it) and the general decoder (link
+    header, IP, TCP, one step each) give the same segments, counts and problems. Records are cut short
+    either as a snaplen cut (on the wire in full) or as a short frame (as long on the wire as captured)."""
+    w = b.PcapWriter(linktype=linktype)
+    for i, (ip, v6) in enumerate(datagrams):
+        frame = _LINKS[linktype](ip, v6)
+        if linktype == 228 and v6:
+            continue  # LINKTYPE_IPV4 carries IPv4 only
+        if cut and len(frame) > cut:
+            w.add(T0 + i, frame[:-cut], orig_len=len(frame) if snaplen_cut else None)
+        else:
+            w.add(T0 + i, frame)
+    data = w.to_bytes()
+
+    def decoder_state(d: Decoder) -> tuple:
+        return (d.tcp_frames, d.other_frames, d.snaplen_cut.frames, d.short_frames.frames,
+                sorted((s.code, s.reason, tuple(s.frames)) for s in d.skips.values()))
+
+    fast = Decoder()
+    reader = CaptureReader("mem.pcap", stream=io.BufferedReader(io.BytesIO(data)))
+    got = [p for recs in reader.record_batches() for p in fast.decode_batch(recs)]
+    full = Decoder()
+    reader = CaptureReader("mem.pcap", stream=io.BufferedReader(io.BytesIO(data)))
+    want = [p for f in reader for p in [full._decode_link(f)] if p is not None]
+    assert got == want
+    assert decoder_state(fast) == decoder_state(full)
