@@ -4,8 +4,8 @@ Each of n processes reads every input in full and routes every packet through it
 conversation ids (Wireshark's ``tcp.stream``), port reuse and eviction come out the same in all of them; each
 analyzes, renders and spools only the conversations whose id is k modulo n (``Analysis(shard=(k, n))``),
 keeping a few bytes of state for the others (``pipeline.Foreign``). The parent is shard 0; the others are
-forked children that write their own pages and send back their totals, their index keys and the layout of
-their JSON spool, which the parent merges. The output is the same bytes as a run in one process (a test
+forked children that write their own pages and index rows and send back their totals, their index keys and
+the layout of their JSON spool, which the parent merges. The output is the same bytes as a run in one process (a test
 checks this).
 
 A child's spooled JSON and index summaries go to two files the parent opened, without a name, just before
@@ -83,6 +83,7 @@ def analyze(options: Options, paths: Sequence[str], html: HtmlReport, js: JsonRe
         html.seen = analysis.seen_total
         totals = analysis.run(list(paths))
         html.finish_pages()
+        html.render_rows(len(totals.inputs) > 1)  # while the other shards render theirs
         for k, (proc, recv, json_spool, index_spool) in enumerate(children, start=1):
             _, shard_totals, html_state, json_index = _receive(k, proc, recv)
             totals.absorb_shard(shard_totals)
@@ -132,8 +133,8 @@ def _receive(k: int, proc: Any, recv: Any) -> tuple:
 
 def _shard(k: int, n: int, options: Options, paths: list[str], html: HtmlReport, conn: Any, json_spool: Any,
            index_spool: Any) -> None:
-    """A child process: analyze shard k of n, write its pages, spool its JSON and index summaries into the two
-    files the parent opened for it, and send the parent the rest."""
+    """A child process: analyze shard k of n, write its pages, spool its JSON and index rows into the two files
+    the parent opened for it, and send the parent the rest."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     gc.freeze()  # the parent's objects stay out of collections: no copy-on-write of their pages
     js = JsonReport.shard_spool(json_spool)
@@ -143,6 +144,7 @@ def _shard(k: int, n: int, options: Options, paths: list[str], html: HtmlReport,
         html.seen = analysis.seen_total
         totals = analysis.run(paths)
         html.finish_pages()
+        html.render_rows(len(totals.inputs) > 1)
         html.seen = None  # a bound method of the analysis: not sent back
         message: tuple = ("ok", totals, html.state(index_spool), js.export())
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises it

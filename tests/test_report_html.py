@@ -170,7 +170,7 @@ def _many(n: int) -> list:
 def test_policy_all_pages_up_to_the_limit(tmp_path, small_limit):
     rep = render_all(tmp_path, _many(small_limit))
     assert len(list(tmp_path.glob("conv-*.html"))) == small_limit
-    assert all(x.page for x in rep.summaries)
+    assert len(rep.pages_written()) == small_limit
     assert "have no page of their own" not in (tmp_path / "index.html").read_text(encoding="utf-8")
 
 
@@ -369,15 +369,24 @@ def test_index_spool_order_pages_and_shards(tmp_path):
     a.drop_page(0)
     import tempfile
 
+    def text(summaries):  # a row per summary, as render_rows makes them (here: plain text)
+        return (f"{x.input_index}/{x.id}/{x.page}|" for x in summaries)
+
     with tempfile.TemporaryFile() as f:  # the file a parent opens for its shard before the fork
+        with pytest.raises(RuntimeError):
+            b.export(f)  # rows are exported rendered
+        b.render(text)
         keys = b.export(f)
         f.seek(0, 2)  # export writes through a handle of its own, from the start
+        with pytest.raises(RuntimeError):
+            a.absorb(f, keys)  # ... into rendered rows
+        a.render(text)
         a.absorb(f, keys)
-    got = [(x.input_index, x.id, x.page) for x in a.ordered()]
-    assert got == [(0, 2, "conv-2.html"), (0, 3, "conv-3.html"), (0, 4, None), (0, 4, None),
-                   (1, 7, "in1-conv-7.html")]
+    assert "".join(a.rows()) == "0/2/conv-2.html|0/3/conv-3.html|0/4/None|0/4/None|1/7/in1-conv-7.html|"
     assert a.pages() == {(0, 2): "conv-2.html", (0, 3): "conv-3.html", (1, 7): "in1-conv-7.html"}
-    assert len(a) == 5 and list(a.ordered()) == list(a.ordered())  # readable again
+    assert len(a) == 5 and list(a.rows()) == list(a.rows())  # readable again
+    with pytest.raises(RuntimeError):
+        next(a.ordered())  # the summaries are gone
     empty = html_report._SummarySpool()
     with tempfile.TemporaryFile() as f:
         a.absorb(f, empty.export(f))

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import jinja2
+from markupsafe import Markup
 
 from pcapcheck.analyzers.http1 import KEEP_FIRST, KEEP_LAST
 from pcapcheck.findings import Severity
@@ -151,12 +152,17 @@ class _SummarySpool:
     name follows from the ids and the part (``views.page_name``), and whether there is one can still change (provisional
     pages dropped). ``ordered()`` reads the summaries back in the index's order (worst first, then input
     and id), one at a time.
+
+    Once the pages are settled, ``render()`` replaces the summaries by the index rows themselves (HTML, from the
+    index_rows.html template), in the index's order: each process of a sharded run renders its own
+    conversations' rows, and index.html only merges them (``rows()``).
     """
 
     def __init__(self) -> None:
         self.keys = bytearray()
         self._file: Any = None
         self._end = 0
+        self.rendered = False  # the entries are index rows (UTF-8), not pickled summaries
 
     def __len__(self) -> int:
         return len(self.keys) // _KEY.size
@@ -192,18 +198,55 @@ class _SummarySpool:
         return {views.page_name(k, c, p) for _r, k, c, p, _a, _o, _n, has_page in _KEY.iter_unpack(self.keys)
                 if has_page}
 
+    def _order(self) -> list[bytes]:
+        """The keys in the index's order: worst first, then by input and id (big-endian: as bytes)."""
+        if self._file is not None:
+            self._file.flush()
+        return sorted(bytes(self.keys[i : i + _KEY.size]) for i in range(0, len(self.keys), _KEY.size))
+
     def ordered(self) -> Iterator[ConversationSummary]:
-        """Every summary, worst first, then by input and id (the index's order), read one at a time."""
-        if self._file is None:
-            return
-        f = self._file
-        f.flush()
-        size = len(self.keys)
-        order = sorted(bytes(self.keys[i : i + _KEY.size]) for i in range(0, size, _KEY.size))  # big-endian
-        for key in order:
+        """Every summary, in the index's order, read one at a time."""
+        if self.rendered:
+            raise RuntimeError("the index summaries were rendered into rows already")
+        for key in self._order():
             _rank, k, c, p, _a, offset, length, has_page = _KEY.unpack(key)
             yield ConversationSummary(*pickle.loads(self._read(offset, length)),
                                       views.page_name(k, c, p) if has_page else None)
+
+    def render(self, rows: Callable[[Iterator[ConversationSummary]], Iterable[str]]) -> None:
+        """Replace the summaries by their index rows: ``rows(summaries)`` gives one row per summary, in order."""
+        if self.rendered:
+            return
+        order = self._order()
+        out = tempfile.TemporaryFile(prefix="pcapcheck-index-rows-")  # noqa: SIM115 (closed in close())
+        keys = bytearray()
+        end = n = 0
+        try:
+            for text in rows(self.ordered()):
+                if n == len(order):
+                    raise RuntimeError(f"more index rows rendered than the {n} conversations")
+                data = text.encode("utf-8")
+                out.write(data)
+                rank, k, c, p, a, _o, _n, has_page = _KEY.unpack(order[n])
+                keys += _KEY.pack(rank, k, c, p, a, end, len(data), has_page)
+                end += len(data)
+                n += 1
+        except BaseException:
+            out.close()
+            raise
+        if n != len(order):
+            out.close()
+            raise RuntimeError(f"{n} index rows rendered for {len(order)} conversations")
+        self.close()
+        self._file, self._end, self.keys, self.rendered = out, end, keys, True
+
+    def rows(self) -> Iterator[str]:
+        """Every rendered row (``render``), in the index's order, read one at a time."""
+        if not self.rendered:
+            raise RuntimeError("the index rows are not rendered yet")
+        for key in self._order():
+            _rank, _k, _c, _p, _a, offset, length, _has_page = _KEY.unpack(key)
+            yield self._read(offset, length).decode("utf-8")
 
     def _read(self, offset: int, length: int) -> bytes:
         """Bytes of the spool; its position stays at the end, where add() writes, even if a reader stops."""
@@ -215,8 +258,10 @@ class _SummarySpool:
         return data
 
     def export(self, target: BinaryIO) -> bytes:
-        """Copy the spool into the empty file ``target`` (another process's, opened before the fork, read by
-        its ``absorb``) and return the keys."""
+        """Copy the spool, rendered, into the empty file ``target`` (another process's, opened before the fork,
+        read by its ``absorb``) and return the keys."""
+        if not self.rendered and self.keys:
+            raise RuntimeError("the index rows are exported rendered")
         if self._file is not None:
             self._file.flush()
             self._file.seek(0)
@@ -226,10 +271,13 @@ class _SummarySpool:
         return bytes(self.keys)
 
     def absorb(self, source: BinaryIO, keys: bytes) -> None:
-        """Append another spool's summaries: ``keys`` from its ``export()``, ``source`` this process's handle of
-        the file it exported to (read from its start; the caller closes it)."""
+        """Append another spool's rendered rows: ``keys`` from its ``export()``, ``source`` this process's handle
+        of the file it exported to (read from its start; the caller closes it)."""
         if not keys:
             return
+        if not self.rendered and self.keys:
+            raise RuntimeError("rendered index rows are absorbed into rendered ones")
+        self.rendered = True
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="pcapcheck-index-")  # noqa: SIM115 (closed in close())
         base = self._end
@@ -271,6 +319,8 @@ class HtmlReport:
         env = environment()
         self._page = env.get_template("conversation.html")
         self._index = env.get_template("index.html")
+        self._row = env.get_template("index_rows.html").module.row  # type: ignore[attr-defined]
+        self._multi_input: bool | None = None  # how the index rows were rendered (with an input column or not)
         self._script_hash = script_hash()
         self._summaries = _SummarySpool()
         self._provisional: list[int] = []  # positions in _summaries whose page exists only under PAGE_LIMIT
@@ -394,21 +444,41 @@ class HtmlReport:
             self._worker.join()
             self._worker = None
 
-    @property
-    def summaries(self) -> tuple[ConversationSummary, ...]:
-        """Every conversation's summary, in the index's order (read back from the spool)."""
-        return tuple(self._summaries.ordered())
+    def pages_written(self) -> dict[tuple[int, int], str]:
+        """(input, id) -> the conversation's page, for those with a page (after ``finish_pages``)."""
+        return self._summaries.pages()
 
-    def state(self, target: BinaryIO) -> tuple[bytes, views.CodeIndex]:
-        """What ``absorb`` needs from this report (a shard's, after ``finish_pages``): its summaries, copied into
-        the empty file ``target`` that the absorbing process opened before the fork, their keys, and the code
-        index."""
-        return self._summaries.export(target), self._codes
+    def render_rows(self, multi_input: bool) -> None:
+        """Render the index rows of this process's conversations (``multi_input``: more than one input, the rows
+        have an input column), once the pages are settled (``finish_pages``). ``write_index`` does it when not
+        done; a sharded run has every shard do it for its own conversations, at the same time."""
+        if self._summaries.rendered:
+            if self._multi_input != multi_input:
+                raise RuntimeError("index rows rendered for another number of inputs")
+            return
+        if self._provisional:
+            raise RuntimeError("index rows rendered before the pages were settled")
 
-    def absorb(self, source: BinaryIO, state: tuple[bytes, views.CodeIndex]) -> None:
-        """Add another shard's conversations to the index (their pages are written already): ``state`` from
-        its ``state(target)``, ``source`` this process's handle of that target."""
-        keys, codes = state
+        row = self._row
+        self._summaries.render(lambda summaries: (row(views.index_row(s), multi_input) for s in summaries))
+        self._multi_input = multi_input
+
+    def state(self, target: BinaryIO) -> tuple[bytes, views.CodeIndex, bool | None]:
+        """What ``absorb`` needs from this report (a shard's, after ``render_rows``): its index rows, copied into
+        the empty file ``target`` that the absorbing process opened before the fork, their keys, the code
+        index, and how the rows were rendered."""
+        return self._summaries.export(target), self._codes, self._multi_input
+
+    def absorb(self, source: BinaryIO, state: tuple[bytes, views.CodeIndex, bool | None]) -> None:
+        """Add another shard's conversations to the index (their pages are written and their rows rendered,
+        as this report's must be): ``state`` from its ``state(target)``, ``source`` this process's handle of
+        that target."""
+        keys, codes, multi_input = state
+        if keys and (not self._summaries.rendered and len(self._summaries) or
+                     self._multi_input is not None and multi_input != self._multi_input):
+            raise RuntimeError("index rows are merged with rows rendered the same way")
+        if keys and self._multi_input is None:
+            self._multi_input = multi_input
         self._summaries.absorb(source, keys)
         self._codes.merge(codes)
 
@@ -418,8 +488,11 @@ class HtmlReport:
         return self.write_index(totals)
 
     def write_index(self, totals: Any) -> Path:
+        self.render_rows(len(totals.inputs) > 1)
+        # Markup: rows the index_rows.html template rendered, every value in them escaped there
+        rows = (Markup(text) for text in self._summaries.rows())
         view = views.build_index(
-            self._summaries.ordered(), self._summaries.pages(), len(self._summaries), totals.inputs,
+            rows, self._summaries.pages(), len(self._summaries), totals.inputs,
             totals.severities, totals.codes, self._codes,
             page_limit=PAGE_LIMIT, policy=self.pages, timestamp=self.timestamp,
         )

@@ -16,6 +16,7 @@ escapes that text. Anchors, file names, CSS classes and URLs are made from integ
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -358,24 +359,30 @@ def bytes_view(data: bytes, start: int = 0, spans: Iterable[tuple[int, int]] = (
 
 # -- times and numbers ----------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=4096)
+def _utc_second(sec: int) -> str | None:
+    """``YYYY-MM-DD HH:MM:SS`` of a second after the epoch (None out of range). Cached: formatting a datetime
+    costs microseconds, and an index or a ladder names the same seconds over and over."""
+    try:
+        return f"{datetime.fromtimestamp(sec, tz=timezone.utc):%Y-%m-%d %H:%M:%S}"
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def utc(ns: int | None) -> str:
     """Packet time in UTC with nanosecond precision."""
     if ns is None:
         return "-"
     sec, frac = divmod(int(ns), 10**9)
-    try:
-        return f"{datetime.fromtimestamp(sec, tz=timezone.utc):%Y-%m-%d %H:%M:%S}.{frac:09d} UTC"
-    except (OverflowError, OSError, ValueError):
-        return f"{ns} ns after the epoch"
+    text = _utc_second(sec)
+    return f"{ns} ns after the epoch" if text is None else f"{text}.{frac:09d} UTC"
 
 
 def clock(ns: int) -> str:
     """Time of day to the microsecond (the index's start column; the date is in the title)."""
     sec, frac = divmod(int(ns), 10**9)
-    try:
-        return f"{datetime.fromtimestamp(sec, tz=timezone.utc):%H:%M:%S}.{frac // 1000:06d}"
-    except (OverflowError, OSError, ValueError):
-        return str(ns)
+    text = _utc_second(sec)
+    return str(ns) if text is None else f"{text[11:]}.{frac // 1000:06d}"
 
 
 def duration(ns: int) -> str:
@@ -1423,7 +1430,7 @@ class IndexView:
     multi_input: bool
     severity_totals: tuple[tuple[str, int], ...]
     codes: tuple[CodeSummary, ...]
-    rows: Iterable[IndexRow]  # a generator, worst first: read once, by the template
+    rows: Iterable[Any]  # the rendered rows (markupsafe.Markup), worst first: a generator, read once by the template
     conversations: int
     pages: int
     without_page: int
@@ -1503,13 +1510,13 @@ def input_view(i: InputSummary) -> InputView:
     )
 
 
-def build_index(ordered: Iterable[ConversationSummary], pages: Mapping[tuple[int, int], str], count: int,
+def build_index(rows: Iterable[Any], pages: Mapping[tuple[int, int], str], count: int,
                 inputs: Sequence[InputSummary], severities: Mapping[Severity, int], codes: Mapping[str, int],
                 code_index: CodeIndex, *, page_limit: int, policy: str, timestamp: str | None = None) -> IndexView:
-    """``ordered``: the ``count`` conversations' summaries, worst first, then by input and id (read as the
-    template writes the rows: the index can list 100k of them); ``pages``: (input, id) -> page file."""
+    """``rows``: the ``count`` conversations' rows, rendered (index_rows.html, from ``index_row``), worst first,
+    then by input and id (read as the template writes them: the index can list 100k of them); ``pages``:
+    (input, id) -> page file."""
     code_index.add_capture(f for i in inputs for f in i.findings)
-    rows = (index_row(s) for s in ordered)
     code_views = []
     for code in sorted(codes, key=lambda c: (-code_index.severity.get(c, 0), c)):
         links = tuple(ConvLink(pages.get((k, c)) or f"#{row_anchor(k, c)}", f"{k}:{c}" if k else str(c))
