@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Deterministic benchmark capture: many interleaved HTTP/1.1 keep-alive conversations.
 
-    python bench/gen.py OUT.pcap --packets 1000000 [--seed 1] [--concurrency 200] [--stats OUT.json]
+    python bench/gen.py OUT.pcap --packets 1000000 [--seed 1] [--concurrency 200] [--short] [--stats OUT.json]
 
 The capture is what a tap between clients and a few web servers would record (classic pcap, Ethernet,
 IPv4, TCP, microsecond timestamps, valid IP and TCP checksums). About ``--concurrency`` conversations are
@@ -10,6 +10,8 @@ GET/POST/HEAD requests, responses framed by Content-Length or chunked (several c
 ends with FIN, or for a few percent with a RST: the client aborting mid-response (RST|ACK, then the
 client kernel's RSTs answering the server's data still in flight), the server aborting mid-response, or
 the server's kernel answering a request on a connection it forgot (RST without ACK, window 0, IP ID 0).
+With ``--short``, every conversation carries one request and a response of at most 4 KB, half of them
+closed by the server: many short connections, as health checks and clients without keep-alive make them.
 
 Each direction is simulated at the tap: data leaves the sender paced, the receiver ACKs every second
 segment (delayed ACK after 40 ms otherwise, or piggybacked), sends an immediate duplicate ACK with SACK
@@ -73,9 +75,15 @@ class Profile:
     server_forgot: float = 0.02  # ... in a kernel RST (no socket) answering a request after idle
     server_close: float = 0.3  # of FIN endings, share closed by the server (Connection: close)
     port_reuse: float = 0.003  # new conversations that reuse a finished conversation's 4-tuple
+    requests_max: int = 5  # requests per conversation: 1 to this many
+    body_max: int = 1_000_000  # the largest response body (aborted transfers aside)
+    abort_body_max: int = 600_000  # the largest body of a transfer aborted with a RST (at least 64,000 else)
 
 
 DEFAULT_PROFILE = Profile()
+# --short: many short connections (health checks, clients without keep-alive): one request each, small
+# responses, half of them closed by the server (Connection: close)
+SHORT_PROFILE = Profile(requests_max=1, body_max=4_000, abort_body_max=16_000, server_forgot=0.0, server_close=0.5)
 
 # (kind, weight): the framing faults put in malformed chunked responses
 MALFORMATIONS = (
@@ -193,7 +201,7 @@ class Conversation:
         # a loss is being recovered (about two round trips of data outstanding).
         s.gap = max(rng.randint(12, 300), 3 * both * MSS // ((c.win << c.wscale) - 4 * MSS) + 1)
         c.gap = max(rng.randint(12, 200), 3 * both * MSS // ((s.win << s.wscale) - 4 * MSS) + 1)
-        self.requests = rng.randint(1, 5)
+        self.requests = rng.randint(1, prof.requests_max)
         p = prof
         r = rng.random()
         if r < p.client_abort:
@@ -267,8 +275,8 @@ class Conversation:
             status = b"200 OK"
         if size is None:
             r = rng.randrange(100)
-            size = (rng.randint(100, 4000) if r < 45 else rng.randint(4_000, 48_000) if r < 80
-                    else rng.randint(48_000, 256_000) if r < 97 else rng.randint(256_000, 1_000_000))
+            size = min(rng.randint(100, 4000) if r < 45 else rng.randint(4_000, 48_000) if r < 80
+                       else rng.randint(48_000, 256_000) if r < 97 else rng.randint(256_000, 1_000_000), p.body_max)
         date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(EPOCH + t // 1_000_000)).encode()
         head = [b"HTTP/1.1 " + status, b"Server: nginx/1.24.0", b"Date: " + date]
         body = b""
@@ -526,7 +534,7 @@ class Conversation:
             size = None
             if last and self.end in ("client-abort", "server-abort"):
                 abort = "receiver" if self.end == "client-abort" else "sender"
-                size = rng.randint(64_000, 600_000)
+                size = min(rng.randint(64_000, 600_000), self.prof.abort_body_max)
             close = last and self.end == "server-fin"
             resp, tag = self._response(method, t, size, close)
             t_end, owes = yield from self._transfer(s, c, resp, t, tag, abort)
@@ -633,12 +641,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--packets", type=int, default=1_000_000, help="frames to write (default 1000000)")
     ap.add_argument("--seed", type=int, default=1, help="random seed (default 1): same seed, same bytes")
     ap.add_argument("--concurrency", type=int, default=200, help="conversations open at once (default 200)")
+    ap.add_argument("--short", action="store_true",
+                    help="many short connections: one request each, responses up to 4 KB (default: keep-alive "
+                         "conversations of 1-5 requests, responses up to 1 MB)")
     ap.add_argument("--stats", metavar="FILE", help="also write what was generated as JSON to FILE")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     args = ap.parse_args(argv)
     if args.packets < 1 or args.concurrency < 1:
         ap.error("--packets and --concurrency must be positive")
     stats = generate(args.out, args.packets, args.seed, args.concurrency,
+                     profile=SHORT_PROFILE if args.short else DEFAULT_PROFILE,
                      progress=not args.quiet and sys.stderr.isatty())
     if args.stats:
         with open(args.stats, "w") as f:

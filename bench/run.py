@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark pcapcheck against tshark on the same generated capture (what `make bench` runs).
 
-    python bench/run.py                   # 1M packets, 3 rounds, scaling 100k/300k/1M: several minutes
+    python bench/run.py                   # 1M packets, 3 rounds, scaling 100k/300k/1M, 300k short
+                                          # connections: several minutes
     python bench/run.py --quick           # 100k packets, 1 round, no scaling table
     python bench/run.py --pcapcheck-cmd "python3 my_standin.py analyze {capture} -o {out}"
 
@@ -140,11 +141,13 @@ def gen_hash() -> str:
     return hashlib.sha256(GEN.read_bytes()).hexdigest()[:10]
 
 
-def ensure_capture(directory: Path, packets: int, seed: int, concurrency: int) -> tuple[Path, dict]:
-    """The capture for these parameters, generated unless present; with the generator's stats."""
+def ensure_capture(directory: Path, packets: int, seed: int, concurrency: int,
+                   short: bool = False) -> tuple[Path, dict]:
+    """The capture for these parameters (``short``: bench/gen.py --short), generated unless present; with the
+    generator's stats."""
     directory.mkdir(parents=True, exist_ok=True)
     digest = gen_hash()
-    name = f"bench-{packets}p-s{seed}-c{concurrency}-{digest}"
+    name = f"bench-{'short-' if short else ''}{packets}p-s{seed}-c{concurrency}-{digest}"
     pcap, stats_path = directory / f"{name}.pcap", directory / f"{name}.json"
     if pcap.exists() and stats_path.exists():
         return pcap, json.loads(stats_path.read_text())
@@ -155,7 +158,7 @@ def ensure_capture(directory: Path, packets: int, seed: int, concurrency: int) -
     print(f"generating {packets:,} packets (seed {seed}) -> {pcap}", file=sys.stderr)
     tmp, tmp_stats = (directory / f"{name}.{os.getpid()}.pcap.part", directory / f"{name}.{os.getpid()}.json.part")
     argv = [sys.executable, str(GEN), str(tmp), "--packets", str(packets), "--seed", str(seed),
-            "--concurrency", str(concurrency), "--stats", str(tmp_stats), "--quiet"]
+            "--concurrency", str(concurrency), "--stats", str(tmp_stats), "--quiet", *(["--short"] if short else [])]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True)
         if proc.returncode:
@@ -345,6 +348,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--scaling-rounds", type=int, default=1,
                     help="pcapcheck runs per scaling size not already measured (default 1)")
     ap.add_argument("--scaling-tshark", action="store_true", help="also time tshark at every scaling size")
+    ap.add_argument("--short", default="300000",
+                    help="packets of a second capture of many short connections (bench/gen.py --short), on which\n"
+                         "pcapcheck and tshark run once each after the rest; 0 for none (default 300000)")
     ap.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
     ap.add_argument("--concurrency", type=int, default=200, help="generator concurrency (default 200)")
     ap.add_argument("--keep", metavar="DIR", type=Path,
@@ -366,10 +372,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     try:
         args.packets = parse_sizes(args.packets)[0]
         args.scaling = sorted(set(parse_sizes(args.scaling)))
+        args.short = 0 if args.short.strip() == "0" else parse_sizes(args.short)[0]
     except (ValueError, IndexError):
-        ap.error("--packets and --scaling take positive numbers such as 100000, 300k or 1m")
+        ap.error("--packets, --scaling and --short take positive numbers such as 100000, 300k or 1m")
     if args.quick:
-        args.packets, args.rounds, args.scaling = 100_000, 1, []
+        args.packets, args.rounds, args.scaling, args.short = 100_000, 1, [], 0
     if args.rounds < 1 or args.scaling_rounds < 1:
         ap.error("--rounds and --scaling-rounds must be at least 1")
     return args
@@ -393,7 +400,7 @@ def _fmt_ratio(tshark: float, pcapcheck: float | None) -> str:
 
 
 def report(args: argparse.Namespace, pc: Tool | None, main: Tool, extras: list[Tool], captures: dict,
-           info: dict) -> list[str]:
+           info: dict, short: tuple[Tool | None, Tool, tuple[Path, dict]] | None = None) -> list[str]:
     n = args.packets
     size = captures[n][1]["bytes"]
     lines = [
@@ -433,7 +440,18 @@ def report(args: argparse.Namespace, pc: Tool | None, main: Tool, extras: list[T
             lines.append(f"time per packet {min(per_packet):.2f}-{max(per_packet):.2f} us (spread {spread:.0f}%); "
                          f"peak RSS {peaks[0]:.0f} MiB at {args.scaling[0]:,} -> {peaks[-1]:.0f} MiB at "
                          f"{args.scaling[-1]:,} packets")
-    noise = max(s.others for t in ([pc] if pc else []) + [main] + extras for v in t.samples.values() for s in v)
+    if short:
+        spc, sts, (path, stats) = short
+        k = args.short
+        lines += ["", f"many short connections (bench/gen.py --short): {k:,} packets, {stats['bytes'] / MIB:,.0f} MiB, "
+                      f"{stats['conversations']:,} conversations, one request each: {path}",
+                  f"{'tool':<34} {'s':>9} {'cpu s':>7} {'peak MiB':>9} {'tshark/pcapcheck':>17}"]
+        for tool in ([spc] if spc else []) + [sts]:
+            ratio = "-" if tool is spc else _fmt_ratio(tool.median(k), spc.median(k) if spc else None)
+            lines.append(f"{tool.label:<34} {tool.median(k):>9.2f} {tool.cpu(k):>7.2f} {tool.peak(k) / MIB:>9.1f} "
+                         f"{ratio:>17}")
+    tools = ([pc] if pc else []) + [main] + extras + ([t for t in short[:2] if t] if short else [])
+    noise = max(s.others for t in tools for v in t.samples.values() for s in v)
     lines += ["", f"other load during the runs: up to {noise:.2f} CPUs busy besides the tool"
               + (" -- NOT QUIET, the numbers are noisy" if noise > NOISY_CPUS else " (quiet)")]
     if pc:
@@ -489,6 +507,10 @@ def _bench(args: argparse.Namespace, tmp: Path) -> int:
     def keep_dir(k: int) -> Path | None:
         return args.keep / f"pcapcheck-out-{k}" if args.keep else None
 
+    short = None
+    if args.short:
+        short = (Tool(pc.label, pc.argv, pc.ok_codes) if pc else None, Tool(main_tool.label, main_tool.argv),
+                 ensure_capture(cache, args.short, args.seed, args.concurrency, short=True))
     n = args.packets
     capture = captures[n][0]
     warm(capture)
@@ -511,7 +533,13 @@ def _bench(args: argparse.Namespace, tmp: Path) -> int:
                     run_tool(pc, captures[k][0], k, time_bin, work, keep_dir(k))
                 if args.scaling_tshark or not pc:
                     run_tool(main_tool, captures[k][0], k, time_bin, work)
-    lines = report(args, pc, main_tool, extras, captures, info)
+    if short:
+        print("many short connections", file=sys.stderr)
+        warm(short[2][0])
+        for tool in short[:2]:
+            if tool:
+                run_tool(tool, short[2][0], args.short, time_bin, work)
+    lines = report(args, pc, main_tool, extras, captures, info, short)
     print("\n".join(lines))
     if args.json:
         tools = [t for t in (pc, main_tool, *extras) if t]
@@ -519,6 +547,11 @@ def _bench(args: argparse.Namespace, tmp: Path) -> int:
             "packets": n, "seed": args.seed, "concurrency": args.concurrency, "rounds": args.rounds,
             "captures": {str(k): {"path": str(v[0]), **v[1]} for k, v in captures.items()},
             "info": info, "rss_via": "time" if time_bin else "resource",
+            "short": ({"packets": args.short, "capture": {"path": str(short[2][0]), **short[2][1]},
+                       "tools": {t.label: [{"wall_s": round(s.wall, 3), "peak_rss_mib": round(s.rss / MIB, 1),
+                                            "cpu_s": round(s.cpu, 2), "other_cpus": round(s.others, 2)}
+                                           for s in t.samples.get(args.short, [])] for t in short[:2] if t}}
+                      if short else None),
             "tools": {t.label: {str(k): [{"wall_s": round(s.wall, 3), "peak_rss_mib": round(s.rss / MIB, 1),
                                           "cpu_s": round(s.cpu, 2), "other_cpus": round(s.others, 2)}
                                          for s in v] for k, v in t.samples.items()} for t in tools},

@@ -121,6 +121,18 @@ def test_default_mix_is_http_heavy(tmp_path):
     assert 0 < counts["retransmission"] + counts["gap-retransmission"] < 0.02 * stats["packets"]
 
 
+def test_short_profile_has_one_request_per_conversation(tmp_path):
+    """--short: every conversation carries one request and a small response, so most packets are handshakes,
+    heads and closes."""
+    stats = gen.generate(str(tmp_path / "s.pcap"), 5_000, seed=1, profile=gen.SHORT_PROFILE)
+    counts, conversations = stats["counts"], stats["conversations"]
+    assert conversations > 300  # about a dozen packets each
+    assert 0.9 * conversations <= counts["request"] <= conversations  # the last ones are cut off by the end
+    assert counts["response-length"] + counts["response-chunked"] > 0.7 * counts["request"]
+    default = gen.generate(str(tmp_path / "d.pcap"), 5_000, seed=1)
+    assert default["conversations"] < conversations / 3
+
+
 def _tshark(path: Path, *args: str) -> list[str]:
     proc = subprocess.run([TSHARK, "-r", str(path), *args], capture_output=True, text=True,
                           env=dict(os.environ, WIRESHARK_CONFIG_DIR=str(path.parent)))
@@ -155,7 +167,7 @@ def _run_bench(tmp_path: Path, exit_code: int, *extra: str) -> subprocess.Comple
     cmd = f"{shlex.quote(sys.executable)} -c {shlex.quote(STANDIN)} {{capture}} {{out}} {exit_code}"
     rss = "auto" if os.access("/usr/bin/time", os.X_OK) else "resource"  # never apt-get from a test
     argv = [sys.executable, str(ROOT / "bench" / "run.py"), "--packets", "2000", "--rounds", "2", "--scaling",
-            "1000,2000", "--keep", str(tmp_path), "--rss-via", rss, "--pcapcheck-cmd", cmd, *extra]
+            "1000,2000", "--short", "1500", "--keep", str(tmp_path), "--rss-via", rss, "--pcapcheck-cmd", cmd, *extra]
     return subprocess.run(argv, capture_output=True, text=True)
 
 
@@ -165,14 +177,15 @@ def test_runner_prints_tables_and_verdict(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     for text in ("pcapcheck analyze", "tshark -2 -q -z expert", "tshark -q -z expert", "tshark -q -z conv,tcp",
-                 "us/packet", "(goal >= 3), peak"):
+                 "us/packet", "(goal >= 3), peak", "many short connections (bench/gen.py --short): 1,500 packets"):
         assert text in out
     assert (tmp_path / "pcapcheck-out-2000" / "report.json").is_file()
 
 
 @needs_tshark
 def test_runner_measures_through_resource_too(tmp_path):
-    proc = _run_bench(tmp_path, 0, "--rss-via", "resource", "--no-extra-modes", "--rounds", "1", "--scaling", "")
+    proc = _run_bench(tmp_path, 0, "--rss-via", "resource", "--no-extra-modes", "--rounds", "1", "--scaling", "",
+                      "--short", "0")
     assert proc.returncode == 0, proc.stderr
     assert "ratio " in proc.stdout
 
