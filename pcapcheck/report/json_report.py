@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,10 @@ _INDENT = 1
 _ITEM_PREFIX = " " * (2 * _INDENT)  # a conversation is nested two levels deep: {"conversations": [ ... ]}
 _ITEM_PREFIX_BYTES = _ITEM_PREFIX.encode("ascii")
 _SPOOL_BUFFER = 1 << 20  # a conversation's line is ~20 KB: the default 8 KB buffer made a write call per line
+# Where a conversation's line is: (input, id, spool, offset, length), packed: 32 bytes per conversation instead
+# of about 190 as a tuple of ints. Big-endian, so the packed entries sort as the tuples do (input, id, then
+# the spool and offset: the parts of a resumed conversation, which one shard wrote in order).
+_ENTRY = struct.Struct(">IQIQQ")
 _PLACEHOLDER = "\x00conversations\x00"  # encoded by json.dumps as "\u0000conversations\u0000"
 
 
@@ -113,7 +118,7 @@ class JsonReport:
         self.path = Path(path)
         self.timestamp = timestamp
         self._spool: BinaryIO | None = tempfile.TemporaryFile(prefix="pcapcheck-json-", buffering=_SPOOL_BUFFER)  # noqa: SIM115 (closed in finish/close)
-        self._index: list[tuple[int, int, int, int, int]] = []  # (input, id, spool, offset, length)
+        self._index = bytearray()  # _ENTRY per conversation, in arrival order
         self._pos = 0
         self._others: list[BinaryIO] = []  # spool files of other shards (absorb), spool number = position + 1
 
@@ -128,21 +133,22 @@ class JsonReport:
         self._spool = os.fdopen(os.dup(spool.fileno()), "w+b", buffering=_SPOOL_BUFFER)
         return self
 
-    def export(self) -> list[tuple[int, int, int, int, int]]:
+    def export(self) -> bytes:
         """The index of what this report spooled, for ``absorb`` in another process; the spool is flushed
         and closed (here: the other process has the file open too). This report is done."""
         if self._spool is None:
             raise RuntimeError("JsonReport.export() after finish()")
         self._spool.close()  # flushes
         self._spool = None
-        return self._index
+        return bytes(self._index)
 
-    def absorb(self, spool: BinaryIO, index: list[tuple[int, int, int, int, int]]) -> None:
+    def absorb(self, spool: BinaryIO, index: bytes) -> None:
         """Add another shard's conversations: ``index`` from its ``export()``, ``spool`` this process's handle
         of the file it spooled to. The file is closed by ``finish`` or ``close``."""
         self._others.append(spool)
         k = len(self._others)
-        self._index.extend((i, c, k, off, n) for i, c, _, off, n in index)
+        for i, c, _, off, n in _ENTRY.iter_unpack(index):
+            self._index += _ENTRY.pack(i, c, k, off, n)
 
     def conversation(self, result: ConversationResult) -> None:
         if self._spool is None:
@@ -159,7 +165,7 @@ class JsonReport:
         for part in parts:  # the pieces as they are: joining them would copy the line once more
             write(part)
             n += len(part)
-        self._index.append((result.input_index, result.id, 0, self._pos, n))
+        self._index += _ENTRY.pack(result.input_index, result.id, 0, self._pos, n)
         self._pos += n
 
     def document_head(self, totals: Any) -> dict[str, Any]:
@@ -188,7 +194,9 @@ class JsonReport:
         doc["conversations"] = _PLACEHOLDER
         head, tail = _dumps(doc).split(json.dumps(_PLACEHOLDER), 1)  # "conversations" sorts first: no clash
         spool, self._spool = self._spool, None
-        self._index.sort()
+        size = _ENTRY.size
+        entries = sorted(bytes(self._index[i : i + size]) for i in range(0, len(self._index), size))
+        self._index = bytearray()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         spools = [spool, *self._others]
@@ -196,12 +204,13 @@ class JsonReport:
             spool.flush()
             with open(tmp, "wb", buffering=0) as out:  # unbuffered: sendfile writes to the same descriptor
                 out.write(head.encode("ascii"))
-                if not self._index:
+                if not entries:
                     out.write(b"[]")
                 else:
                     out.write(b"[\n")
                     copy = _copier(out)
-                    for n, (_, _, k, offset, length) in enumerate(self._index):
+                    for n, entry in enumerate(entries):
+                        _, _, k, offset, length = _ENTRY.unpack(entry)
                         if n:
                             out.write(b",\n")
                         copy(spools[k], offset, length)
@@ -214,7 +223,6 @@ class JsonReport:
             self._others = []
             if tmp.exists():
                 tmp.unlink()
-        self._index = []
         return self.path
 
     def close(self) -> None:
