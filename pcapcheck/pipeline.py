@@ -51,7 +51,7 @@ SYN_ONLY_MAX = 16  # bare SYNs a SynOnly keeps; the next packet builds the ConvS
 # so sorting the bytes sorts rows by frame. A row whose values do not fit (a corrupt capture's timestamps
 # centuries apart) is kept as a tuple in ConvState.odd (see ConvState._odd_row).
 _ROW = struct.Struct(">QqBBIIIHHHBIHB")
-_STATE_BYTES = 10_000  # held_estimate: a conversation's objects, before what it keeps per packet or byte
+_STATE_BYTES = 28_000  # held_estimate: a conversation's objects, before what it keeps per packet or byte
 _TIMELINE_ROWS = 8000  # ... a packed row per packet, at most the default timeline caps (head, tail, marked)
 _KEPT_BYTES = 2 * (TAIL_KEEP + 4096) + 16 * 4096  # ... at most, of its payload: the reassembly tails and heads,
 # the HTTP heads and body excerpts
@@ -66,8 +66,10 @@ def held_estimate(packets: int, payload: int) -> int:
     (Options.linger_bytes), from what every shard knows of every conversation (ConvState and Foreign count
     the same packets and payload bytes), so that all shards finalize the same conversations at the same
     frame: the analyzers' objects, a packed timeline row per packet (up to the timeline caps) and the
-    payload bytes kept (up to _KEPT_BYTES). Calibrated on the benchmark captures: about 12 KB for a short
-    HTTP conversation, 88 KB for the 1M capture's average (measured with linger_max unbounded)."""
+    payload bytes kept (up to _KEPT_BYTES). Calibrated with tracemalloc, every conversation of a capture held
+    to its end: a health check (9 packets, 224 payload bytes) 27 KB, estimated 29; bench/gen.py --short (11
+    packets, 3.6 KB) 42 KB, estimated 32; the benchmark capture (102 packets, 87 KB) 93 KB, estimated 89.
+    (With 10 KB for the objects, until 2026-12-04, short connections held three times the estimate.)"""
     return _STATE_BYTES + _ROW.size * min(packets, _TIMELINE_ROWS) + min(payload, _KEPT_BYTES)
 
 
