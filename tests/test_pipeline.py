@@ -429,3 +429,62 @@ def test_tombstones_resume_or_reuse_either_direction() -> None:
         assert [t.ended_id((a, p, z, 80)) for p in (2, 3, 4)] == [None, 3, 4]
     finally:
         fl.MAX_TOMBSTONES = old
+
+
+def test_the_linger_estimate_is_close_to_what_short_connections_hold(tmp_path: Path) -> None:
+    """The linger budget (Options.linger_bytes) counts held_estimate() per closed conversation: for short HTTP
+    connections it must be near what their state really holds (tracemalloc), or lingering conversations take
+    several times the budget (they did, 3x, with 10 KB per conversation for the objects)."""
+    import tracemalloc
+
+    from pcapcheck.pipeline import ConvState
+
+    w = b.PcapWriter(linktype=1)
+    t = [1_700_000_000_000_000_000]
+
+    def add(src, dst, sp, dp, seq, ack, flags, payload=b""):
+        t[0] += 20_000
+        w.add(t[0], b.ether(b.ipv4(src, dst, b.tcp(sp, dp, seq, ack, flags, 64240, payload, src_ip=src, dst_ip=dst,
+                                                 options=b.opt_mss(1460) if flags & 0x02 else b"")),
+                            ethertype=0x0800))
+
+    for i in range(300):  # health checks: handshake, GET, 200 with a small body, ACK, FIN both ways
+        c, cp, cs, ss = f"198.51.{i // 250}.{i % 250 + 1}", 20000 + i, 1000 * i, 7000 * i
+        req = b"GET /health/%d HTTP/1.1\r\nHost: svc\r\nUser-Agent: probe/1.0\r\nAccept: */*\r\n\r\n" % i
+        resp = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/json\r\nContent-Length: 300\r\n"
+                b"Connection: keep-alive\r\n\r\n" + b"x" * 300)
+        add(c, S, cp, 80, cs, 0, 0x02)
+        add(S, c, 80, cp, ss, cs + 1, 0x12)
+        add(c, S, cp, 80, cs + 1, ss + 1, 0x10)
+        add(c, S, cp, 80, cs + 1, ss + 1, 0x18, req)
+        add(S, c, 80, cp, ss + 1, cs + 1 + len(req), 0x18, resp)
+        add(c, S, cp, 80, cs + 1 + len(req), ss + 1 + len(resp), 0x10)
+        add(c, S, cp, 80, cs + 1 + len(req), ss + 1 + len(resp), 0x11)
+        add(S, c, 80, cp, ss + 1 + len(resp), cs + 2 + len(req), 0x11)
+        add(c, S, cp, 80, cs + 2 + len(req), ss + 2 + len(resp), 0x10)
+    w.write(tmp_path / "short.pcap")
+
+    class Null:
+        def conversation(self, r) -> None:
+            pass
+
+    held: list[tuple[int, int, int]] = []
+    tracemalloc.start()
+    try:
+        a = Analysis(Options(linger_max=10**6, linger_bytes=10**12), Null())  # nothing finalized before the end
+        real_emit = a._emit
+
+        def emit(st, table, ended):
+            if not held:
+                states = [c.state for c in table.active() if c.state.__class__ is ConvState]
+                held.append((tracemalloc.get_traced_memory()[0], len(states), sum(s.held_bytes() for s in states)))
+            real_emit(st, table, ended)
+
+        a._emit = emit
+        base = tracemalloc.get_traced_memory()[0]
+        a.run([str(tmp_path / "short.pcap")])
+    finally:
+        tracemalloc.stop()
+    traced, n, estimate = held[0]
+    assert n == 300
+    assert 0.6 < estimate / (traced - base) < 1.5, (traced - base) / n
