@@ -208,7 +208,10 @@ class _SummarySpool:
         """Every summary, in the index's order, read one at a time."""
         if self.rendered:
             raise RuntimeError("the index summaries were rendered into rows already")
-        for key in self._order():
+        return self._load(self._order())
+
+    def _load(self, order: list[bytes]) -> Iterator[ConversationSummary]:
+        for key in order:
             _rank, k, c, p, _a, offset, length, has_page = _KEY.unpack(key)
             yield ConversationSummary(*pickle.loads(self._read(offset, length)),
                                       views.page_name(k, c, p) if has_page else None)
@@ -222,7 +225,7 @@ class _SummarySpool:
         keys = bytearray()
         end = n = 0
         try:
-            for text in rows(self.ordered()):
+            for text in rows(self._load(order)):
                 if n == len(order):
                     raise RuntimeError(f"more index rows rendered than the {n} conversations")
                 data = text.encode("utf-8")
@@ -474,8 +477,8 @@ class HtmlReport:
         as this report's must be): ``state`` from its ``state(target)``, ``source`` this process's handle of
         that target."""
         keys, codes, multi_input = state
-        if keys and (not self._summaries.rendered and len(self._summaries) or
-                     self._multi_input is not None and multi_input != self._multi_input):
+        if keys and ((not self._summaries.rendered and len(self._summaries)) or
+                     (self._multi_input is not None and multi_input != self._multi_input)):
             raise RuntimeError("index rows are merged with rows rendered the same way")
         if keys and self._multi_input is None:
             self._multi_input = multi_input
