@@ -267,11 +267,33 @@ def test_syn_only_conversations_give_the_results_of_a_full_state(tmp_path: Path,
     assert len(_results_json(path)) == 6
 
 
+def _held_at_end(path: str, options: Options, sink, measure):
+    """Run the analysis; at the end of the capture, before anything is finalized, return the memory traced
+    since the run started (tracemalloc) and ``measure(flow table)``."""
+    import tracemalloc
+
+    held: list = []
+    tracemalloc.start()
+    try:
+        a = Analysis(options, sink)
+        real_emit = a._emit
+
+        def emit(st, table, ended):
+            if not held:
+                held.extend((tracemalloc.get_traced_memory()[0], measure(table)))
+            real_emit(st, table, ended)
+
+        a._emit = emit
+        base = tracemalloc.get_traced_memory()[0]
+        a.run([path])
+    finally:
+        tracemalloc.stop()
+    return held[0] - base, held[1]
+
+
 def test_a_syn_flood_keeps_little_state_per_conversation(tmp_path: Path) -> None:
     """100,000 unanswered SYNs are 100,000 conversations open at once (Wireshark's tcp.stream): each holds its
     SYN (pipeline.SynOnly), not a full analysis state (about 16 KB): here about 1.4 KB each in all."""
-    import tracemalloc
-
     from pcapcheck.pipeline import SynOnly
 
     w = b.PcapWriter(linktype=101)
@@ -282,25 +304,10 @@ def test_a_syn_flood_keeps_little_state_per_conversation(tmp_path: Path) -> None
                                    options=b.opt_mss(1460) + b.opt_nop() + b.opt_wscale(7))))
     w.write(tmp_path / "flood.pcap")
     sink = Collect()
-    tracemalloc.start()
-    try:
-        a = Analysis(Options(), sink)
-        held = []
-        real_emit = a._emit
-
-        def emit(st, table, ended):  # measure at the end of the capture, before anything is finalized
-            if not held:
-                held.append(tracemalloc.get_traced_memory()[0])
-                held.append(sum(1 for c in table.active() if c.state.__class__ is SynOnly))
-            real_emit(st, table, ended)
-
-        a._emit = emit
-        base = tracemalloc.get_traced_memory()[0]
-        a.run([str(tmp_path / "flood.pcap")])
-    finally:
-        tracemalloc.stop()
-    assert held[1] == 2000 and len(sink.results) == 2000
-    assert (held[0] - base) / 2000 < 3000
+    traced, syn_only = _held_at_end(str(tmp_path / "flood.pcap"), Options(), sink,
+                                    lambda table: sum(1 for c in table.active() if c.state.__class__ is SynOnly))
+    assert syn_only == 2000 and len(sink.results) == 2000
+    assert traced / 2000 < 3000
     assert all(r.end == "incomplete" for r in sink.results)
 
 
@@ -435,8 +442,6 @@ def test_the_linger_estimate_is_close_to_what_short_connections_hold(tmp_path: P
     """The linger budget (Options.linger_bytes) counts held_estimate() per closed conversation: for short HTTP
     connections it must be near what their state really holds (tracemalloc), or lingering conversations take
     several times the budget (they did, 3x, with 10 KB per conversation for the objects)."""
-    import tracemalloc
-
     from pcapcheck.pipeline import ConvState
 
     w = b.PcapWriter(linktype=1)
@@ -468,23 +473,11 @@ def test_the_linger_estimate_is_close_to_what_short_connections_hold(tmp_path: P
         def conversation(self, r) -> None:
             pass
 
-    held: list[tuple[int, int, int]] = []
-    tracemalloc.start()
-    try:
-        a = Analysis(Options(linger_max=10**6, linger_bytes=10**12), Null())  # nothing finalized before the end
-        real_emit = a._emit
+    def estimates(table) -> list[int]:
+        return [c.state.held_bytes() for c in table.active() if c.state.__class__ is ConvState]
 
-        def emit(st, table, ended):
-            if not held:
-                states = [c.state for c in table.active() if c.state.__class__ is ConvState]
-                held.append((tracemalloc.get_traced_memory()[0], len(states), sum(s.held_bytes() for s in states)))
-            real_emit(st, table, ended)
-
-        a._emit = emit
-        base = tracemalloc.get_traced_memory()[0]
-        a.run([str(tmp_path / "short.pcap")])
-    finally:
-        tracemalloc.stop()
-    traced, n, estimate = held[0]
-    assert n == 300
-    assert 0.6 < estimate / (traced - base) < 1.5, (traced - base) / n
+    # linger unbounded: nothing is finalized before the end
+    traced, held = _held_at_end(str(tmp_path / "short.pcap"), Options(linger_max=10**6, linger_bytes=10**12),
+                                Null(), estimates)
+    assert len(held) == 300
+    assert 0.6 < sum(held) / traced < 1.5, traced / len(held)
