@@ -209,7 +209,7 @@ class ConvState:
         "conv", "options", "input_index", "tracker", "window", "http", "reasm", "rst", "wan",
         "packets0", "packets1", "bytes0", "bytes1", "first_frame", "last_frame", "start_ts", "end_ts",
         "flag_frames", "head", "tail", "marked", "odd", "head_max", "marked_max", "fin_frame",
-        "rst_frames", "syn", "synack", "handshake_ack", "isn", "edge0", "edge1", "ended", "icmp",
+        "rst_frames", "syn", "synack", "handshake_ack", "isn", "edge0", "edge1", "ended", "icmp", "http_ends",
     )
 
     def __init__(self, conv: Conversation, input_index: int, options: Options, pkt: TcpPacket) -> None:
@@ -218,9 +218,15 @@ class ConvState:
         self.input_index = input_index
         self.tracker = TcpTracker()
         self.window = ConntrackWindow(be_liberal=options.be_liberal)
-        self.http = Http1Analyzer(conv.id) if options.http else None
-        http = self.http
-        self.reasm = [self._reassembler(0, http), self._reassembler(1, http)]
+        # The HTTP analyzer is made at the first byte or gap either direction delivers (_http_start): a
+        # conversation without payload (an unanswered or refused SYN, a scan) never needs one, and one that
+        # saw only the ends finds nothing (tests/test_pipeline.py). It cost 25 us a SYN in a SYN flood.
+        self.http: Http1Analyzer | None = None
+        self.http_ends: tuple[tuple, ...] = ()  # StreamEnd fields
+        if options.http:
+            self.reasm = [Reassembler(self._http_data0, self._http_gap0), Reassembler(self._http_data1, self._http_gap1)]
+        else:
+            self.reasm = [Reassembler(), Reassembler()]
         client, server = conv.client, conv.server
         self.rst = RstAnalyzer(conv.id, endpoint_text(*client), endpoint_text(*server))
         self.wan = WindowAnalyzer(conv.id, kernel=options.kernel)
@@ -250,21 +256,41 @@ class ConvState:
         self.ended = False
         self.icmp: IcmpRecord | None = None  # ICMP errors about this conversation's segments
 
-    @staticmethod
-    def _reassembler(d: int, http: Http1Analyzer | None) -> Reassembler:
+    def _http_start(self) -> Http1Analyzer:
+        """Make the HTTP analyzer and connect it to both directions' reassemblers."""
+        http = self.http
         if http is None:
-            return Reassembler()
-        name = DIRS[d]
+            http = self.http = Http1Analyzer(self.conv.id)
+            http_data, http_gap = http.data, http.gap
+            for d, r in enumerate(self.reasm):
+                name = DIRS[d]
 
-        http_data = http.data
+                def on_data(off: int, data: bytes, frame: int, ts: int, name: str = name) -> None:
+                    http_data(_tnew(StreamData, (name, off, data, frame, ts)))
 
-        def on_data(off: int, data: bytes, frame: int, ts: int) -> None:
-            http_data(_tnew(StreamData, (name, off, data, frame, ts)))
+                def on_gap(off: int, length: int, frame: int, reason: str, name: str = name) -> None:
+                    http_gap(Gap(name, off, length, frame, reason))
 
-        def on_gap(off: int, length: int, frame: int, reason: str) -> None:
-            http.gap(Gap(name, off, length, frame, reason))
+                r.on_data, r.on_gap = on_data, on_gap
+            for ev in self.http_ends:  # the ends it missed (finish), in their order
+                http.end(StreamEnd(*ev))
+        return http
 
-        return Reassembler(on_data, on_gap)
+    def _http_data0(self, off: int, data: bytes, frame: int, ts: int) -> None:
+        self._http_start()
+        self.reasm[0].on_data(off, data, frame, ts)
+
+    def _http_data1(self, off: int, data: bytes, frame: int, ts: int) -> None:
+        self._http_start()
+        self.reasm[1].on_data(off, data, frame, ts)
+
+    def _http_gap0(self, off: int, length: int, frame: int, reason: str) -> None:
+        self._http_start()
+        self.reasm[0].on_gap(off, length, frame, reason)
+
+    def _http_gap1(self, off: int, length: int, frame: int, reason: str) -> None:
+        self._http_start()
+        self.reasm[1].on_gap(off, length, frame, reason)
 
     # -- per packet (the hot path) ---------------------------------------------
     def packet(self, d: int, pkt: TcpPacket) -> None:
@@ -405,23 +431,29 @@ class ConvState:
         conv = self.conv
         last = self.last_frame
         rst = bool(self.rst_frames)
+        http_on = self.options.http
+        if self.http is None and http_on and (self.reasm[0].next_off or self.reasm[1].next_off):
+            self._http_start()  # (stream offsets moved without bytes or gaps: let the analyzer see the ends)
         for d in (0, 1):
             r = self.reasm[d]
-            r.finish(last)
-            if self.http is not None:
+            r.finish(last)  # (may deliver bytes or a gap, and so make the HTTP analyzer)
+            if http_on:
                 if rst:
                     reason, frame = "rst", self.rst_frames[0]
                 elif self.fin_frame[d] is not None:
                     reason, frame = "fin", self.fin_frame[d]
                 else:
                     reason, frame = "capture-ended", None
-                self.http.end(StreamEnd(DIRS[d], r.next_off, frame, reason))
+                if self.http is not None:
+                    self.http.end(StreamEnd(DIRS[d], r.next_off, frame, reason))
+                elif d == 0:  # no analyzer yet: if direction 1's end makes one, it sees this end first
+                    self.http_ends = ((DIRS[d], r.next_off, frame, reason),)
         findings: list[Finding] = []
         if self.http is not None:
             findings.extend(self.http.finish())
         findings.extend(tcp_findings(conv.id, self.flag_frames, self.reasm, conv))
         if self.icmp is not None:
-            findings.extend(icmp_findings(conv.id, self.icmp, (endpoint_text(*conv.client), endpoint_text(*conv.server)),
+            findings.extend(icmp_findings(conv.id, self.icmp, self.rst.addrs,
                                           (self.tracker.base_seq(0), self.tracker.base_seq(1))))
         findings.extend(self.wan.finish())
         end, sentence, more = self.rst.finish(
@@ -438,11 +470,13 @@ class ConvState:
         timeline = self._timeline()
         total = self.packets0 + self.packets1  # one timeline row per packet
         hs = self._handshake()
-        client, server = conv.client, conv.server
+        for r in self.reasm:  # the lazy HTTP sinks are this object's methods: no cycle is left to the collector
+            r.on_data = r.on_gap = None
+        client, server = self.rst.addrs  # endpoint_text() of conv.client and conv.server
         return ConversationResult(
             id=conv.id, input_index=self.input_index,
-            client=endpoint_text(*client), server=endpoint_text(*server), client_guessed=conv.guessed,
-            ipv6=len(client[0]) == 16, first_frame=self.first_frame, last_frame=self.last_frame,
+            client=client, server=server, client_guessed=conv.guessed,
+            ipv6=len(conv.a) == 16, first_frame=self.first_frame, last_frame=self.last_frame,
             start_ns=self.start_ts, end_ns=self.end_ts, packets=(self.packets0, self.packets1),
             bytes=(self.bytes0, self.bytes1), handshake=hs, end=end, end_sentence=sentence,
             findings=tuple(findings), timeline=timeline, timeline_total=total,

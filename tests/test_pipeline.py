@@ -267,6 +267,77 @@ def test_syn_only_conversations_give_the_results_of_a_full_state(tmp_path: Path,
     assert len(_results_json(path)) == 6
 
 
+def test_the_http_analyzer_is_made_at_the_first_byte_with_the_same_results(tmp_path: Path, monkeypatch) -> None:
+    """ConvState makes its Http1Analyzer when a reassembler first delivers bytes or a gap (a SYN flood's
+    conversations never need one): every result is the same as with the analyzer made at once. Every fixture,
+    and conversations whose only bytes come after a hole, delivered when the conversation is finalized (in the
+    server's direction: the analyzer is made after the client's end, which it must still see first; in the
+    client's; in both)."""
+    import pcapcheck.analyzers.http1 as http1
+    import pcapcheck.pipeline as pl
+
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    segs = []
+    for port, c_late, s_late in ((5000, False, True), (5001, True, False), (5002, True, True)):
+        segs += [(C, S, port, 80, 1000, 0, SYN, b""), (S, C, 80, port, 9000, 1001, SYN | ACK, b""),
+                 (C, S, port, 80, 1001, 9001, ACK, b"")]
+        if c_late:
+            segs.append((C, S, port, 80, 1101, 9001, ACK | PSH, req))  # 100 bytes never captured before it
+        if s_late:
+            segs.append((S, C, 80, port, 9101, 1001, ACK | PSH, resp))
+    segs += [(C, S, 5003, 80, 1000, 0, SYN, b""), (S, C, 80, 5003, 9000, 1001, SYN | ACK, b""),
+             (C, S, 5003, 80, 1001, 9001, ACK | 0x01, b""),  # the client closes at once: its end is a FIN
+             (S, C, 80, 5003, 9101, 1002, ACK | PSH, resp)]
+    segs += [(C, S, 5004, 80, 1000, 0, SYN, b""), (S, C, 80, 5004, 9000, 1001, SYN | ACK, b""),
+             (S, C, 80, 5004, 9101, 1001, ACK | PSH, resp), (C, S, 5004, 80, 1001, 0, RST, b"")]
+    segs += [(C, S, 6000, 80, 50, 0, SYN, b""), (S, C, 80, 6000, 0, 51, RST | ACK, b"")]  # refused: no bytes
+    path = write(tmp_path, segs)
+    paths = [path] + [str(p) for p in sorted(FIXTURES.glob("*.pcap*"))]
+
+    made, ends = [], []  # Http1Analyzers made; the events they saw, in order
+    real_init, real_end, real_data, real_gap = (http1.Http1Analyzer.__init__, http1.Http1Analyzer.end,
+                                                http1.Http1Analyzer.data, http1.Http1Analyzer.gap)
+
+    def init(self, *a, **k):
+        made.append(1)
+        real_init(self, *a, **k)
+
+    def end(self, ev):
+        ends.append((self.conversation, "end", ev))
+        real_end(self, ev)
+
+    def data(self, ev):
+        ends.append((self.conversation, "data", ev.direction, ev.offset))
+        real_data(self, ev)
+
+    def gap(self, ev):
+        ends.append((self.conversation, "gap", ev))
+        real_gap(self, ev)
+
+    for name, f in (("__init__", init), ("end", end), ("data", data), ("gap", gap)):
+        monkeypatch.setattr(http1.Http1Analyzer, name, f)
+    lazy = [_results_json(path)]
+    assert len(made) == 5  # the conversations with bytes in t.pcap, not the refused one
+    lazy_events = list(ends)
+    lazy += [_results_json(p) for p in paths[1:]]
+    init = pl.ConvState.__init__
+
+    def eager(self, *a, **k):
+        init(self, *a, **k)
+        if self.options.http:
+            self._http_start()
+
+    monkeypatch.setattr(pl.ConvState, "__init__", eager)
+    ends.clear()
+    assert lazy[0] == _results_json(path)
+    # the same events in the same order, except the refused conversation's ends (no analyzer saw them)
+    assert lazy_events == [e for e in ends if e[0] != 5] and len(ends) > len(lazy_events)
+    for p, got in zip(paths[1:], lazy[1:]):
+        assert got == _results_json(p), p
+    assert any('"http.' in r or '"request"' in r for r in lazy[0])  # the late bytes were analyzed as HTTP
+
+
 def _held_at_end(path: str, options: Options, sink, measure):
     """Run the analysis; at the end of the capture, before anything is finalized, return the memory traced
     since the run started (tracemalloc) and ``measure(flow table)``."""

@@ -30,7 +30,14 @@ class TcpOptions:
 NO_OPTIONS = TcpOptions()
 
 
+_last: list = [None, NO_OPTIONS]  # the last bytes object parsed and its result
+
+
 def parse(raw: bytes) -> TcpOptions:
+    # A SYN's options are parsed by four analyzers in turn, from the same bytes object: the last result
+    # is kept (by identity; bytes are immutable and the result is frozen).
+    if raw is _last[0]:
+        return _last[1]
     if not raw:
         return NO_OPTIONS
     mss = wscale = ts_val = ts_ecr = None
@@ -69,4 +76,6 @@ def parse(raw: bytes) -> TcpOptions:
             ts_val = int.from_bytes(body[:4], "big")
             ts_ecr = int.from_bytes(body[4:], "big")
         i += length
-    return TcpOptions(mss, wscale, sack_perm, tuple(sack), ts_val, ts_ecr, malformed, tuple(kinds))
+    result = TcpOptions(mss, wscale, sack_perm, tuple(sack), ts_val, ts_ecr, malformed, tuple(kinds))
+    _last[0], _last[1] = raw, result
+    return result
