@@ -96,9 +96,12 @@ def test_memory_keeps_no_results(tmp_path):
 
 
 def test_same_bytes_without_sendfile(tmp_path, monkeypatch):
-    """The spooled conversations are copied with sendfile(2) where it works; refused or absent, read and write."""
+    """The spooled conversations are copied with sendfile(2) when long (``_BIG``), where it works, refused or
+    absent, read and written; short ones are read with pread(2), or seek and read where it is absent."""
     results = [s.xss(), s.incident1(), s.incident2(20), s.plain(3)]
-    fast = write(tmp_path / "fast.json", results)
+    fast = write(tmp_path / "fast.json", results)  # all short: pread
+    monkeypatch.setattr("pcapcheck.report.json_report._BIG", 0)  # all long: sendfile
+    kernel = write(tmp_path / "kernel.json", results)
     calls = []
 
     def refuse(*args):
@@ -109,6 +112,9 @@ def test_same_bytes_without_sendfile(tmp_path, monkeypatch):
     refused = write(tmp_path / "refused.json", results)
     monkeypatch.delattr("os.sendfile")
     absent = write(tmp_path / "absent.json", results)
+    monkeypatch.undo()
+    monkeypatch.delattr("os.pread")
+    plain = write(tmp_path / "plain.json", results)
     assert len(calls) == 1  # refused once, then read and write for the rest
-    assert fast == refused == absent
+    assert fast == kernel == refused == absent == plain
     assert _canonical(json.loads(fast)) == fast.decode("ascii")

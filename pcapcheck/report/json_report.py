@@ -111,6 +111,55 @@ def _copier(out: BinaryIO) -> Callable[[BinaryIO, int, int], None]:
     return kernel
 
 
+_BIG = 128 * 1024  # entries at least this long are copied by the kernel (_copier), the others through memory
+_CHUNK = 1 << 20  # output bytes gathered before a write
+
+
+class _Gather:
+    """Writes a sequence of spool entries to ``out``: big ones with ``copy`` (sendfile), small ones read with
+    ``os.pread`` (no file offset moves, so it mixes with sendfile) and written in large pieces. With 25,000
+    short conversations of about 1.5 KB, a sendfile call and a write call per conversation took 36 us each
+    of the run's serial end. (Reading the spools in large chunks does not help: conversations are finalized
+    in another order than their ids', so the chunks were read again and again.)"""
+
+    def __init__(self, out: BinaryIO, spools: list[BinaryIO]) -> None:
+        self.out = out
+        self.copy = _copier(out)
+        self.spools = spools
+        self.pending: list[bytes] = []
+        self.pending_len = 0
+
+    def write(self, data: bytes) -> None:
+        self.pending.append(data)
+        self.pending_len += len(data)
+        if self.pending_len >= _CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.out.write(b"".join(self.pending))
+            self.pending = []
+            self.pending_len = 0
+
+    def entry(self, k: int, offset: int, length: int) -> None:
+        if length >= _BIG:
+            self.flush()
+            self.copy(self.spools[k], offset, length)
+            return
+        data = _pread(self.spools[k], length, offset)
+        if len(data) < length:
+            raise OSError(f"report spool ends {length - len(data)} bytes short of a conversation's line")
+        self.write(data)
+
+
+def _pread(src: BinaryIO, length: int, offset: int) -> bytes:
+    pread = getattr(os, "pread", None)
+    if pread is not None:
+        return pread(src.fileno(), length, offset)
+    src.seek(offset)
+    return src.read(length)
+
+
 class JsonReport:
     """Sink writing ``report.json``: ``conversation(result)`` per conversation, then ``finish(totals)``."""
 
@@ -207,14 +256,15 @@ class JsonReport:
                 if not entries:
                     out.write(b"[]")
                 else:
-                    out.write(b"[\n")
-                    copy = _copier(out)
+                    gather = _Gather(out, spools)
+                    gather.write(b"[\n")
                     for n, entry in enumerate(entries):
                         _, _, k, offset, length = _ENTRY.unpack(entry)
                         if n:
-                            out.write(b",\n")
-                        copy(spools[k], offset, length)
-                    out.write(b"\n" + b" " * _INDENT + b"]")
+                            gather.write(b",\n")
+                        gather.entry(k, offset, length)
+                    gather.write(b"\n" + b" " * _INDENT + b"]")
+                    gather.flush()
                 out.write(tail.encode("ascii"))
             os.replace(tmp, self.path)
         finally:
