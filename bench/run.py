@@ -63,6 +63,7 @@ class BenchError(Exception):
 class Sample:
     wall: float  # seconds
     rss: int  # bytes, peak
+    pss: int  # bytes, peak of the proportional set size summed over the process tree (0: not measured)
     cpu: float  # user + system seconds of the tool
     others: float  # CPUs kept busy by everything else meanwhile (0 on a quiet machine)
 
@@ -85,6 +86,9 @@ class Tool:
 
     def peak(self, packets: int) -> int:
         return max(s.rss for s in self.samples[packets])
+
+    def peak_pss(self, packets: int) -> int:
+        return max(s.pss for s in self.samples[packets])
 
 
 # -- setup ----------------------------------------------------------------------------------------------
@@ -230,11 +234,14 @@ def cpu_ticks() -> int:
 
 
 class TreeSampler(threading.Thread):
-    """Sums the RSS of every process below ``pid`` every ``interval`` seconds; keeps the largest sum."""
+    """Sums the RSS of every process below ``pid`` every ``interval`` seconds; keeps the largest sum. Also the
+    largest sum of their proportional set sizes (PSS, /proc/PID/smaps_rollup): a page shared by n processes
+    counts 1/n in each, so a forked worker's pages shared with its parent count once, as the kernel's memory
+    accounting (a cgroup's limit) counts them; the RSS sum counts them once per process."""
 
     def __init__(self, pid: int, interval: float = 0.2) -> None:
         super().__init__(daemon=True)
-        self.pid, self.interval, self.peak = pid, interval, 0
+        self.pid, self.interval, self.peak, self.peak_pss = pid, interval, 0, 0
         self.stopped = threading.Event()
         self.page = os.sysconf("SC_PAGE_SIZE")
 
@@ -250,7 +257,7 @@ class TreeSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
-            total, todo = 0, self._children(self.pid)  # the measuring wrapper itself does not count
+            total, pss, todo = 0, 0, self._children(self.pid)  # the measuring wrapper itself does not count
             while todo:
                 pid = todo.pop()
                 try:
@@ -258,8 +265,22 @@ class TreeSampler(threading.Thread):
                         total += int(f.read().split()[1]) * self.page
                 except (OSError, ValueError, IndexError):
                     continue
+                pss += _pss(pid)
                 todo.extend(self._children(pid))
             self.peak = max(self.peak, total)
+            self.peak_pss = max(self.peak_pss, pss)
+
+
+def _pss(pid: int) -> int:
+    """The process's proportional set size in bytes, 0 where the kernel does not tell (no smaps_rollup)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def measure(argv: list[str], time_bin: str | None, work: Path, ok_codes: tuple[int, ...], label: str) -> Sample:
@@ -295,7 +316,7 @@ def measure(argv: list[str], time_bin: str | None, work: Path, ok_codes: tuple[i
         raise BenchError(f"{label}: no peak RSS reported by {'GNU time' if time_bin else 'the wrapper'}")
     cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text))
     others = max(0.0, (busy1 - busy0) / os.sysconf("SC_CLK_TCK") - cpu) / wall if busy0 else 0.0
-    return Sample(wall, max(int(match.group(1)) * 1024, sampler.peak), cpu, others)
+    return Sample(wall, max(int(match.group(1)) * 1024, sampler.peak), sampler.peak_pss, cpu, others)
 
 
 def expand(argv: list[str], capture: Path, out: Path) -> list[str]:
@@ -316,6 +337,7 @@ def run_tool(tool: Tool, capture: Path, packets: int, time_bin: str | None, work
         shutil.rmtree(out, ignore_errors=True)
     tool.samples.setdefault(packets, []).append(sample)
     print(f"  {tool.label:<34} {packets:>10,} packets {sample.wall:8.2f} s {sample.rss / MIB:8.1f} MiB"
+          f" (PSS {sample.pss / MIB:.1f})"
           f"  (cpu {sample.cpu:.2f} s, other load {sample.others:.2f} CPUs)", file=sys.stderr)
     return sample
 
@@ -409,13 +431,14 @@ def report(args: argparse.Namespace, pc: Tool | None, main: Tool, extras: list[T
         f"machine: {info['machine']}",
         f"tools:   {info['tshark']}; pcapcheck {info['pcapcheck']}",
         "",
-        f"{'tool':<34} {'median s':>9} {'min s':>8} {'cpu s':>7} {'peak MiB':>9} {'runs':>5} {'tshark/pcapcheck':>17}",
+        f"{'tool':<34} {'median s':>9} {'min s':>8} {'cpu s':>7} {'peak MiB':>9} {'PSS MiB':>8} {'runs':>5} "
+        f"{'tshark/pcapcheck':>17}",
     ]
     pc_med = pc.median(n) if pc else None
     for tool in ([pc] if pc else []) + [main] + extras:
         ratio = "-" if tool is pc else _fmt_ratio(tool.median(n), pc_med)
         lines.append(f"{tool.label:<34} {tool.median(n):>9.2f} {tool.best(n):>8.2f} {tool.cpu(n):>7.2f} "
-                     f"{tool.peak(n) / MIB:>9.1f} {len(tool.samples[n]):>5} {ratio:>17}")
+                     f"{tool.peak(n) / MIB:>9.1f} {tool.peak_pss(n) / MIB:>8.1f} {len(tool.samples[n]):>5} {ratio:>17}")
     if args.scaling:
         lines += ["", "scaling" + (" (pcapcheck)" if pc else " (tshark)")]
         head = f"{'packets':>10} {'MiB':>6} {'pcapcheck s':>12} {'us/packet':>10} {'peak MiB':>9}"
@@ -445,11 +468,11 @@ def report(args: argparse.Namespace, pc: Tool | None, main: Tool, extras: list[T
         k = args.short
         lines += ["", f"many short connections (bench/gen.py --short): {k:,} packets, {stats['bytes'] / MIB:,.0f} MiB, "
                       f"{stats['conversations']:,} conversations, one request each: {path}",
-                  f"{'tool':<34} {'s':>9} {'cpu s':>7} {'peak MiB':>9} {'tshark/pcapcheck':>17}"]
+                  f"{'tool':<34} {'s':>9} {'cpu s':>7} {'peak MiB':>9} {'PSS MiB':>8} {'tshark/pcapcheck':>17}"]
         for tool in ([spc] if spc else []) + [sts]:
             ratio = "-" if tool is spc else _fmt_ratio(tool.median(k), spc.median(k) if spc else None)
             lines.append(f"{tool.label:<34} {tool.median(k):>9.2f} {tool.cpu(k):>7.2f} {tool.peak(k) / MIB:>9.1f} "
-                         f"{ratio:>17}")
+                         f"{tool.peak_pss(k) / MIB:>8.1f} {ratio:>17}")
     tools = ([pc] if pc else []) + [main] + extras + ([t for t in short[:2] if t] if short else [])
     noise = max(s.others for t in tools for v in t.samples.values() for s in v)
     lines += ["", f"other load during the runs: up to {noise:.2f} CPUs busy besides the tool"
@@ -548,11 +571,11 @@ def _bench(args: argparse.Namespace, tmp: Path) -> int:
             "captures": {str(k): {"path": str(v[0]), **v[1]} for k, v in captures.items()},
             "info": info, "rss_via": "time" if time_bin else "resource",
             "short": ({"packets": args.short, "capture": {"path": str(short[2][0]), **short[2][1]},
-                       "tools": {t.label: [{"wall_s": round(s.wall, 3), "peak_rss_mib": round(s.rss / MIB, 1),
+                       "tools": {t.label: [{"wall_s": round(s.wall, 3), "peak_rss_mib": round(s.rss / MIB, 1), "peak_pss_mib": round(s.pss / MIB, 1),
                                             "cpu_s": round(s.cpu, 2), "other_cpus": round(s.others, 2)}
                                            for s in t.samples.get(args.short, [])] for t in short[:2] if t}}
                       if short else None),
-            "tools": {t.label: {str(k): [{"wall_s": round(s.wall, 3), "peak_rss_mib": round(s.rss / MIB, 1),
+            "tools": {t.label: {str(k): [{"wall_s": round(s.wall, 3), "peak_rss_mib": round(s.rss / MIB, 1), "peak_pss_mib": round(s.pss / MIB, 1),
                                           "cpu_s": round(s.cpu, 2), "other_cpus": round(s.others, 2)}
                                          for s in v] for k, v in t.samples.items()} for t in tools},
             "summary": lines,
