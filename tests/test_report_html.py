@@ -9,7 +9,11 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import markupsafe
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from markupsafe import Markup
 
 from pcapcheck.findings import Severity
 from pcapcheck.report import html_report, views
@@ -106,6 +110,27 @@ def test_no_markup_in_python():
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
                 assert not tag.search(node.value), f"{path.name}:{node.lineno}: markup in Python: {node.value!r}"
+
+
+@given(value=st.one_of(st.text(max_size=60), st.integers(), st.booleans(), st.floats(allow_nan=False), st.none(),
+                       st.binary(max_size=20), st.text(max_size=20).map(Markup)))
+def test_the_templates_escape_as_markupsafe_does(value) -> None:
+    """html_report.ESCAPE, which the compiled templates call for every {{ }}, gives markupsafe.escape's result."""
+    got = html_report.ESCAPE(value)
+    assert type(got) is Markup and str(got) == str(markupsafe.escape(value))
+
+
+def test_the_compiled_templates_call_the_fast_escape() -> None:
+    import markupsafe as m
+
+    if not hasattr(m, "_escape_inner"):
+        pytest.skip("this MarkupSafe has no _escape_inner: markupsafe.escape itself is used")
+    assert html_report.ESCAPE is not m.escape
+    env = html_report.environment()
+    for name in ("conversation.html", "index.html", "index_rows.html", "_macros.html"):
+        assert env.get_template(name).root_render_func.__globals__["escape"] is html_report.ESCAPE, name
+    # and it escapes: a value with every special character, through a template
+    assert env.from_string("{{ v }}|{{ n }}").render(v="<&'\">", n=-5) == "&lt;&amp;&#39;&#34;&gt;|-5"
 
 
 def test_names_and_anchors_from_ids_only():
