@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import gc
 import hashlib
+import itertools
 import multiprocessing
 import os
 import pickle
@@ -58,7 +59,7 @@ from markupsafe import Markup
 from pcapcheck.analyzers.http1 import KEEP_FIRST, KEEP_LAST
 from pcapcheck.findings import Severity
 from pcapcheck.model import ConversationResult, ConversationSummary
-from pcapcheck.report import views
+from pcapcheck.report import records, views
 
 PAGE_LIMIT = 2000
 PAGES = ("auto", "all")
@@ -211,6 +212,7 @@ class _SummarySpool:
         self._file: Any = None
         self._end = 0
         self.rendered = False  # the entries are index rows (UTF-8), not pickled summaries
+        self.sorted = False  # the keys are no longer in arrival order (_order)
 
     def __len__(self) -> int:
         return len(self.keys) // _KEY.size
@@ -226,11 +228,17 @@ class _SummarySpool:
         self._end += len(data)
 
     def page(self, pos: int) -> str | None:
+        self._by_arrival()
         _rank, k, c, p, _a, _o, _n, has_page = _KEY.unpack_from(self.keys, pos * _KEY.size)
         return views.page_name(k, c, p) if has_page else None
 
     def drop_page(self, pos: int) -> None:
+        self._by_arrival()
         self.keys[pos * _KEY.size + _KEY.size - 1] = 0
+
+    def _by_arrival(self) -> None:
+        if self.sorted:
+            raise RuntimeError("the index keys were sorted: they are no longer found by arrival")
 
     def pages(self) -> dict[tuple[int, int], str]:
         """(input, id) -> page, for the conversations with a page (of a resumed conversation, its first part's
@@ -246,11 +254,13 @@ class _SummarySpool:
         return {views.page_name(k, c, p) for _r, k, c, p, _a, _o, _n, has_page in _KEY.iter_unpack(self.keys)
                 if has_page}
 
-    def _order(self) -> list[bytes]:
-        """The keys in the index's order: worst first, then by input and id (big-endian: as bytes)."""
+    def _order(self) -> Iterator[bytes]:
+        """The keys in the index's order: worst first, then by input and id (big-endian: as bytes). The keys are
+        left sorted by chunks (``records``): no key is read by its arrival position after this."""
         if self._file is not None:
             self._file.flush()
-        return sorted(bytes(self.keys[i : i + _KEY.size]) for i in range(0, len(self.keys), _KEY.size))
+        self.sorted = True
+        return records.in_order(self.keys, _KEY.size)
 
     def ordered(self) -> Iterator[ConversationSummary]:
         """Every summary, in the index's order, read one at a time."""
@@ -258,7 +268,7 @@ class _SummarySpool:
             raise RuntimeError("the index summaries were rendered into rows already")
         return self._load(self._order())
 
-    def _load(self, order: list[bytes]) -> Iterator[ConversationSummary]:
+    def _load(self, order: Iterable[bytes]) -> Iterator[ConversationSummary]:
         for key in order:
             _rank, k, c, p, _a, offset, length, has_page = _KEY.unpack(key)
             yield ConversationSummary(*pickle.loads(self._read(offset, length)),
@@ -268,26 +278,28 @@ class _SummarySpool:
         """Replace the summaries by their index rows: ``rows(summaries)`` gives one row per summary, in order."""
         if self.rendered:
             return
-        order = self._order()
+        total = len(self)
+        # the keys twice, in step: one for the summaries to render, one for the rows' new keys
+        order, again = itertools.tee(self._order())
         out = tempfile.TemporaryFile(prefix="pcapcheck-index-rows-")  # noqa: SIM115 (closed in close())
         keys = bytearray()
         end = n = 0
         try:
             for text in rows(self._load(order)):
-                if n == len(order):
+                if n == total:
                     raise RuntimeError(f"more index rows rendered than the {n} conversations")
                 data = text.encode("utf-8")
                 out.write(data)
-                rank, k, c, p, a, _o, _n, has_page = _KEY.unpack(order[n])
+                rank, k, c, p, a, _o, _n, has_page = _KEY.unpack(next(again))
                 keys += _KEY.pack(rank, k, c, p, a, end, len(data), has_page)
                 end += len(data)
                 n += 1
         except BaseException:
             out.close()
             raise
-        if n != len(order):
+        if n != total:
             out.close()
-            raise RuntimeError(f"{n} index rows rendered for {len(order)} conversations")
+            raise RuntimeError(f"{n} index rows rendered for {total} conversations")
         self.close()
         self._file, self._end, self.keys, self.rendered = out, end, keys, True
 

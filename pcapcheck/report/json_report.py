@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 from pcapcheck import __version__
 from pcapcheck.findings import Severity
 from pcapcheck.model import ConversationResult
+from pcapcheck.report import records
 
 FORMAT = 1
 _INDENT = 1
@@ -243,9 +244,8 @@ class JsonReport:
         doc["conversations"] = _PLACEHOLDER
         head, tail = _dumps(doc).split(json.dumps(_PLACEHOLDER), 1)  # "conversations" sorts first: no clash
         spool, self._spool = self._spool, None
-        size = _ENTRY.size
-        entries = sorted(bytes(self._index[i : i + size]) for i in range(0, len(self._index), size))
-        self._index = bytearray()
+        index, self._index = self._index, bytearray()
+        entries = records.in_order(index, _ENTRY.size)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         spools = [spool, *self._others]
@@ -253,7 +253,7 @@ class JsonReport:
             spool.flush()
             with open(tmp, "wb", buffering=0) as out:  # unbuffered: sendfile writes to the same descriptor
                 out.write(head.encode("ascii"))
-                if not entries:
+                if not index:
                     out.write(b"[]")
                 else:
                     gather = _Gather(out, spools)
