@@ -80,15 +80,20 @@ def test_attacker_bytes_become_escaped_text(tmp_path):
     assert detail["excerpt"].startswith("GET /<script>")  # bytes as escaped text, quoted as evidence
 
 
-def test_memory_keeps_no_results(tmp_path):
-    """Each conversation is spooled to disk at once: the sink holds no reference to the result."""
+def test_memory_keeps_no_results(tmp_path, monkeypatch):
+    """Each conversation is spooled to disk at once: the sink holds no reference to the result, and of where
+    the lines are, at most records.CHUNK entries in memory (the others in sorted runs on disk)."""
+    from pcapcheck.report import records
+
+    monkeypatch.setattr(records, "CHUNK", 500)
     rep = JsonReport(tmp_path / "report.json")
     for i in range(3000):
         r = s.plain(3000 - i)
         before = sys.getrefcount(r)
         rep.conversation(r)
         assert sys.getrefcount(r) == before
-    assert len(rep._index) == 3000 * 32  # where each line is, packed: 32 bytes a conversation
+    assert len(rep._index) == 3000 and rep._index.size == 32  # where each line is, packed: 32 bytes each
+    assert rep._index.spilled == 3000 and not rep._index.buf  # six sorted runs of 500 on disk
     rep.finish(s.totals_for([], [s.input_summary(conversations=3000)]))
     doc = json.loads((tmp_path / "report.json").read_bytes())
     assert [c["id"] for c in doc["conversations"]] == list(range(1, 3001))

@@ -195,8 +195,9 @@ _WORST = int(max(Severity))
 class _SummarySpool:
     """The index's conversations, on disk: memory must not grow with the number of conversations.
 
-    Each ConversationSummary (about 1.4 KB in memory) is pickled to a temporary file; kept in memory is one
-    packed key per conversation (_KEY: 38 bytes) in arrival order: severity rank, input, id, part (a resumed
+    Each ConversationSummary (about 1.4 KB in memory) is pickled to a temporary file; kept is one packed key
+    per conversation (_KEY: 38 bytes; in a records.Spill: the last ones in memory, the others in sorted runs
+    on disk; those of provisional pages stay in memory until the pages are settled): severity rank, input, id, part (a resumed
     conversation has its id twice or more), arrival, where its pickle is, and whether it has a page. A page's
     name follows from the ids and the part (``views.page_name``), and whether there is one can still change (provisional
     pages dropped). ``ordered()`` reads the summaries back in the index's order (worst first, then input
@@ -208,14 +209,13 @@ class _SummarySpool:
     """
 
     def __init__(self) -> None:
-        self.keys = bytearray()
+        self.keys = records.Spill(_KEY.size)  # in memory up to records.CHUNK of them, then on disk too
         self._file: Any = None
         self._end = 0
         self.rendered = False  # the entries are index rows (UTF-8), not pickled summaries
-        self.sorted = False  # the keys are no longer in arrival order (_order)
 
     def __len__(self) -> int:
-        return len(self.keys) // _KEY.size
+        return len(self.keys)
 
     def add(self, s: ConversationSummary) -> None:
         if self._file is None:
@@ -223,35 +223,30 @@ class _SummarySpool:
         data = pickle.dumps(_SUMMARY_FIELDS(s), protocol=pickle.HIGHEST_PROTOCOL)  # all fields but the page
         self._file.write(data)
         # worst is -1 (no finding) .. ERROR: ERROR - worst sorts the worst first
-        self.keys += _KEY.pack(_WORST - s.worst, s.input_index, s.id, s.part, len(self), self._end, len(data),
-                               s.page is not None)
+        self.keys.add(_KEY.pack(_WORST - s.worst, s.input_index, s.id, s.part, len(self), self._end, len(data),
+                                s.page is not None))
         self._end += len(data)
 
+    # (page and drop_page are for the provisional pages: the first PAGE_LIMIT conversations' keys, in memory)
     def page(self, pos: int) -> str | None:
-        self._by_arrival()
-        _rank, k, c, p, _a, _o, _n, has_page = _KEY.unpack_from(self.keys, pos * _KEY.size)
+        _rank, k, c, p, _a, _o, _n, has_page = _KEY.unpack_from(self.keys.buf, self.keys.offset(pos))
         return views.page_name(k, c, p) if has_page else None
 
     def drop_page(self, pos: int) -> None:
-        self._by_arrival()
-        self.keys[pos * _KEY.size + _KEY.size - 1] = 0
-
-    def _by_arrival(self) -> None:
-        if self.sorted:
-            raise RuntimeError("the index keys were sorted: they are no longer found by arrival")
+        self.keys.buf[self.keys.offset(pos) + _KEY.size - 1] = 0
 
     def pages(self) -> dict[tuple[int, int], str]:
         """(input, id) -> page, for the conversations with a page (of a resumed conversation, its first part's
         that has one)."""
         out: dict[tuple[int, int], tuple[int, str]] = {}
-        for _r, k, c, p, _a, _o, _n, has_page in _KEY.iter_unpack(self.keys):
+        for _r, k, c, p, _a, _o, _n, has_page in map(_KEY.unpack, self.keys.records()):
             if has_page and ((k, c) not in out or p < out[k, c][0]):
                 out[k, c] = (p, views.page_name(k, c, p))
         return {kc: name for kc, (_p, name) in out.items()}
 
     def page_files(self) -> set[str]:
         """Every page this run wrote (or will write), every part's."""
-        return {views.page_name(k, c, p) for _r, k, c, p, _a, _o, _n, has_page in _KEY.iter_unpack(self.keys)
+        return {views.page_name(k, c, p) for _r, k, c, p, _a, _o, _n, has_page in map(_KEY.unpack, self.keys.records())
                 if has_page}
 
     def _order(self) -> Iterator[bytes]:
@@ -259,8 +254,7 @@ class _SummarySpool:
         left sorted by chunks (``records``): no key is read by its arrival position after this."""
         if self._file is not None:
             self._file.flush()
-        self.sorted = True
-        return records.in_order(self.keys, _KEY.size)
+        return self.keys.ordered()
 
     def ordered(self) -> Iterator[ConversationSummary]:
         """Every summary, in the index's order, read one at a time."""
@@ -282,7 +276,7 @@ class _SummarySpool:
         # the keys twice, in step: one for the summaries to render, one for the rows' new keys
         order, again = itertools.tee(self._order())
         out = tempfile.TemporaryFile(prefix="pcapcheck-index-rows-")  # noqa: SIM115 (closed in close())
-        keys = bytearray()
+        keys = records.Spill(_KEY.size)
         end = n = 0
         try:
             for text in rows(self._load(order)):
@@ -291,14 +285,16 @@ class _SummarySpool:
                 data = text.encode("utf-8")
                 out.write(data)
                 rank, k, c, p, a, _o, _n, has_page = _KEY.unpack(next(again))
-                keys += _KEY.pack(rank, k, c, p, a, end, len(data), has_page)
+                keys.add(_KEY.pack(rank, k, c, p, a, end, len(data), has_page))
                 end += len(data)
                 n += 1
         except BaseException:
             out.close()
+            keys.close()
             raise
         if n != total:
             out.close()
+            keys.close()
             raise RuntimeError(f"{n} index rows rendered for {total} conversations")
         self.close()
         self._file, self._end, self.keys, self.rendered = out, end, keys, True
@@ -320,23 +316,29 @@ class _SummarySpool:
         self._file.seek(0, os.SEEK_END)
         return data
 
-    def export(self, target: BinaryIO) -> bytes:
+    def export(self, target: BinaryIO) -> tuple[int, int, int]:
         """Copy the spool, rendered, into the empty file ``target`` (another process's, opened before the fork,
-        read by its ``absorb``) and return the keys."""
+        read by its ``absorb``), the keys after the rows, and return where they are: (start of the rows, their
+        length, the number of keys that follow them)."""
         if not self.rendered and self.keys:
             raise RuntimeError("the index rows are exported rendered")
-        if self._file is not None:
-            self._file.flush()
-            self._file.seek(0)
-            with os.fdopen(os.dup(target.fileno()), "wb") as out:
+        with os.fdopen(os.dup(target.fileno()), "wb") as out:
+            start = out.tell()
+            if self._file is not None:
+                self._file.flush()
+                self._file.seek(0)
                 shutil.copyfileobj(self._file, out)
-            self._file.seek(0, os.SEEK_END)
-        return bytes(self.keys)
+                self._file.seek(0, os.SEEK_END)
+            length = out.tell() - start
+            for key in self.keys.records():
+                out.write(key)
+        return start, length, len(self.keys)
 
-    def absorb(self, source: BinaryIO, keys: bytes) -> None:
+    def absorb(self, source: BinaryIO, keys: tuple[int, int, int]) -> None:
         """Append another spool's rendered rows: ``keys`` from its ``export()``, ``source`` this process's handle
-        of the file it exported to (read from its start; the caller closes it)."""
-        if not keys:
+        of the file it exported to (the caller closes it)."""
+        start, length, count = keys
+        if not count:
             return
         if not self.rendered and self.keys:
             raise RuntimeError("rendered index rows are absorbed into rendered ones")
@@ -344,14 +346,24 @@ class _SummarySpool:
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="pcapcheck-index-")  # noqa: SIM115 (closed in close())
         base = self._end
-        source.seek(0)
-        shutil.copyfileobj(source, self._file)
-        self._end = self._file.tell()
+        self._file.seek(0, os.SEEK_END)
+        source.seek(start)
+        left = length
+        while left:
+            data = source.read(min(left, 1 << 20))
+            if not data:
+                raise OSError(f"the exported index rows end {left} bytes short")
+            self._file.write(data)
+            left -= len(data)
+        self._end = base + length
         n = len(self)
-        for rank, k, c, p, a, offset, length, has_page in _KEY.iter_unpack(keys):
-            self.keys += _KEY.pack(rank, k, c, p, n + a, base + offset, length, has_page)
+        add, unpack, pack = self.keys.add, _KEY.unpack, _KEY.pack
+        for key in records.read(source, start + length, count, _KEY.size):
+            rank, k, c, p, a, offset, size, has_page = unpack(key)
+            add(pack(rank, k, c, p, n + a, base + offset, size, has_page))
 
     def close(self) -> None:
+        self.keys.close()
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -417,6 +429,7 @@ class HtmlReport:
                     self._spool = tempfile.TemporaryFile(prefix="pcapcheck-pages-")  # noqa: SIM115 (closed in _drop_provisional/_render_provisional)
                 pickle.dump(result, self._spool, protocol=pickle.HIGHEST_PROTOCOL)
                 self._provisional.append(len(self._summaries))
+                self._summaries.keys.hold = True  # its key is patched or read by position later
         self._summaries.add(ConversationSummary.of(result, page))
         self._codes.add(result)
 
@@ -466,6 +479,7 @@ class HtmlReport:
         for pos in self._provisional:
             self._summaries.drop_page(pos)
         self._provisional = []
+        self._summaries.keys.hold = False
         if self._spool is not None:
             self._spool.close()
             self._spool = None
@@ -483,6 +497,7 @@ class HtmlReport:
                     result = pickle.load(spool)
                     self._render(self._summaries.page(pos), result)
         self._provisional = []
+        self._summaries.keys.hold = False
         self._wait_worker()
 
     def _wait_worker(self) -> None:

@@ -1,8 +1,9 @@
 """report.json (DESIGN 7): one versioned, deterministic JSON document for the whole run.
 
 The pipeline hands over conversations as they are finalized, in finalization order, and a capture can hold
-100,000 of them. So each conversation's JSON text goes to a temporary spool file as it arrives; memory keeps
-only ``(input, id, offset, length)`` per conversation. ``finish`` writes the document with the
+a million of them. So each conversation's JSON text goes to a temporary spool file as it arrives, and only
+``(input, id, spool, offset, length)`` is kept per conversation, packed, in a ``records.Spill`` (in memory
+up to records.CHUNK of them, the others in sorted runs on disk). ``finish`` writes the document with the
 conversations in ``(input, id)`` order, copying their text from the spool.
 
 The output is ``json.dumps(document, sort_keys=True, indent=1)`` except that each conversation is one line,
@@ -168,7 +169,7 @@ class JsonReport:
         self.path = Path(path)
         self.timestamp = timestamp
         self._spool: BinaryIO | None = tempfile.TemporaryFile(prefix="pcapcheck-json-", buffering=_SPOOL_BUFFER)  # noqa: SIM115 (closed in finish/close)
-        self._index = bytearray()  # _ENTRY per conversation, in arrival order
+        self._index = records.Spill(_ENTRY.size)  # _ENTRY per conversation
         self._pos = 0
         self._others: list[BinaryIO] = []  # spool files of other shards (absorb), spool number = position + 1
 
@@ -183,22 +184,31 @@ class JsonReport:
         self._spool = os.fdopen(os.dup(spool.fileno()), "w+b", buffering=_SPOOL_BUFFER)
         return self
 
-    def export(self) -> bytes:
-        """The index of what this report spooled, for ``absorb`` in another process; the spool is flushed
-        and closed (here: the other process has the file open too). This report is done."""
+    def export(self) -> tuple[int, int]:
+        """The index of what this report spooled, for ``absorb`` in another process: written to the spool after
+        the lines, and (where it starts, its entries) returned. The spool is flushed and closed (here: the other
+        process has the file open too). This report is done."""
         if self._spool is None:
             raise RuntimeError("JsonReport.export() after finish()")
+        index, self._index = self._index, records.Spill(_ENTRY.size)
+        write = self._spool.write
+        for entry in index.records():
+            write(entry)
+        index.close()
         self._spool.close()  # flushes
         self._spool = None
-        return bytes(self._index)
+        return self._pos, len(index)
 
-    def absorb(self, spool: BinaryIO, index: bytes) -> None:
+    def absorb(self, spool: BinaryIO, index: tuple[int, int]) -> None:
         """Add another shard's conversations: ``index`` from its ``export()``, ``spool`` this process's handle
         of the file it spooled to. The file is closed by ``finish`` or ``close``."""
         self._others.append(spool)
         k = len(self._others)
-        for i, c, _, off, n in _ENTRY.iter_unpack(index):
-            self._index += _ENTRY.pack(i, c, k, off, n)
+        start, count = index
+        add, unpack, pack = self._index.add, _ENTRY.unpack, _ENTRY.pack
+        for entry in records.read(spool, start, count, _ENTRY.size):
+            i, c, _, off, n = unpack(entry)
+            add(pack(i, c, k, off, n))
 
     def conversation(self, result: ConversationResult) -> None:
         if self._spool is None:
@@ -215,7 +225,7 @@ class JsonReport:
         for part in parts:  # the pieces as they are: joining them would copy the line once more
             write(part)
             n += len(part)
-        self._index += _ENTRY.pack(result.input_index, result.id, 0, self._pos, n)
+        self._index.add(_ENTRY.pack(result.input_index, result.id, 0, self._pos, n))
         self._pos += n
 
     def document_head(self, totals: Any) -> dict[str, Any]:
@@ -244,8 +254,8 @@ class JsonReport:
         doc["conversations"] = _PLACEHOLDER
         head, tail = _dumps(doc).split(json.dumps(_PLACEHOLDER), 1)  # "conversations" sorts first: no clash
         spool, self._spool = self._spool, None
-        index, self._index = self._index, bytearray()
-        entries = records.in_order(index, _ENTRY.size)
+        index, self._index = self._index, records.Spill(_ENTRY.size)
+        entries = index.ordered()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         spools = [spool, *self._others]
@@ -268,6 +278,7 @@ class JsonReport:
                 out.write(tail.encode("ascii"))
             os.replace(tmp, self.path)
         finally:
+            index.close()
             for f in spools:
                 f.close()
             self._others = []
@@ -277,6 +288,7 @@ class JsonReport:
 
     def close(self) -> None:
         """Drop the spools without writing (an aborted run)."""
+        self._index.close()
         if self._spool is not None:
             self._spool.close()
             self._spool = None
