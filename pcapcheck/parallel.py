@@ -4,8 +4,9 @@ Each of n processes reads every input in full and routes every packet through it
 conversation ids (Wireshark's ``tcp.stream``), port reuse and eviction come out the same in all of them; each
 analyzes, renders and spools only the conversations whose id is k modulo n (``Analysis(shard=(k, n))``),
 keeping a few bytes of state for the others (``pipeline.Foreign``). The parent is shard 0; the others are
-forked children that write their own pages and index rows and send back their totals, their index keys and
-the layout of their JSON spool, which the parent merges. The output is the same bytes as a run in one process (a test
+forked children that write their own pages, index rows and JSON, each file followed by its packed records of
+where each conversation lies in it, and send back their totals and where those records start; the parent
+merges them. The output is the same bytes as a run in one process (a test
 checks this).
 
 A child's spooled JSON and index summaries go to two files the parent opened, without a name, just before

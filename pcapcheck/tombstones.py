@@ -60,7 +60,7 @@ class Tombstones:
 class _Table:
     """The tombstones of one key length: records in insertion order, an index of record numbers."""
 
-    __slots__ = ("_keylen", "_rec", "_buf", "_first", "_head", "_next", "_live", "_mask", "_slots")
+    __slots__ = ("_keylen", "_rec", "_buf", "_first", "_head", "_next", "_live", "_dead", "_mask", "_slots")
 
     def __init__(self, keylen: int) -> None:
         self._keylen = keylen
@@ -70,6 +70,7 @@ class _Table:
         self._head = 0  # number of the oldest record that may still be live
         self._next = 0  # number of the next record
         self._live = 0
+        self._dead = 0  # popped records between _head and _next
         self._mask = _MIN_SLOTS - 1
         self._slots = array("i", bytes(4 * _MIN_SLOTS))  # 0 = empty, else record number - _first + 1
 
@@ -98,6 +99,9 @@ class _Table:
         self._buf[(self._slots[i] - 1) * self._rec] = 0  # the record is dead
         self._unslot(i)
         self._live -= 1
+        self._dead += 1
+        if self._dead > max(_COMPACT, self._live):  # (tombstones resumed again and again, never the oldest)
+            self._compact()
 
     def put(self, key: bytes, cid: int, base_a: int, base_b: int, part: int, limit: int) -> int:
         """Add the entry; the change in the number of live entries."""
@@ -125,6 +129,7 @@ class _Table:
         head = self._head
         while not buf[(head - first) * rec]:  # dead records (popped) are skipped
             head += 1
+            self._dead -= 1
         off = (head - first) * rec
         key = bytes(buf[off + _KEY_AT : off + rec])
         buf[off] = 0
@@ -140,6 +145,20 @@ class _Table:
             del buf[: gone * rec]
             self._first = self._head
             self._resize(self._mask + 1)  # the slots count from the buffer's first record
+
+    def _compact(self) -> None:
+        """Keep only the live records, in their order, numbered from 0."""
+        buf, rec, first = self._buf, self._rec, self._first
+        live = bytearray()
+        for number in range(self._head, self._next):
+            off = (number - first) * rec
+            if buf[off]:
+                live += buf[off : off + rec]
+        self._buf = live
+        self._first = self._head = 0
+        self._next = self._live
+        self._dead = 0
+        self._resize(self._mask + 1)
 
     def _unslot(self, i: int) -> None:
         """Empty slot ``i`` and shift back the entries after it that probed past it (Knuth's algorithm R)."""

@@ -72,3 +72,18 @@ def test_many_entries_grow_the_index_and_cut_the_buffer() -> None:
     inner = table._tables[12]
     assert len(inner._buf) <= (2 * 75_000 + tb._COMPACT) * inner._rec == (2 * 75_000 + tb._COMPACT) * 33
     assert len(inner._slots) <= 4 * 50_000
+
+
+def test_resumed_tombstones_leave_no_dead_records_behind() -> None:
+    """A tombstone taken back (a late packet, port reuse) leaves a dead record; when dead ones outnumber the
+    live ones (and _COMPACT) the buffer keeps only the live ones, even if no tombstone ever gets the oldest."""
+    table = tb.Tombstones()
+    key = lambda n: n.to_bytes(4, "big") + b"\x0a\x00\x00\x01" + b"\x1f\x90\x00\x50"  # noqa: E731
+    for n in range(100):
+        table.put(key(n), n, -1, -1, 1, 1000)  # 100 that stay
+    for n in range(100, 100_000):
+        table.put(key(n), n, n, n, 1, 1000)
+        table.pop(key(n))
+    inner = table._tables[12]
+    assert len(table) == 100 and len(inner._buf) <= (100 + tb._COMPACT + 1) * inner._rec
+    assert [table.get(key(n)) for n in (0, 99, 100, 99_999)] == [(0, -1, -1, 1), (99, -1, -1, 1), None, None]
