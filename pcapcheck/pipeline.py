@@ -13,6 +13,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from pcapcheck import seq as sq
@@ -224,7 +225,8 @@ class ConvState:
         self.http: Http1Analyzer | None = None
         self.http_ends: tuple[tuple, ...] = ()  # StreamEnd fields
         if options.http:
-            self.reasm = [Reassembler(self._http_data0, self._http_gap0), Reassembler(self._http_data1, self._http_gap1)]
+            self.reasm = [Reassembler(partial(self._http_data, 0), partial(self._http_gap, 0)),
+                          Reassembler(partial(self._http_data, 1), partial(self._http_gap, 1))]
         else:
             self.reasm = [Reassembler(), Reassembler()]
         client, server = conv.client, conv.server
@@ -276,21 +278,14 @@ class ConvState:
                 http.end(StreamEnd(*ev))
         return http
 
-    def _http_data0(self, off: int, data: bytes, frame: int, ts: int) -> None:
+    def _http_data(self, d: int, off: int, data: bytes, frame: int, ts: int) -> None:
+        """Direction d's first bytes: make the analyzer (which replaces this sink), then hand them over."""
         self._http_start()
-        self.reasm[0].on_data(off, data, frame, ts)
+        self.reasm[d].on_data(off, data, frame, ts)
 
-    def _http_data1(self, off: int, data: bytes, frame: int, ts: int) -> None:
+    def _http_gap(self, d: int, off: int, length: int, frame: int, reason: str) -> None:
         self._http_start()
-        self.reasm[1].on_data(off, data, frame, ts)
-
-    def _http_gap0(self, off: int, length: int, frame: int, reason: str) -> None:
-        self._http_start()
-        self.reasm[0].on_gap(off, length, frame, reason)
-
-    def _http_gap1(self, off: int, length: int, frame: int, reason: str) -> None:
-        self._http_start()
-        self.reasm[1].on_gap(off, length, frame, reason)
+        self.reasm[d].on_gap(off, length, frame, reason)
 
     # -- per packet (the hot path) ---------------------------------------------
     def packet(self, d: int, pkt: TcpPacket) -> None:
