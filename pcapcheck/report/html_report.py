@@ -196,9 +196,10 @@ class _SummarySpool:
     """The index's conversations, on disk: memory must not grow with the number of conversations.
 
     Each ConversationSummary (about 1.4 KB in memory) is pickled to a temporary file; kept is one packed key
-    per conversation (_KEY: 38 bytes; in a records.Spill: the last ones in memory, the others in sorted runs
-    on disk; those of provisional pages stay in memory until the pages are settled): severity rank, input, id, part (a resumed
-    conversation has its id twice or more), arrival, where its pickle is, and whether it has a page. A page's
+    per conversation (_KEY: 38 bytes): severity rank, input, id, part (a resumed conversation has its id twice
+    or more), arrival, where its pickle is, and whether it has a page. The keys are a records.Spill: the last
+    ones in memory, the others in sorted runs on disk; those of provisional pages stay in memory until the
+    pages are settled. A page's
     name follows from the ids and the part (``views.page_name``), and whether there is one can still change (provisional
     pages dropped). ``ordered()`` reads the summaries back in the index's order (worst first, then input
     and id), one at a time.
@@ -309,12 +310,7 @@ class _SummarySpool:
 
     def _read(self, offset: int, length: int) -> bytes:
         """Bytes of the spool; its position stays at the end, where add() writes, even if a reader stops."""
-        if hasattr(os, "pread"):
-            return os.pread(self._file.fileno(), length, offset)
-        self._file.seek(offset)
-        data = self._file.read(length)
-        self._file.seek(0, os.SEEK_END)
-        return data
+        return records.pread(self._file, length, offset)
 
     def export(self, target: BinaryIO) -> tuple[int, int, int]:
         """Copy the spool, rendered, into the empty file ``target`` (another process's, opened before the fork,
@@ -541,13 +537,13 @@ class HtmlReport:
         self._summaries.render(lambda summaries: (row(views.index_row(s), multi_input) for s in summaries))
         self._multi_input = multi_input
 
-    def state(self, target: BinaryIO) -> tuple[bytes, views.CodeIndex, bool | None]:
-        """What ``absorb`` needs from this report (a shard's, after ``render_rows``): its index rows, copied into
-        the empty file ``target`` that the absorbing process opened before the fork, their keys, the code
-        index, and how the rows were rendered."""
+    def state(self, target: BinaryIO) -> tuple[tuple[int, int, int], views.CodeIndex, bool | None]:
+        """What ``absorb`` needs from this report (a shard's, after ``render_rows``): its index rows and their
+        keys, copied into the empty file ``target`` that the absorbing process opened before the fork, where
+        they are there (``_SummarySpool.export``), the code index, and how the rows were rendered."""
         return self._summaries.export(target), self._codes, self._multi_input
 
-    def absorb(self, source: BinaryIO, state: tuple[bytes, views.CodeIndex, bool | None]) -> None:
+    def absorb(self, source: BinaryIO, state: tuple[tuple[int, int, int], views.CodeIndex, bool | None]) -> None:
         """Add another shard's conversations to the index (their pages are written and their rows rendered,
         as this report's must be): ``state`` from its ``state(target)``, ``source`` this process's handle of
         that target."""

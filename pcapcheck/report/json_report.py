@@ -148,18 +148,7 @@ class _Gather:
             self.flush()
             self.copy(self.spools[k], offset, length)
             return
-        data = _pread(self.spools[k], length, offset)
-        if len(data) < length:
-            raise OSError(f"report spool ends {length - len(data)} bytes short of a conversation's line")
-        self.write(data)
-
-
-def _pread(src: BinaryIO, length: int, offset: int) -> bytes:
-    pread = getattr(os, "pread", None)
-    if pread is not None:
-        return pread(src.fileno(), length, offset)
-    src.seek(offset)
-    return src.read(length)
+        self.write(records.pread(self.spools[k], length, offset))
 
 
 class JsonReport:

@@ -77,18 +77,6 @@ class Spill:
         if len(self.buf) >= CHUNK * self.size and not self.hold:
             self._spill()
 
-    def extend(self, data: bytes) -> None:
-        """Add the records packed back to back in ``data``."""
-        if len(data) % self.size:
-            raise ValueError(f"{len(data)} bytes are not records of {self.size}")
-        view, pos, full = memoryview(data), 0, CHUNK * self.size
-        while pos < len(data):
-            room = full - len(self.buf)
-            self.buf += view[pos : pos + room]
-            pos += room
-            if len(self.buf) >= full and not self.hold:
-                self._spill()
-
     def _spill(self) -> None:
         """Write the records in memory out as sorted runs of at most CHUNK (more than one after a ``hold``)."""
         sort_in_chunks(self.buf, self.size)
@@ -136,7 +124,9 @@ class Spill:
             self._file = None
 
 
-def _pread(f: Any, length: int, offset: int) -> bytes:
+def pread(f: Any, length: int, offset: int) -> bytes:
+    """``length`` bytes of file ``f`` from ``offset``, without moving its position (where ``os.pread`` is
+    missing: read, then back to the end, where the writers append). A file that ends sooner is an error."""
     pread = getattr(os, "pread", None)
     if pread is not None:
         data = pread(f.fileno(), length, offset)
@@ -145,7 +135,7 @@ def _pread(f: Any, length: int, offset: int) -> bytes:
         data = f.read(length)
         f.seek(0, os.SEEK_END)
     if len(data) != length:
-        raise OSError(f"a spilled run of records ends {length - len(data)} bytes short")
+        raise OSError(f"a spool file ends {length - len(data)} bytes before the {length} asked for at {offset}")
     return data
 
 
@@ -154,6 +144,6 @@ def read(f: Any, offset: int, count: int, size: int) -> Iterator[bytes]:
     time (without moving the file's position)."""
     for start in range(0, count, BLOCK):
         n = min(BLOCK, count - start)
-        block = _pread(f, n * size, offset + start * size)
+        block = pread(f, n * size, offset + start * size)
         for i in range(0, n * size, size):
             yield block[i : i + size]
