@@ -466,3 +466,20 @@ def test_icmp_errors_are_rows_of_the_ladder() -> None:
     rows = [int(f) for f in re.findall(r'<tr id="f(\d+)"', page)]
     assert rows == sorted(rows) and 11 in rows
     assert r.to_json() == dataclasses.replace(r, icmp=()).to_json()  # not in report.json: the findings say it
+
+
+def test_a_shard_without_conversations_merges_into_any_index(tmp_path):
+    """A shard that analyzed no conversation hands over an empty state: absorbing it changes nothing, even into
+    an index whose rows are not rendered yet (the shard's state is where its rows and keys are, not the keys)."""
+    import tempfile
+
+    a = HtmlReport(tmp_path / "a", workers=0)
+    a.conversation(s.plain(1))
+    empty = HtmlReport(tmp_path / "b", workers=0)
+    empty.finish_pages()
+    empty.render_rows(False)
+    with tempfile.TemporaryFile() as f:
+        a.absorb(f, empty.state(f))
+    a.finish_pages()
+    assert a.pages_written() == {(0, 1): "conv-1.html"}
+    a.close()

@@ -548,10 +548,11 @@ class HtmlReport:
         as this report's must be): ``state`` from its ``state(target)``, ``source`` this process's handle of
         that target."""
         keys, codes, multi_input = state
-        if keys and ((not self._summaries.rendered and len(self._summaries)) or
-                     (self._multi_input is not None and multi_input != self._multi_input)):
+        count = keys[2]  # the other shard's conversations
+        if count and ((not self._summaries.rendered and len(self._summaries)) or
+                      (self._multi_input is not None and multi_input != self._multi_input)):
             raise RuntimeError("index rows are merged with rows rendered the same way")
-        if keys and self._multi_input is None:
+        if count and self._multi_input is None:
             self._multi_input = multi_input
         self._summaries.absorb(source, keys)
         self._codes.merge(codes)
