@@ -16,6 +16,8 @@ from json.encoder import encode_basestring_ascii as json_str  # json.dumps(str),
 from operator import itemgetter
 from typing import Any
 
+from pcapcheck.frozen import pickled_fast
+
 
 class Severity(enum.IntEnum):
     """Ordered so that ``a >= b`` means "at least as bad as"."""
@@ -41,6 +43,7 @@ C2S = "c2s"
 S2C = "s2c"
 
 
+@pickled_fast
 @dataclass(frozen=True, slots=True)
 class Finding:
     code: str

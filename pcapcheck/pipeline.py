@@ -210,7 +210,7 @@ class ConvState:
         "conv", "options", "input_index", "tracker", "window", "http", "reasm", "rst", "wan",
         "packets0", "packets1", "bytes0", "bytes1", "first_frame", "last_frame", "start_ts", "end_ts",
         "flag_frames", "head", "tail", "marked", "odd", "head_max", "marked_max", "fin_frame",
-        "rst_frames", "syn", "synack", "handshake_ack", "isn", "edge0", "edge1", "ended", "icmp", "http_ends",
+        "rst_frames", "syn", "synack", "syn_opts", "synack_opts", "handshake_ack", "isn", "edge0", "edge1", "ended", "icmp", "http_ends",
     )
 
     def __init__(self, conv: Conversation, input_index: int, options: Options, pkt: TcpPacket) -> None:
@@ -249,6 +249,8 @@ class ConvState:
         self.rst_frames: list[int] = []
         self.syn: TcpPacket | None = None
         self.synack: TcpPacket | None = None
+        # their options, parsed when they came (the analyzers had just parsed them: tcp.options keeps the last)
+        self.syn_opts = self.synack_opts = tcpopt.NO_OPTIONS
         self.handshake_ack: int | None = None
         self.isn: list[int | None] = [None, None]
         # (1, ack, raw window, on a SYN) last advertised to direction 0 / 1: the window it may send into;
@@ -392,8 +394,10 @@ class ConvState:
             if flags & ACK:
                 if self.synack is None:
                     self.synack = pkt
+                    self.synack_opts = tcpopt.parse(pkt.options)
             elif self.syn is None:
                 self.syn = pkt
+                self.syn_opts = tcpopt.parse(pkt.options)
         elif not r.started:
             r.start(pkt.seq)
         if flags & FIN and self.fin_frame[d] is None:
@@ -485,14 +489,13 @@ class ConvState:
 
     def _handshake(self) -> Handshake:
         syn, synack = self.syn, self.synack
-        copts = _options_dict(syn) if syn is not None else {}
-        sopts = _options_dict(synack) if synack is not None else {}
+        copts = _options_dict(syn, self.syn_opts) if syn is not None else {}
+        sopts = _options_dict(synack, self.synack_opts) if synack is not None else {}
         rtt = synack.ts - syn.ts if syn is not None and synack is not None else None
         return Handshake(syn.frame if syn else None, synack.frame if synack else None, None, copts, sopts, rtt)
 
 
-def _options_dict(pkt: TcpPacket) -> dict:
-    o = tcpopt.parse(pkt.options)
+def _options_dict(pkt: TcpPacket, o: tcpopt.TcpOptions) -> dict:
     out: dict = {"window": pkt.window}
     if o.mss is not None:
         out["mss"] = o.mss

@@ -11,11 +11,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
+from pcapcheck.frozen import pickled_fast
 from pcapcheck.http import abnf, codes
 from pcapcheck.http.abnf import OWS
 from pcapcheck.http.issues import Issue, show
 
 
+@pickled_fast
 @dataclass(frozen=True, slots=True)
 class HeaderField:
     name: bytes  # as sent, original case (whitespace before the colon removed)
@@ -54,6 +56,7 @@ _HeaderFieldBuilder = frozen_builder(HeaderField)
 _CLEAN_FIELDS = re.compile(rb"((" + abnf.TCHAR_CLASS + rb"+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*))\r\n")
 
 
+@pickled_fast
 @dataclass(frozen=True, slots=True)
 class RequestLine:
     method: bytes
@@ -61,6 +64,7 @@ class RequestLine:
     version: bytes
 
 
+@pickled_fast
 @dataclass(frozen=True, slots=True)
 class StatusLine:
     version: bytes
@@ -68,6 +72,7 @@ class StatusLine:
     reason: bytes
 
 
+@pickled_fast
 @dataclass(frozen=True, slots=True)
 class BadStartLine:
     reason: str
