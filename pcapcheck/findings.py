@@ -16,7 +16,7 @@ from json.encoder import encode_basestring_ascii as json_str  # json.dumps(str),
 from operator import itemgetter
 from typing import Any
 
-from pcapcheck.frozen import pickled_fast
+from pcapcheck.frozen import fast_frozen
 
 
 class Severity(enum.IntEnum):
@@ -43,7 +43,7 @@ C2S = "c2s"
 S2C = "s2c"
 
 
-@pickled_fast
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class Finding:
     code: str

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from pcapcheck.findings import Finding, Severity, aside_pieces, dumps_sorted, json_scalars, json_value, object_template
-from pcapcheck.frozen import pickled_fast
+from pcapcheck.frozen import fast_frozen
 
 
 class PacketRow(NamedTuple):
@@ -26,7 +26,7 @@ class PacketRow(NamedTuple):
     wnd_edge: int  # right edge of the receiver window the sender may send up to (relative), -1 unknown
 
 
-@pickled_fast
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class Handshake:
     syn_frame: int | None = None
@@ -37,7 +37,7 @@ class Handshake:
     rtt_ns: int | None = None
 
 
-@pickled_fast
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class ConversationResult:
     id: int
@@ -162,7 +162,7 @@ _CONVERSATION_OMITTED_TEXT = object_template(  # ... with http_omitted (only whe
 _PAIR_TEXT = object_template("c2s", "s2c")  # packets and bytes per direction
 
 
-@pickled_fast
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class ConversationSummary:
     """What the index keeps per conversation (small: the index lists every conversation)."""
@@ -200,7 +200,7 @@ class ConversationSummary:
         )
 
 
-@pickled_fast
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class InputSummary:
     index: int

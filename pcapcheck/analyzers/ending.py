@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pcapcheck.findings import Finding, Severity
+from pcapcheck.frozen import fast_frozen
 
 PHASE_WORDS = {
     "handshake": "during the handshake",
@@ -20,6 +21,7 @@ PHASE_WORDS = {
 }
 
 
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class RstSummary:
     frame: int
@@ -30,6 +32,7 @@ class RstSummary:
     superseded: bool = False  # its sender then sent a new SYN: it hit an older incarnation, not this one
 
 
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class EndFacts:
     syn_frame: int | None  # client's SYN

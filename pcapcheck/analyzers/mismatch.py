@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 
 from pcapcheck.findings import Finding, Severity
+from pcapcheck.frozen import fast_frozen
 
 TLS_PORTS = frozenset({443, 8443, 15443, 9443, 993, 995, 465, 636})
 METHODS = (b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE")
@@ -31,6 +32,7 @@ ALERTS = {0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 22:
           70: "protocol_version", 80: "internal_error", 112: "unrecognized_name"}
 
 
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class Facts:
     client_head: bytes

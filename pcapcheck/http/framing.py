@@ -13,45 +13,45 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pcapcheck.frozen import pickled_fast
+from pcapcheck.frozen import fast_frozen, frozen_builder
 from pcapcheck.http import abnf, codes
 from pcapcheck.http.issues import Issue, show, times
-from pcapcheck.http.parser import HeaderField, frozen_builder
+from pcapcheck.http.parser import HeaderField
 
 # --- the body framing, a closed set -------------------------------------------------------------------------
 
 
-@pickled_fast
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class NoBody:
     """The message ends at the empty line after the head."""
 
 
-@pickled_fast
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class ContentLength:
     length: int
 
 
-@pickled_fast
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class Chunked:
     """The body is chunked (RFC 9112 §7.1); chunked is the final transfer coding."""
 
 
-@pickled_fast
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class UntilClose:
     """A response body delimited by the server closing the connection."""
 
 
-@pickled_fast
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class Tunnel:
     """After this head the connection carries another protocol (2xx to CONNECT, 101 Switching Protocols)."""
 
 
-@pickled_fast
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class Unframed:
     """The length cannot be determined (RFC 9112 §6.3 items 4 and 5): the recipient must close."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pcapcheck.findings import dumps_sorted, escape_json, json_ints, json_str, json_value, object_template
-from pcapcheck.frozen import pickled_fast
+from pcapcheck.frozen import fast_frozen
 from pcapcheck.http.framing import BodyFraming, framing_json
 from pcapcheck.http.parser import HeaderField, RequestLine, StatusLine
 
@@ -71,7 +71,7 @@ class Pairing(enum.Enum):
     UNCERTAIN = "uncertain"  # capture loss on the way: whole messages may be missing, so the pairing may be off
 
 
-@pickled_fast
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class HttpMessage:
     direction: str  # "c2s" (request) | "s2c" (response)
@@ -223,7 +223,7 @@ _RESPONSE_TEXT = object_template(
 )
 
 
-@pickled_fast
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class HttpExchange:
     index: int

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from pcapcheck.frozen import pickled_fast
+from pcapcheck.frozen import fast_frozen, frozen_builder
 from pcapcheck.http import abnf, codes
 from pcapcheck.http.abnf import OWS
 from pcapcheck.http.issues import Issue, show
 
 
-@pickled_fast
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class HeaderField:
     name: bytes  # as sent, original case (whitespace before the colon removed)
@@ -31,21 +31,6 @@ class HeaderField:
         return self.name.lower()
 
 
-def frozen_builder(cls: type) -> type:
-    """A class with the slots of ``cls`` (a frozen dataclass with slots) that is not frozen, for hot paths that
-    build many ``cls`` objects: set the fields on a builder instance, then assign ``__class__ = cls``. The
-    result is the object ``cls(...)`` makes (same type, fields, equality, hash, frozen from then on), built with
-    plain slot stores instead of the frozen ``__init__``'s ``object.__setattr__`` calls: a quarter of the cost.
-    CPython allows ``__class__`` assignment between classes of the same slot layout; that is checked here,
-    once, so a change to ``cls`` that breaks it fails at import."""
-    names = tuple(f.name for f in fields(cls))
-    assert cls.__slots__ == names and cls.__bases__ == (object,), cls
-    builder = type(cls.__name__ + "Builder", (), {"__slots__": names, "__module__": cls.__module__})
-    probe = builder()
-    probe.__class__ = cls  # TypeError here if the layouts ever differ
-    return builder
-
-
 _HeaderFieldBuilder = frozen_builder(HeaderField)
 
 
@@ -56,7 +41,7 @@ _HeaderFieldBuilder = frozen_builder(HeaderField)
 _CLEAN_FIELDS = re.compile(rb"((" + abnf.TCHAR_CLASS + rb"+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*))\r\n")
 
 
-@pickled_fast
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class RequestLine:
     method: bytes
@@ -64,7 +49,7 @@ class RequestLine:
     version: bytes
 
 
-@pickled_fast
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class StatusLine:
     version: bytes
@@ -72,7 +57,7 @@ class StatusLine:
     reason: bytes
 
 
-@pickled_fast
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class BadStartLine:
     reason: str

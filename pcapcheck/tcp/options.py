@@ -7,6 +7,9 @@ for every data segment: the hot path looks at the raw option bytes' length only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from struct import Struct
+
+from pcapcheck.frozen import frozen_builder
 
 EOL, NOP, MSS, WSCALE, SACK_PERM, SACK, TIMESTAMP = 0, 1, 2, 3, 4, 5, 8
 
@@ -28,9 +31,25 @@ class TcpOptions:
 
 
 NO_OPTIONS = TcpOptions()
+_Builder = frozen_builder(TcpOptions)
+
+
+def _options(mss: int | None, wscale: int | None, sack_perm: bool, sack: tuple[tuple[int, int], ...],
+             ts_val: int | None, ts_ecr: int | None, malformed: bool, kinds: tuple[int, ...]) -> TcpOptions:
+    """= TcpOptions(...) with these fields, built as frozen_builder says (a quarter of the cost)."""
+    o = _Builder()
+    o.mss, o.wscale, o.sack_perm, o.sack, o.ts_val, o.ts_ecr, o.malformed, o.kinds = (
+        mss, wscale, sack_perm, sack, ts_val, ts_ecr, malformed, kinds)
+    o.__class__ = TcpOptions
+    return o
 
 
 _last: list = [None, NO_OPTIONS]  # the last bytes object parsed and its result
+
+
+# The options of a Linux SYN or SYN-ACK (MSS, SACK permitted, timestamps, NOP, window scale): most handshakes.
+_LINUX_SYN = Struct(">2xH4xII3xB").unpack
+_LINUX_SYN_KINDS = (MSS, SACK_PERM, TIMESTAMP, WSCALE)
 
 
 def parse(raw: bytes) -> TcpOptions:
@@ -40,6 +59,17 @@ def parse(raw: bytes) -> TcpOptions:
         return _last[1]
     if not raw:
         return NO_OPTIONS
+    if len(raw) == 20 and raw[:2] == b"\x02\x04" and raw[4:8] == b"\x04\x02\x08\x0a" and raw[16:19] == b"\x01\x03\x03":
+        # the Linux layout: what _parse gives for it, without the loop (tests/test_tcp_options.py)
+        mss, ts_val, ts_ecr, wscale = _LINUX_SYN(raw)
+        result = _options(mss, wscale, True, (), ts_val, ts_ecr, False, _LINUX_SYN_KINDS)
+    else:
+        result = _parse(raw)
+    _last[0], _last[1] = raw, result
+    return result
+
+
+def _parse(raw: bytes) -> TcpOptions:
     mss = wscale = ts_val = ts_ecr = None
     sack_perm = malformed = False
     sack: list[tuple[int, int]] = []
@@ -76,6 +106,4 @@ def parse(raw: bytes) -> TcpOptions:
             ts_val = int.from_bytes(body[:4], "big")
             ts_ecr = int.from_bytes(body[4:], "big")
         i += length
-    result = TcpOptions(mss, wscale, sack_perm, tuple(sack), ts_val, ts_ecr, malformed, tuple(kinds))
-    _last[0], _last[1] = raw, result
-    return result
+    return _options(mss, wscale, sack_perm, tuple(sack), ts_val, ts_ecr, malformed, tuple(kinds))
