@@ -76,16 +76,19 @@ _NAMES = {NoBody: "no-body", Chunked: "chunked", UntilClose: "until-close", Tunn
 # --- what the Content-Length field lines say, a closed set --------------------------------------------------
 
 
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class ClAbsent:
     pass
 
 
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class ClValid:
     length: int
 
 
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class ClInvalid:
     reason: str

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from pcapcheck.frozen import fast_frozen
+
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
 
 
@@ -22,6 +24,7 @@ class StreamData(NamedTuple):
     ts: int  # packet time, integer nanoseconds
 
 
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class Gap:
     """Bytes of the stream that were never captured; analyzers must not treat them as malformed."""
@@ -33,6 +36,7 @@ class Gap:
     reason: str  # "lost" (never captured) | "snaplen" (cut by the capture's snaplen)
 
 
+@fast_frozen
 @dataclass(frozen=True, slots=True)
 class StreamEnd:
     """The direction will deliver no more bytes."""
