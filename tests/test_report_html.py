@@ -19,6 +19,7 @@ from pcapcheck.findings import Severity
 from pcapcheck.report import html_report, views
 from pcapcheck.report.html_report import HtmlReport, render_conversation
 from tests.browser import samples as s
+from tests.conftest import FIXTURES
 
 PKG = Path(html_report.__file__).resolve().parent.parent
 
@@ -483,3 +484,60 @@ def test_a_shard_without_conversations_merges_into_any_index(tmp_path):
     a.finish_pages()
     assert a.pages_written() == {(0, 1): "conv-1.html"}
     a.close()
+
+
+def test_provisional_pages_render_with_the_run_collector_threshold(tmp_path, monkeypatch) -> None:
+    """finish_pages renders the pages of a run under the page limit after Analysis.run: with the raised threshold
+    too (pages allocate as the analysis does: 1,958 collections for a 300,000-packet run's pages at 700), and
+    the caller's setting is back afterwards."""
+    import gc
+
+    from pcapcheck.config import Options
+    from pcapcheck.pipeline import GC_THRESHOLD, Analysis
+    from pcapcheck.report.json_report import JsonReport
+    from pcapcheck.report.sinks import Tee
+
+    seen: list[int] = []
+    build = html_report.views.build_conversation
+
+    def recording(*a, **k):
+        seen.append(gc.get_threshold()[0])
+        return build(*a, **k)
+
+    monkeypatch.setattr(html_report.views, "build_conversation", recording)
+    saved = gc.get_threshold()
+    gc.set_threshold(700, saved[1], saved[2])
+    try:
+        path = str(FIXTURES / "http-pipelined-ok.pcap")  # no warning: its page is provisional
+        html = HtmlReport(tmp_path, inputs=[path], workers=0)
+        js = JsonReport(tmp_path / "report.json")
+        totals = Analysis(Options(), Tee(html, js)).run([path])
+        assert seen == []
+        html.finish_pages()
+        assert seen and all(t >= GC_THRESHOLD for t in seen)
+        assert gc.get_threshold()[0] == 700
+        html.write_index(totals)
+        js.finish(totals)
+    finally:
+        gc.set_threshold(*saved)
+
+
+def test_fewer_collections_restores_the_setting_and_leaves_collection_off() -> None:
+    import gc
+
+    from pcapcheck.pipeline import GC_THRESHOLD, fewer_collections
+
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        with fewer_collections():
+            assert gc.get_threshold() == (GC_THRESHOLD, 10, 10)
+        assert gc.get_threshold() == (700, 10, 10)
+        gc.set_threshold(0, 10, 10)  # automatic collection off: the caller's choice stays
+        with fewer_collections():
+            assert gc.get_threshold()[0] == 0
+        with pytest.raises(KeyError), fewer_collections():
+            raise KeyError("x")
+        assert gc.get_threshold() == (0, 10, 10)
+    finally:
+        gc.set_threshold(*saved)

@@ -59,6 +59,7 @@ from markupsafe import Markup
 from pcapcheck.analyzers.http1 import KEEP_FIRST, KEEP_LAST
 from pcapcheck.findings import Severity
 from pcapcheck.model import ConversationResult, ConversationSummary
+from pcapcheck.pipeline import fewer_collections
 from pcapcheck.report import records, views
 
 PAGE_LIMIT = 2000
@@ -172,19 +173,20 @@ def _render_worker(jobs: Any, errors: Any, outdir: Path, timestamp: str | None) 
     gc.freeze()
     page = environment().get_template("conversation.html")
     failed = False
-    while True:
-        job = jobs.get()
-        if job is None:
-            return
-        if failed:
-            continue
-        try:
-            name, result, path = job
-            view = views.build_conversation(result, input_path=path, timestamp=timestamp)
-            _write_file(outdir / name, page.render(c=view))
-        except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
-            errors.put(traceback.format_exc())
-            failed = True
+    with fewer_collections():  # (pages allocate as the analysis does)
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            if failed:
+                continue
+            try:
+                name, result, path = job
+                view = views.build_conversation(result, input_path=path, timestamp=timestamp)
+                _write_file(outdir / name, page.render(c=view))
+            except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+                errors.put(traceback.format_exc())
+                failed = True
 
 
 _SUMMARY_FIELDS = attrgetter(*(f for f in ConversationSummary.__dataclass_fields__ if f != "page"))
@@ -487,7 +489,7 @@ class HtmlReport:
             self._drop_provisional()
         spool, self._spool = self._spool, None
         if spool is not None:
-            with spool:
+            with spool, fewer_collections():
                 spool.seek(0)
                 for pos in self._provisional:
                     result = pickle.load(spool)
