@@ -40,7 +40,8 @@ _FACTORY = _Factory()
 def fast_frozen(cls: T) -> T:
     """Class decorator, under ``@dataclass(frozen=True, slots=True)``: generated ``__init__``, ``__getstate__``
     and ``__setstate__`` (see the module's doc). Refuses a class it cannot serve the same way: not frozen,
-    fields without slots, ``__post_init__``, ``InitVar`` or keyword-only fields, fields left out of ``__init__``."""
+    fields without slots, ``__post_init__``, ``InitVar`` or ``ClassVar`` pseudo-fields, keyword-only fields, fields
+    left out of ``__init__``."""
     fs = fields(cls)
     names = tuple(f.name for f in fs)
     slots: set[str] = set()

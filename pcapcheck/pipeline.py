@@ -62,6 +62,8 @@ def fewer_collections() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*saved)
+
+
 _tnew = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (half the cost)
 _SFR = SYN | FIN | RST
 _FR = FIN | RST
@@ -234,7 +236,8 @@ class ConvState:
         "conv", "options", "input_index", "tracker", "window", "http", "reasm", "rst", "wan",
         "packets0", "packets1", "bytes0", "bytes1", "first_frame", "last_frame", "start_ts", "end_ts",
         "flag_frames", "head", "tail", "marked", "odd", "head_max", "marked_max", "fin_frame",
-        "rst_frames", "syn", "synack", "syn_opts", "synack_opts", "handshake_ack", "isn", "edge0", "edge1", "ended", "icmp", "http_ends",
+        "rst_frames", "syn", "synack", "syn_opts", "synack_opts", "handshake_ack", "isn", "edge0", "edge1", "ended",
+        "icmp", "http_ends",
     )
 
     def __init__(self, conv: Conversation, input_index: int, options: Options, pkt: TcpPacket) -> None:

@@ -22,7 +22,8 @@ ALLOWED_EXTERNAL = {
 SANS_IO_FORBIDDEN = {"dpkt", "click", "jinja2", "time", "datetime", "os", "io", "socket", "subprocess", "pathlib"}
 # stage order: a module may import only stages at or before its own
 STAGES = [
-    ("pcapcheck.findings", 0), ("pcapcheck.seq", 0), ("pcapcheck.config", 0), ("pcapcheck.tombstones", 0), ("pcapcheck.frozen", 0),
+    ("pcapcheck.findings", 0), ("pcapcheck.seq", 0), ("pcapcheck.config", 0), ("pcapcheck.tombstones", 0),
+    ("pcapcheck.frozen", 0),
     ("pcapcheck.capture", 1), ("pcapcheck.decode", 2), ("pcapcheck.flows", 3),
     ("pcapcheck.tcp", 4), ("pcapcheck.http", 5), ("pcapcheck.analyzers", 6), ("pcapcheck.model", 7),
     ("pcapcheck.pipeline", 8), ("pcapcheck.report", 9), ("pcapcheck.crosscheck", 9), ("pcapcheck.check", 9), ("pcapcheck.parallel", 9),
