@@ -541,3 +541,13 @@ def test_fewer_collections_restores_the_setting_and_leaves_collection_off() -> N
         assert gc.get_threshold() == (0, 10, 10)
     finally:
         gc.set_threshold(*saved)
+
+
+def test_the_index_row_macro_unpacks_the_fields_of_index_row_in_order() -> None:
+    """index_rows.html unpacks a views.IndexRow into locals by position: its list of names is the tuple's fields."""
+    from pcapcheck.report.views import IndexRow
+
+    text = (Path(html_report.__file__).parent.parent / "templates" / "index_rows.html").read_text(encoding="utf-8")
+    names = re.search(r"\{% set ([\w, ]+) = r %\}", text)
+    assert names is not None
+    assert tuple(n.strip() for n in names.group(1).split(",")) == IndexRow._fields

@@ -1356,8 +1356,11 @@ def _noted_row(row: PacketRow, t: str, label: str, kind: str, cls: str,
 
 # -- the index --------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class IndexRow:
+class IndexRow(NamedTuple):
+    """One conversation's row in the index. A tuple: the index_rows.html macro unpacks it once into locals (one
+    row per conversation, and a template's ``r.field`` is a call to ``Environment.getattr`` each time); a test
+    keeps the macro's list of names equal to these fields."""
+
     anchor: str
     id: int
     part: int
