@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import multiprocessing
+import threading
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -319,9 +320,12 @@ def test_worker_output_identical(tmp_path, early_worker, small_limit):
     """Pages rendered by the worker process are the same bytes, including pages the policy deletes later."""
     n = small_limit * 3
     results = _many(n) + [dataclasses.replace(s.incident1(), id=n), dataclasses.replace(s.xss(), id=n + 1)]
+    before = set(threading.enumerate())
     for w in (0, 1):
         rep = render_all(tmp_path / str(w), results, workers=w, conversations={4})
         assert (rep._worker is None) and rep.workers == w
+    # the queues' feeder threads are ended: a thread left running makes a later fork unsafe (a sharded run)
+    assert [t.name for t in set(threading.enumerate()) - before] == []
     a, b = tmp_path / "0", tmp_path / "1"
     assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
     for p in a.iterdir():
@@ -338,12 +342,16 @@ def test_worker_error_is_raised(tmp_path, early_worker, monkeypatch):
         return real(result, **kw)
 
     monkeypatch.setattr(views, "build_conversation", broken)  # the forked worker inherits the patch
+    before = set(threading.enumerate())
     rep = HtmlReport(tmp_path, workers=1)
     with pytest.raises(RuntimeError, match="boom in the view"):
         for cid in range(12):
             rep.conversation(s.plain(cid))
         rep.finish(s.totals_for([], [s.input_summary()]))
     rep.close()
+    for t in set(threading.enumerate()) - before:  # an aborted run does not wait for its feeder thread...
+        t.join(timeout=5)  # ... which ends once its buffered jobs are dropped
+    assert [t.name for t in set(threading.enumerate()) - before] == []
 
 
 def test_index_summaries_are_spooled_not_kept(tmp_path):

@@ -506,8 +506,24 @@ class HtmlReport:
         code = self._worker.exitcode
         self._raise_worker_error(wait=0.1)
         self._worker = None
+        self._end_queues(wait=True)
         if code != 0:
             raise RuntimeError(f"the page-rendering worker process exited with status {code}")
+
+    def _end_queues(self, *, wait: bool) -> None:
+        """Close the worker's queues and end this process's feeder thread (a Queue's first ``put`` starts one).
+        A thread left running makes any later fork of this process unsafe: the child gets a copy of every lock as
+        it was, and one the thread held stays held (a process that makes reports and then forks, as the tests do
+        with a sharded run after a worker's, could hang). ``wait``: the worker has read everything (its queue is
+        flushed, so the thread ends at once); otherwise (an aborted run) whatever is still buffered is dropped."""
+        for q in (self._jobs, self._errors):
+            if q is not None:
+                q.close()
+                if wait:
+                    q.join_thread()
+                else:
+                    q.cancel_join_thread()
+        self._jobs = self._errors = None
 
     def close(self) -> None:
         """Stop the worker without waiting for its queue (an aborted run)."""
@@ -519,6 +535,7 @@ class HtmlReport:
             self._worker.terminate()
             self._worker.join()
             self._worker = None
+            self._end_queues(wait=False)
 
     def pages_written(self) -> dict[tuple[int, int], str]:
         """(input, id) -> the conversation's page, for those with a page (after ``finish_pages``)."""
