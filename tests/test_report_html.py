@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import multiprocessing
-import threading
 import re
+import threading
 from html.parser import HTMLParser
 from pathlib import Path
 
