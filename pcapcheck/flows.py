@@ -24,7 +24,7 @@ _BARE = SYN | ACK | FIN | RST  # flags & _BARE == SYN: a bare SYN
 # Evicted conversations remembered for late packets (one packed entry each); bounded memory.
 MAX_TOMBSTONES = 200_000  # finished conversations whose id a late packet still finds
 # A tombstone: key src + dst + ports (_PORTS) of its side a -> (id, base of a, base of b, part), -1 = no base.
-# tombstones.Tombstones keeps them in about 70 bytes each (158 in a dict of packed bytes, 480 as tuples).
+# tombstones.Tombstones keeps them in about 43 bytes each for IPv4 (158 in a dict of packed bytes, 480 as tuples).
 _PORTS = struct.Struct(">HH")
 
 

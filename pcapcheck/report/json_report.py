@@ -85,8 +85,7 @@ def _copier(out: BinaryIO) -> Callable[[BinaryIO, int, int], None]:
     system has it (the kernel copies; report.json of a 1M-packet capture is ~150 MB), else read and write."""
 
     def plain(src: BinaryIO, offset: int, length: int) -> None:
-        src.seek(offset)
-        out.write(src.read(length))
+        out.write(records.pread(src, length, offset))
 
     sendfile = getattr(os, "sendfile", None)
     if sendfile is None:
