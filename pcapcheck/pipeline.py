@@ -31,7 +31,7 @@ from pcapcheck.flows import Conversation, FlowTable
 from pcapcheck.model import ConversationResult, Handshake, InputSummary, PacketRow
 from pcapcheck.seq import HALF, MASK, MOD
 from pcapcheck.tcp import options as tcpopt
-from pcapcheck.tcp.events import ACK, FIN, RST, SYN, Gap, StreamData, StreamEnd
+from pcapcheck.tcp.events import ACK, FIN, RST, SYN, Gap, StreamEnd
 from pcapcheck.tcp.reassembly import TAIL_KEEP, Reassembler
 from pcapcheck.tcp.tracker import TcpTracker, flag_names
 from pcapcheck.tcp.window import ACCEPTED, ConntrackWindow
@@ -292,17 +292,14 @@ class ConvState:
         http = self.http
         if http is None:
             http = self.http = Http1Analyzer(self.conv.id)
-            http_data, http_gap = http.data, http.gap
+            http_gap = http.gap
             for d, r in enumerate(self.reasm):
                 name = DIRS[d]
-
-                def on_data(off: int, data: bytes, frame: int, ts: int, name: str = name) -> None:
-                    http_data(_tnew(StreamData, (name, off, data, frame, ts)))
 
                 def on_gap(off: int, length: int, frame: int, reason: str, name: str = name) -> None:
                     http_gap(Gap(name, off, length, frame, reason))
 
-                r.on_data, r.on_gap = on_data, on_gap
+                r.on_data, r.on_gap = http.sink(name), on_gap
             for ev in self.http_ends:  # the ends it missed (finish), in their order
                 http.end(StreamEnd(*ev))
         return http
@@ -381,8 +378,9 @@ class ConvState:
         # The timeline row, packed (PacketRow objects are built once, at finish). The first timeline_head
         # rows, then up to marked_max rows that carry a finding or SYN/FIN/RST, the rest in the bounded tail.
         try:
+            edge, eack, ewin, esyn = self.edge1 if d else self.edge0
             row = _pack_row(frame, ts - self.start_ts, d, flags, seqno, ackno, seglen, window, mask, verdict,
-                            *(self.edge1 if d else self.edge0))
+                            edge, eack, ewin, esyn)
         except struct.error:
             self._odd_row(d, pkt, mask, verdict)
             return

@@ -32,7 +32,7 @@ from pcapcheck.http.parser import (
     parse_head,
     parse_start_line,
 )
-from pcapcheck.http.reader import BODY_KEEP, DETAILED_MESSAGES
+from pcapcheck.http.reader import BODY_KEEP, DETAILED_MESSAGES, PAUSE_LIMIT
 from pcapcheck.http.streambuf import HISTORY
 from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
 from tests.test_http_analyzer import SPLITS, key, play, segments
@@ -331,6 +331,74 @@ def test_excerpts_stop_at_the_cap_and_elided_messages_keep_none() -> None:
     assert requests[0].body_excerpt == body[:BODY_KEEP] and requests[0].body_length == len(body)
     assert requests[-1].elided and requests[-1].body_excerpt == b"" and requests[-1].body_length == len(body)
     assert {m.state.value for m in requests} == {"complete"}
+
+
+@given(st.integers(0, 2**32), st.sampled_from([b"content-length", b"chunked", b"close"]))
+def test_a_direction_sink_delivers_as_data_events(seed: int, framing: bytes) -> None:
+    """``Http1Analyzer.sink(direction)`` (the pipeline's hot path: the reassembler's callback, no StreamData) gives
+    what ``data`` events give, whatever the segmentation, faults included."""
+    rnd = random.Random(seed)
+    body = bytes(rnd.randrange(256) for _ in range(rnd.randrange(6000)))
+    if framing == b"content-length":
+        head = b"Content-Length: %d\r\n" % (len(body) + rnd.choice([0, 0, 5]))  # sometimes truncated
+        wire = body
+    elif framing == b"chunked":
+        head = rnd.choice([b"Transfer-Encoding: chunked\r\n",
+                           b"Transfer-Encoding: chunked\r\nTransfer-Encoding: Chunked\r\n"])  # the incident's
+        wire = b"".join(b"%x\r\n" % len(p) + p + b"\r\n" for p in (body[:100], body[100:])) + b"0\r\n\r\n"
+    else:
+        head, wire = b"Connection: close\r\n", body
+    streams = {C2S: b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nHEAD /b HTTP/1.1\r\n\r\n",
+               S2C: b"HTTP/1.1 200 OK\r\n" + head + b"\r\n" + wire}
+    events = []  # (direction, offset, bytes) in a random interleaving of both directions' segments
+    pos = {C2S: 0, S2C: 0}
+    while any(pos[d] < len(streams[d]) for d in streams):
+        d = rnd.choice([d for d in streams if pos[d] < len(streams[d])])
+        n = rnd.choice([1, 7, 100, SEG, 3000])
+        events.append((d, pos[d], streams[d][pos[d] : pos[d] + n]))
+        pos[d] += n
+    by_event, by_sink = Http1Analyzer(1), Http1Analyzer(1)
+    sinks = {C2S: by_sink.sink(C2S), S2C: by_sink.sink(S2C)}
+    for frame, (d, off, data) in enumerate(events, start=1):
+        by_event.data(StreamData(d, off, data, frame, frame * 10))
+        sinks[d](off, data, frame, frame * 10)
+    for a in (by_event, by_sink):
+        a.end(StreamEnd(C2S, pos[C2S], None, "fin"))
+        a.end(StreamEnd(S2C, len(streams[S2C]), None, "fin"))
+    assert [f.to_json() for f in by_sink.finish()] == [f.to_json() for f in by_event.finish()]
+    assert [e.to_json() for e in by_sink.exchanges] == [e.to_json() for e in by_event.exchanges]
+    assert by_sink.summary() == by_event.summary()
+    sinks[S2C](len(streams[S2C]), b"late", len(events) + 1, 0)  # after finish: ignored, as data events are
+    assert [e.to_json() for e in by_sink.exchanges] == [e.to_json() for e in by_event.exchanges]
+
+
+@pytest.mark.parametrize("via", ["data", "sink"])
+def test_a_response_waiting_for_its_request_goes_on_once_the_request_comes(via: str) -> None:
+    """A response head captured before its request waits (the framing depends on the method); the request's
+    segment must resume it then, not at the end: else its body queues up to PAUSE_LIMIT and the reader assumes."""
+    a = Http1Analyzer(1)
+    if via == "data":
+        sinks = {d: (lambda off, data, frame, ts, d=d: a.data(StreamData(d, off, data, frame, ts))) for d in (C2S, S2C)}
+    else:
+        sinks = {d: a.sink(d) for d in (C2S, S2C)}
+    body = bytes(PAUSE_LIMIT + 10 * SEG)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+    sinks[S2C](0, head, 1, 1)
+    assert a._s2c.pause is not None  # waiting for the request
+    sinks[C2S](0, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", 2, 2)
+    assert a._s2c.pause is None  # resumed by the request's segment
+    off = len(head)
+    for frame in range(3, 3 + len(body) // SEG + 1):
+        seg = body[off - len(head) : off - len(head) + SEG]
+        sinks[S2C](off, seg, frame, frame)
+        off += len(seg)
+    a.finish()
+    assert a._s2c.assumed == [] and a.exchanges[0].response.state.value == "complete"
+
+
+def test_a_sink_is_for_one_of_the_two_directions() -> None:
+    with pytest.raises(ValueError):
+        Http1Analyzer(1).sink("up")
 
 
 def test_a_finished_analyzer_is_freed_without_the_cycle_collector() -> None:

@@ -13,6 +13,7 @@ the direction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pcapcheck.findings import C2S, S2C, Finding
@@ -34,6 +35,7 @@ from pcapcheck.http.reader import (
 from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
 
 __all__ = ["Http1Analyzer", "HttpExchange"]
+
 
 # RequestInfo is immutable: one per well-known method serves every response (request_for runs for each one).
 _REQUEST_INFO = {m: RequestInfo(m) for m in KNOWN_METHODS}
@@ -68,28 +70,21 @@ class Http1Analyzer:
     # --- the pipeline's interface --------------------------------------------------------------------------
 
     def data(self, ev: StreamData) -> None:
-        # The hot path (called for every in-order segment). A direction that is not parsed (not HTTP, tunnel)
-        # only tracks where it ends; a segment inside a body is taken by fast_data without buffering or
-        # parsing. Neither can resume the other direction unless a message ended, so there is nothing to pump.
-        # (One unpacking of the event: a NamedTuple's field by name is a descriptor call each time.)
-        direction, offset, data, frame, _ts = ev
-        if direction == C2S:
-            reader = self._c2s
-        elif direction == S2C:
-            reader = self._s2c
-        else:
-            return
-        through = reader.through
-        if through is not None and offset == through.base:
-            through.base += len(data)
-            return
-        if not data:
-            return
-        taken = reader.fast_data(offset, data, frame)
-        if taken == 1:
-            return
-        if not taken:
-            reader.data(ev)
+        reader = self._reader(ev[0])
+        if reader is not None:
+            reader.segment(ev[1], ev[2], ev[3], ev[4])
+
+    def sink(self, direction: str) -> Callable[[int, bytes, int, int], None]:
+        """``data`` for one direction, called as a reassembler delivers, ``(offset, data, frame, ts)``: the
+        pipeline's hot path (``DirectionReader.segment``, no StreamData built unless the segment needs parsing)."""
+        reader = self._reader(direction)
+        if reader is None:
+            raise ValueError(f"not a direction: {direction!r}")
+        return reader.segment
+
+    def resume(self) -> None:
+        """After a segment that was parsed or ended a message (``DirectionReader.segment``): a reader paused on
+        the other direction may go on."""
         if self._c2s.pause is not None or self._s2c.pause is not None:  # else _pump has nothing to resume
             self._pump()
 

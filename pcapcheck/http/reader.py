@@ -134,6 +134,8 @@ class Host(Protocol):
 
     def message_done(self, reader: DirectionReader, msg: MessageBuilder) -> AwaitResponse | None: ...
 
+    def resume(self) -> None: ...
+
 
 class _FinishedHost:
     """The host of a detached reader: no call can reach it (a detached reader has ended, has nothing pending)."""
@@ -142,6 +144,7 @@ class _FinishedHost:
         raise RuntimeError(f"Http1Analyzer has finished: a reader called host.{name} after finish()")
 
 
+_tnew = tuple.__new__  # StreamData built without its generated __new__
 _FINISHED: Host = _FinishedHost()  # type: ignore[assignment]
 
 
@@ -304,6 +307,24 @@ class DirectionReader:
     def offset(self) -> int:
         """Stream offset after the last byte delivered to this direction."""
         return max(self._stream.end, self._last_offset)
+
+    def segment(self, offset: int, data: bytes, frame: int, ts: int) -> None:
+        """The next in-order bytes of this direction (the host's data event, unpacked): the hot path, called for
+        every segment. A direction that is not parsed (not HTTP, tunnel) only tracks where it ends; a segment
+        inside a body is taken by ``fast_data`` without buffering or parsing, and neither can resume the other
+        direction unless a message ended (then the host may resume a reader paused on this one)."""
+        through = self.through
+        if through is not None and offset == through.base:
+            through.base += len(data)
+            return
+        if data:
+            taken = self.fast_data(offset, data, frame)
+            if taken != 1:
+                if not taken:
+                    self.data(_tnew(StreamData, (self.direction, offset, data, frame, ts)))
+                host = self.host
+                if host is not _FINISHED:  # (after finish, events are ignored: the reader has ended)
+                    host.resume()
 
     def data(self, ev: StreamData) -> None:
         end = ev.offset + len(ev.data)
