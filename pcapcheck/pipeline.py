@@ -316,7 +316,7 @@ class ConvState:
     # -- per packet (the hot path) ---------------------------------------------
     def packet(self, d: int, pkt: TcpPacket) -> None:
         (frame, ts, _src, _dst, _sport, _dport, seqno, ackno, flags, window, options, payload, seglen,
-         _ttl, _ip_id, _df) = pkt
+         ttl, ip_id, _df) = pkt
         if d:
             self.packets1 += 1
             self.bytes1 += seglen
@@ -325,7 +325,7 @@ class ConvState:
             self.bytes0 += seglen
         self.last_frame = frame
         self.end_ts = ts
-        mask = self.tracker.analyze(d, pkt)
+        mask = self.tracker.segment(d, ts, seqno, ackno, flags, window, options, seglen)
         r = self.reasm[d]
         if flags & _SFR:
             if flags & SYN and not flags & ACK and self.window.closed:
@@ -352,7 +352,7 @@ class ConvState:
                 self.edge0 = (1, ackno, window, flags & SYN)
             else:
                 self.edge1 = (1, ackno, window, flags & SYN)
-        self.rst.packet(d, pkt, mask, j)
+        self.rst.segment(d, pkt, frame, ts, seqno, ackno, flags, options, seglen, ttl, ip_id, mask, j)
         if j is ACCEPTED:
             verdict = 0
         else:

@@ -181,6 +181,12 @@ class RstAnalyzer:
     # identities of pcapcheck.seq: gt(a, b) <=> (b - a) & MASK >= HALF, le(a, b) <=> (b - a) & MASK < HALF.
     def packet(self, d: int, pkt: Any, mask: int = 0, judgement: Any = ACCEPTED) -> None:
         frame, ts, _src, _dst, _sp, _dp, seq, ack, flags, _win, options, _pl, n, ttl, ip_id, _df = pkt
+        self.segment(d, pkt, frame, ts, seq, ack, flags, options, n, ttl, ip_id, mask, judgement)
+
+    def segment(self, d: int, pkt: Any, frame: int, ts: int, seq: int, ack: int, flags: int, options: bytes, n: int,
+                ttl: int, ip_id: int | None, mask: int, judgement: Any) -> None:
+        """``packet`` with the fields its caller has already read from the TcpPacket (the pipeline's hot path:
+        unpacking the NamedTuple again cost more than passing them)."""
         if self._watch:
             self._observe(d, pkt)
         prev = self.last_ts  # the conversation's previous packet (the gap before this one: ts - prev)

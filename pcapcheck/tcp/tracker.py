@@ -204,6 +204,11 @@ class TcpTracker:
         # A slice of the TcpPacket is a plain tuple: it unpacks without the iterator protocol that
         # unpacking the NamedTuple itself takes (half the cost).
         seq, ack, flags, window, options, _payload, seglen = pkt[6:13]
+        return self.segment(d, pkt[1], seq, ack, flags, window, options, seglen)
+
+    def segment(self, d: int, ts: int, seq: int, ack: int, flags: int, window: int, options: bytes,
+                seglen: int) -> int:
+        """``analyze`` with the fields its caller has already read from the TcpPacket (the pipeline's hot path)."""
         fwd, rev = self._pairs[d]
         nextseq = fwd.nextseq
         # Fast paths: a segment at nextseq; no SYN/FIN/RST; both windows open; base_seq known both
@@ -216,7 +221,6 @@ class TcpTracker:
             rx = rev.maxseqtobeacked
             if not rx or 0 <= (g := rx - ack) < _HALF or g < _NEG_HALF:  # rule 10: not gt(ack, rx)
                 lastack = fwd.lastack
-                ts = pkt[1]
                 if seglen or ack != lastack:
                     # In-order data or a new ACK: "data or a new ACK" rules out 5, 7 and 9; 6 and
                     # 11 are tested here.
@@ -269,7 +273,7 @@ class TcpTracker:
                 if options and _WS_KIND_LEN in options:
                     _late_window_scale(fwd, options)
                 return mask
-        return self._slow(fwd, rev, pkt[1], seq, ack, flags, window, options, seglen)
+        return self._slow(fwd, rev, ts, seq, ack, flags, window, options, seglen)
 
     def _slow(self, fwd: _Flow, rev: _Flow, ts: int, seq: int, ack: int, flags: int, window: int,
               options: bytes, seglen: int) -> int:
