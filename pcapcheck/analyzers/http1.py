@@ -1,7 +1,7 @@
 """HTTP/1.x analysis of one TCP conversation (sans-IO): framing faults, truncation, proxy error pages.
 
-The pipeline calls ``data``/``gap``/``end`` with the events of both directions in capture order, then
-``finish``. Two DirectionReaders (pcapcheck.http.reader) find the messages; this class pairs responses with
+The pipeline calls ``data``/``gap``/``end`` with the events of both directions in capture order (the bytes
+through ``sink(direction)``, which takes a data event's fields), then ``finish``. Two DirectionReaders (pcapcheck.http.reader) find the messages; this class pairs responses with
 requests (pipelining, 1xx interim responses, HEAD, CONNECT and 101 tunnels), turns the readers' issues into
 Findings (severity, rule, peers table) and recognises proxy-generated error responses.
 
@@ -36,7 +36,6 @@ from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
 
 __all__ = ["Http1Analyzer", "HttpExchange"]
 
-
 # RequestInfo is immutable: one per well-known method serves every response (request_for runs for each one).
 _REQUEST_INFO = {m: RequestInfo(m) for m in KNOWN_METHODS}
 
@@ -70,6 +69,7 @@ class Http1Analyzer:
     # --- the pipeline's interface --------------------------------------------------------------------------
 
     def data(self, ev: StreamData) -> None:
+        """One direction's next in-order bytes (``sink`` takes the same without the event)."""
         reader = self._reader(ev[0])
         if reader is not None:
             reader.segment(ev[1], ev[2], ev[3], ev[4])
@@ -82,7 +82,7 @@ class Http1Analyzer:
             raise ValueError(f"not a direction: {direction!r}")
         return reader.segment
 
-    def resume(self) -> None:
+    def after_segment(self) -> None:
         """After a segment that was parsed or ended a message (``DirectionReader.segment``): a reader paused on
         the other direction may go on."""
         if self._c2s.pause is not None or self._s2c.pause is not None:  # else _pump has nothing to resume

@@ -134,7 +134,7 @@ class Host(Protocol):
 
     def message_done(self, reader: DirectionReader, msg: MessageBuilder) -> AwaitResponse | None: ...
 
-    def resume(self) -> None: ...
+    def after_segment(self) -> None: ...
 
 
 class _FinishedHost:
@@ -324,7 +324,7 @@ class DirectionReader:
                     self.data(_tnew(StreamData, (self.direction, offset, data, frame, ts)))
                 host = self.host
                 if host is not _FINISHED:  # (after finish, events are ignored: the reader has ended)
-                    host.resume()
+                    host.after_segment()
 
     def data(self, ev: StreamData) -> None:
         end = ev.offset + len(ev.data)
