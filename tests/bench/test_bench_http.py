@@ -1,4 +1,5 @@
-"""Micro-benchmarks of the HTTP hot path: one ``Http1Analyzer.data`` call per in-order TCP segment.
+"""Micro-benchmarks of the HTTP hot path: one call per in-order TCP segment, as a reassembler makes it in the
+pipeline (through ``Http1Analyzer.sink``, which takes a data event's fields; since 2026-12-05).
 
 Run with ``make bench-micro`` (the default pytest options disable benchmarking: then each case runs once, as a
 smoke test of the state it leaves). Each round feeds a batch of 1000 events to an analyzer prepared by an
@@ -42,7 +43,8 @@ bench = pytest.mark.benchmark(group="http-hot-path", timer=time.process_time, di
 
 
 def run(benchmark, setup) -> Http1Analyzer:
-    """Time ``data`` over BATCH events per round; return the analyzer of the last round."""
+    """Time BATCH segments per round, each given to its direction's sink as the pipeline's reassemblers give them;
+    return the analyzer of the last round."""
     last: list[Http1Analyzer] = []
 
     def prepared():
@@ -50,11 +52,12 @@ def run(benchmark, setup) -> Http1Analyzer:
         gc.collect()
         a, events = setup()
         last[:] = [a]
-        return (a.data, events), {}
+        sinks = {C2S: a.sink(C2S), S2C: a.sink(S2C)}
+        return ([(sinks[ev.direction], ev.offset, ev.data, ev.frame, ev.ts) for ev in events],), {}
 
-    def target(data, events) -> None:
-        for ev in events:
-            data(ev)
+    def target(calls) -> None:
+        for sink, offset, data, frame, ts in calls:
+            sink(offset, data, frame, ts)
 
     benchmark.extra_info["calls_per_round"] = BATCH
     benchmark.pedantic(target, setup=prepared, rounds=ROUNDS, warmup_rounds=2)
