@@ -9,7 +9,7 @@ import pickle
 import pytest
 
 from pcapcheck.config import Options
-from pcapcheck.frozen import DATACLASS_INIT, fast_frozen, frozen_builder
+from pcapcheck.frozen import DATACLASS_INIT, fast_frozen, frozen_builder, frozen_maker
 from pcapcheck.pipeline import Analysis
 from tests.conftest import FIXTURES
 
@@ -154,6 +154,23 @@ def test_frozen_builder_makes_the_object_the_constructor_makes() -> None:
 
     with pytest.raises(AssertionError):
         frozen_builder(Derived)  # another slot layout: refused when the builder is made, not when used
+
+
+def test_frozen_maker_makes_the_object_the_constructor_makes() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Triple:
+        a: int
+        b: tuple
+        c: bytes = b""
+
+    make = frozen_maker(Triple)
+    o = make(1, (2,), b"x")
+    assert o == Triple(1, (2,), b"x") and hash(o) == hash(Triple(1, (2,), b"x")) and type(o) is Triple
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.a = 3
+    with pytest.raises(TypeError):
+        make(1, (2,))  # every field, no defaults
+    assert [make(i, (), b"") for i in range(3)] == [Triple(i, ()) for i in range(3)]  # a new object each call
 
 
 def test_every_generated_init_takes_the_parameters_of_the_dataclass_init() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pcapcheck.frozen import fast_frozen, frozen_builder
+from pcapcheck.frozen import fast_frozen, frozen_maker
 from pcapcheck.http import abnf, codes
 from pcapcheck.http.issues import Issue, show, times
 from pcapcheck.http.parser import HeaderField
@@ -182,39 +182,17 @@ def analyze_headers(fields: Sequence[HeaderField], *, is_request: bool, version:
         # No Transfer-Encoding: none of its checks apply; the usual heads (one plain Content-Length, or none)
         # need no Content-Length checks either.
         if not cl:
-            return _framing((), b"", (), (), _CL_ABSENT)
+            return _header_framing((), b"", (), (), _CL_ABSENT, _NO_ISSUES)
         if len(cl) == 1 and _PLAIN_LENGTH.fullmatch(cl[0].value) is not None:
-            return _framing((), b"", (), (cl[0],), ClValid(int(cl[0].value)))
+            return _header_framing((), b"", (), (cl[0],), ClValid(int(cl[0].value)), _NO_ISSUES)
     elif not cl and len(te) == 1 and te[0].value.lower() == b"chunked" and version != b"HTTP/1.0":
         # The usual chunked head: one "Transfer-Encoding: chunked" in HTTP/1.1, nothing to report.
-        return _framing((te[0],), te[0].value, _CHUNKED_ONLY, (), _CL_ABSENT)
+        return _header_framing((te[0],), te[0].value, _CHUNKED_ONLY, (), _CL_ABSENT, _NO_ISSUES)
     return _analyze_headers(tuple(te), tuple(cl), is_request=is_request, version=version)
 
 
-_HeaderFramingBuilder = frozen_builder(HeaderFraming)
-
-
 _CHUNKED_ONLY = (b"chunked",)
-
-
-def _framing(
-    te_fields: tuple[HeaderField, ...],
-    combined_te: bytes,
-    codings: tuple[bytes, ...],
-    cl_fields: tuple[HeaderField, ...],
-    cl: ClState,
-) -> HeaderFraming:
-    """= HeaderFraming(te_fields, combined_te, codings, cl_fields, cl, ()), built as frozen_builder says (this
-    runs for every head)."""
-    hf = _HeaderFramingBuilder()
-    hf.te_fields = te_fields
-    hf.combined_te = combined_te
-    hf.codings = codings
-    hf.cl_fields = cl_fields
-    hf.cl = cl
-    hf.issues = _NO_ISSUES
-    hf.__class__ = HeaderFraming
-    return hf
+_header_framing = frozen_maker(HeaderFraming)  # = HeaderFraming(...) (this runs for every head), see frozen_builder
 
 
 def _analyze_headers(

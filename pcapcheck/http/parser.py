@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pcapcheck.frozen import fast_frozen, frozen_builder
+from pcapcheck.frozen import fast_frozen, frozen_builder, frozen_maker
 from pcapcheck.http import abnf, codes
 from pcapcheck.http.abnf import OWS
 from pcapcheck.http.issues import Issue, show
@@ -65,8 +65,8 @@ class BadStartLine:
 
 StartLine = RequestLine | StatusLine
 
-_RequestLineBuilder = frozen_builder(RequestLine)
-_StatusLineBuilder = frozen_builder(StatusLine)
+_request_line = frozen_maker(RequestLine)  # = RequestLine(method, target, version), see frozen_builder
+_status_line = frozen_maker(StatusLine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,20 +103,13 @@ def parse_start_line(line: bytes, is_request: bool) -> StartLine | BadStartLine:
         m = abnf.REQUEST_LINE.fullmatch(line)
         if m is None:
             return BadStartLine("not a request-line (method SP request-target SP HTTP/1.x)")
-        r = _RequestLineBuilder()  # = RequestLine(method, target, version), see frozen_builder
-        r.method, r.target, r.version = m.groups()
-        r.__class__ = RequestLine
-        return r
+        method, target, version = m.groups()
+        return _request_line(method, target, version)
     m = abnf.STATUS_LINE.fullmatch(line)
     if m is None:
         return BadStartLine("not a status-line (HTTP/1.x SP 3DIGIT SP reason)")
     version, status, reason = m.groups()
-    s = _StatusLineBuilder()  # = StatusLine(version, int(status), reason or b""), see frozen_builder
-    s.version = version
-    s.status = int(status)
-    s.reason = reason or b""
-    s.__class__ = StatusLine
-    return s
+    return _status_line(version, int(status), reason or b"")
 
 
 def parse_head(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from struct import Struct
 
-from pcapcheck.frozen import frozen_builder
+from pcapcheck.frozen import frozen_maker
 
 EOL, NOP, MSS, WSCALE, SACK_PERM, SACK, TIMESTAMP = 0, 1, 2, 3, 4, 5, 8
 
@@ -31,17 +31,7 @@ class TcpOptions:
 
 
 NO_OPTIONS = TcpOptions()
-_Builder = frozen_builder(TcpOptions)
-
-
-def _options(mss: int | None, wscale: int | None, sack_perm: bool, sack: tuple[tuple[int, int], ...],
-             ts_val: int | None, ts_ecr: int | None, malformed: bool, kinds: tuple[int, ...]) -> TcpOptions:
-    """= TcpOptions(...) with these fields, built as frozen_builder says (a quarter of the cost)."""
-    o = _Builder()
-    o.mss, o.wscale, o.sack_perm, o.sack, o.ts_val, o.ts_ecr, o.malformed, o.kinds = (
-        mss, wscale, sack_perm, sack, ts_val, ts_ecr, malformed, kinds)
-    o.__class__ = TcpOptions
-    return o
+_options = frozen_maker(TcpOptions)  # = TcpOptions(all eight fields), at a quarter of the cost
 
 
 _last: list = [None, NO_OPTIONS]  # the last bytes object parsed and its result
