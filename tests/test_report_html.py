@@ -559,3 +559,26 @@ def test_the_index_row_macro_unpacks_the_fields_of_index_row_in_order() -> None:
     names = re.search(r"\{% set ([\w, ]+) = r %\}", text)
     assert names is not None
     assert tuple(n.strip() for n in names.group(1).split(",")) == IndexRow._fields
+
+
+def test_detail_rows_by_key():
+    """A detail's row: frame numbers under ``frame``/``*_frame`` and lists under ``*frames`` as links (when the
+    page shows the frame), anything else as text; keys as visible text. The same the second time a key comes
+    (what each key is, is looked up once)."""
+    shown = {5}
+    for _ in range(2):
+        assert views._detail_row("frame", 5, shown) == views.DetailRow("frame", "5", (views.FrameRef(5, True),))
+        assert views._detail_row("trigger_frame", 7, shown) == views.DetailRow(
+            "trigger_frame", "7", (views.FrameRef(7, False),))
+        assert views._detail_row("trigger_frame", None, shown) == views.DetailRow("trigger_frame", "-")
+        assert views._detail_row("frame", True, shown) == views.DetailRow("frame", "yes")
+        assert views._detail_row("rst_frames", [5, 6], shown) == views.DetailRow(
+            "rst_frames", "5, 6", (views.FrameRef(5, True), views.FrameRef(6, False)))
+        assert views._detail_row("rst_frames", [5, "x"], shown) == views.DetailRow("rst_frames", "5, x")
+        assert views._detail_row("rst_frames", [], shown) == views.DetailRow("rst_frames", "")
+        assert views._detail_row("seq", 2**32 - 1, shown) == views.DetailRow("seq", "4294967295")
+        assert views._detail_row("reason", "a\x1bb", shown) == views.DetailRow("reason", "a\\x1bb")
+        assert views._detail_row("k\x00_frame", 5, shown) == views.DetailRow("k\\x00_frame", "5", (views.FrameRef(5, True),))
+        assert views._detail_row("k\x00frame", 5, shown) == views.DetailRow("k\\x00frame", "5")
+        assert views._detail_row(3, "x", shown) == views.DetailRow("3", "x")
+        assert views._detail_row("framing", {"type": "chunked"}, shown) == views.DetailRow("framing", "chunked")

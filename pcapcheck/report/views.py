@@ -467,8 +467,11 @@ _SPECIAL_KEYS = frozenset({"excerpt", "excerpt_offset", "peers", "evidence", "li
 FINDING_FRAMES_SHOWN = 40
 
 
+_DIRECTION_TEXT = {"c2s": "client → server", "s2c": "server → client"}
+
+
 def _direction_text(direction: str | None) -> str:
-    return {"c2s": "client → server", "s2c": "server → client"}.get(direction or "", "")
+    return _DIRECTION_TEXT.get(direction or "", "")
 
 
 def _is_int(v: Any) -> bool:
@@ -999,12 +1002,33 @@ def _empty(value: Any) -> bool:
 
 
 def _detail_row(key: Any, value: Any, shown: frozenset[int] | set[int]) -> DetailRow:
-    key = visible(str(key))
-    if _is_int(value) and (key == "frame" or key.endswith("_frame")):
-        return DetailRow(key, str(value), _frame_refs((value,), shown))
-    if key.endswith("frames") and isinstance(value, (list, tuple)) and value and all(map(_is_int, value)):
-        return DetailRow(key, value_text(value), _frame_refs(value, shown))
-    return _tuple_new(DetailRow, (key, value_text(value), (), ()))  # DetailRow(key, text): a dozen a message
+    """A detail's row: a frame number (``frame``, ``*_frame``) or a list of them (``*frames``) as links, anything
+    else as text. A dozen a message and a finding: what a key is, is looked up once per key."""
+    kind = _KEY_KINDS.get(key) if type(key) is str else None
+    if kind is None:
+        kind = _key_kind(key)
+    shown_key, frame_key = kind
+    if frame_key:
+        if frame_key == 1:
+            if _is_int(value):
+                return DetailRow(shown_key, str(value), _frame_refs((value,), shown))
+        elif isinstance(value, (list, tuple)) and value and all(map(_is_int, value)):
+            return DetailRow(shown_key, value_text(value), _frame_refs(value, shown))
+    t = type(value)  # value_text's common cases inline
+    text = str(value) if t is int else visible(value) if t is str else value_text(value)
+    return _tuple_new(DetailRow, (shown_key, text, (), ()))  # DetailRow(key, text)
+
+
+_KEY_KINDS: dict[str, tuple[str, int]] = {}  # detail key -> (its text, 0 | 1 a frame | 2 frames): _key_kind's
+
+
+def _key_kind(key: Any) -> tuple[str, int]:
+    shown_key = visible(str(key))
+    kind = (shown_key, 1 if shown_key == "frame" or shown_key.endswith("_frame")
+            else 2 if shown_key.endswith("frames") else 0)
+    if type(key) is str and len(_KEY_KINDS) < 4096:  # the analyzers' keys: a few hundred at most
+        _KEY_KINDS[key] = kind
+    return kind
 
 
 # A conversation page shows at most this many HTTP exchanges in full: the first ones, the last ones and those a
