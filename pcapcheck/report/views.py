@@ -1001,6 +1001,18 @@ def _empty(value: Any) -> bool:
     return value is None or value is False or (isinstance(value, (str, list, tuple, dict)) and not value)
 
 
+_KEY_KINDS: dict[str, tuple[str, int]] = {}  # detail key -> (its text, 0 | 1 a frame | 2 frames): _key_kind's
+
+
+def _key_kind(key: Any) -> tuple[str, int]:
+    shown_key = visible(str(key))
+    kind = (shown_key, 1 if shown_key == "frame" or shown_key.endswith("_frame")
+            else 2 if shown_key.endswith("frames") else 0)
+    if type(key) is str and len(_KEY_KINDS) < 4096:  # the analyzers' keys: a few hundred at most
+        _KEY_KINDS[key] = kind
+    return kind
+
+
 def _detail_row(key: Any, value: Any, shown: frozenset[int] | set[int]) -> DetailRow:
     """A detail's row: a frame number (``frame``, ``*_frame``) or a list of them (``*frames``) as links, anything
     else as text. A dozen a message and a finding: what a key is, is looked up once per key."""
@@ -1017,18 +1029,6 @@ def _detail_row(key: Any, value: Any, shown: frozenset[int] | set[int]) -> Detai
     t = type(value)  # value_text's common cases inline
     text = str(value) if t is int else visible(value) if t is str else value_text(value)
     return _tuple_new(DetailRow, (shown_key, text, (), ()))  # DetailRow(key, text)
-
-
-_KEY_KINDS: dict[str, tuple[str, int]] = {}  # detail key -> (its text, 0 | 1 a frame | 2 frames): _key_kind's
-
-
-def _key_kind(key: Any) -> tuple[str, int]:
-    shown_key = visible(str(key))
-    kind = (shown_key, 1 if shown_key == "frame" or shown_key.endswith("_frame")
-            else 2 if shown_key.endswith("frames") else 0)
-    if type(key) is str and len(_KEY_KINDS) < 4096:  # the analyzers' keys: a few hundred at most
-        _KEY_KINDS[key] = kind
-    return kind
 
 
 # A conversation page shows at most this many HTTP exchanges in full: the first ones, the last ones and those a
