@@ -1,9 +1,10 @@
 """HTTP/1.x analysis of one TCP conversation (sans-IO): framing faults, truncation, proxy error pages.
 
 The pipeline calls ``data``/``gap``/``end`` with the events of both directions in capture order (the bytes
-through ``sink(direction)``, which takes a data event's fields), then ``finish``. Two DirectionReaders (pcapcheck.http.reader) find the messages; this class pairs responses with
-requests (pipelining, 1xx interim responses, HEAD, CONNECT and 101 tunnels), turns the readers' issues into
-Findings (severity, rule, peers table) and recognises proxy-generated error responses.
+through ``sink(direction)``, which takes a data event's fields), then ``finish``. Two DirectionReaders
+(pcapcheck.http.reader) find the messages; this class pairs responses with requests (pipelining, 1xx interim
+responses, HEAD, CONNECT and 101 tunnels), turns the readers' issues into Findings (severity, rule, peers table)
+and recognises proxy-generated error responses.
 
 ``finish()`` returns the findings in the order they were detected; ``HttpMessage.findings`` and
 ``HttpExchange.findings`` are indices into that list, and each finding carries its own index as

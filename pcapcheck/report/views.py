@@ -44,6 +44,8 @@ FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x4
 _FLAG_LETTERS = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (ACK, "."), (URG, "U"), (ECE, "E"), (CWR, "W"))
 _RETRANSMISSION = frozenset({"tcp.retransmission", "tcp.fast-retransmission", "tcp.spurious-retransmission"})
 DIRECTIONS = ("c2s", "s2c")
+DIRECTION_LABELS = ("client → server", "server → client")  # by index, as DIRECTIONS
+_DIRECTION_TEXT = dict(zip(DIRECTIONS, DIRECTION_LABELS))
 
 
 # -- names and anchors: integers only -------------------------------------------------------------------
@@ -467,9 +469,6 @@ _SPECIAL_KEYS = frozenset({"excerpt", "excerpt_offset", "peers", "evidence", "li
 FINDING_FRAMES_SHOWN = 40
 
 
-_DIRECTION_TEXT = {"c2s": "client → server", "s2c": "server → client"}
-
-
 def _direction_text(direction: str | None) -> str:
     return _DIRECTION_TEXT.get(direction or "", "")
 
@@ -792,7 +791,7 @@ def _graph(d: int, g: _Dir, start_ns: int, end_ns: int, total_segments: int) -> 
     name = DIRECTIONS[d]
     return Graph(
         direction=name,
-        title="client → server" if d == 0 else "server → client",
+        title=DIRECTION_LABELS[d],
         width=GW, height=height, left=GL, top=GT, plot_w=pw, plot_h=ph,
         xticks=tuple(Tick(X(int(t0 + v)), _time_label(v, step_x)) for v in xt),
         yticks=tuple(Tick(Y(v), _si(v)) for v in yt),
@@ -1228,7 +1227,7 @@ def build_conversation(r: ConversationResult, *, input_path: str | None = None,
         # hex: the first KiB and the rows around highlighted bytes; for a text stream of an HTTP conversation
         # only the latter (the exchanges above show the rest)
         limit = 0 if exchanges and not binary else STREAM_HEX_LIMIT
-        streams.append(StreamView(name, "client → server" if d == 0 else "server → client", r.bytes[d],
+        streams.append(StreamView(name, DIRECTION_LABELS[d], r.bytes[d],
                                   bytes_view(head, 0, spans, limit, text=not binary),
                                   len(head) >= r.bytes[d], binary))
 
@@ -1254,9 +1253,9 @@ def build_conversation(r: ConversationResult, *, input_path: str | None = None,
         reuse_of_id=r.reuse_of,
         start=utc(r.start_ns), end=utc(r.end_ns), duration=duration(r.duration_ns),
         first_frame=r.first_frame, last_frame=r.last_frame,
-        dirs=(DirStats("client → server", number(r.packets[0]), number(r.bytes[0]),
+        dirs=(DirStats(DIRECTION_LABELS[0], number(r.packets[0]), number(r.bytes[0]),
                        _options_text(hs.client_options)),
-              DirStats("server → client", number(r.packets[1]), number(r.bytes[1]),
+              DirStats(DIRECTION_LABELS[1], number(r.packets[1]), number(r.bytes[1]),
                        _options_text(hs.server_options))),
         rtt=duration(hs.rtt_ns) if hs.rtt_ns is not None else "",
         end_kind=visible(r.end), end_sentence=visible(r.end_sentence),
