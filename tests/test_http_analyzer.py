@@ -595,6 +595,89 @@ def test_pause_is_bounded() -> None:
     assert a.finish() == []
 
 
+def _one_side(direction: str, n: int, bad: set[int], body: int = 2) -> list[tuple]:
+    """n requests or n responses (with a ``body``-byte body), and nothing of the other side; the messages in
+    ``bad`` carry two Transfer-Encoding lines (http.te.duplicate)."""
+    events: list[tuple] = []
+    for i in range(n):
+        if direction == C2S:
+            te = b"Transfer-Encoding: chunked\r\n" * 2 if i in bad else b""
+            data = (b"POST /item/%d HTTP/1.1\r\nHost: a\r\n" % i + te
+                    + (b"\r\n0\r\n\r\n" if i in bad else b"Content-Length: 2\r\n\r\nok"))
+        elif i in bad:
+            data = resp(b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", b"2\r\nok\r\n0\r\n\r\n")
+        else:
+            data = resp(b"Content-Length: %d\r\n" % body, bytes(body))
+        events.append(("data", direction, data))
+    return events
+
+
+@pytest.mark.parametrize("direction", [C2S, S2C])
+def test_one_direction_keeps_a_bounded_report(direction: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A capture of one direction only (asymmetric routing): its messages are kept as exchanges are (the first
+    KEEP_FIRST, the last KEEP_LAST and every one with a finding), not all of them."""
+    from pcapcheck.analyzers import http1
+
+    monkeypatch.setattr(http1, "KEEP_FIRST", 10)
+    monkeypatch.setattr(http1, "KEEP_LAST", 4)
+    n, bad = 60, 30
+    r = play([*_one_side(direction, n, {bad}), ("end", C2S, "fin"), ("end", S2C, "fin")])
+    assert r.codes == ["http.te.duplicate"]
+    kept = r.analyzer.exchanges
+    assert [e.index for e in kept] == [*range(10), bad, *range(n - 4, n)]
+    assert r.analyzer.dropped == n - len(kept)
+    side = "request" if direction == C2S else "response"
+    other = "response" if direction == C2S else "request"
+    assert all(getattr(e, side) is not None and getattr(e, other) is None for e in kept)
+    assert kept[10].findings == (0,)
+
+
+def test_responses_whose_requests_are_missing_are_framed_without_waiting_each_time() -> None:
+    """A wait for a request that never comes overflows once (PAUSE_LIMIT bytes queued); the responses after it
+    are then framed at once, not each after another full queue (which replayed the queue once per response)."""
+    n = 400  # 2 KB bodies: the queue overflows after about 128 of them
+    r = play([*_one_side(S2C, n, set(), body=2048), ("end", S2C, "fin"), ("end", C2S, "fin")])
+    a = r.analyzer
+    assert r.findings == [] and len(a.exchanges) == n and all(e.response.body_length == 2048 for e in a.exchanges)
+    (said,) = a.summary()[S2C]["assumed"]
+    assert said.startswith("response 0: its request was not seen within")
+    assert 0 < a._s2c.unpaired < n
+
+
+def test_requests_caught_up_make_responses_wait_again() -> None:
+    """After the overflow, a response that finds its request clears the stall: the next response that comes
+    before its request waits for it again, so a HEAD request is honoured (no body read)."""
+    head = b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n"
+    events = [*_one_side(S2C, 200, set(), body=2048), *(("data", C2S, GET) for _ in range(201)),
+              ("data", S2C, OK_EMPTY),  # response 200 finds its request
+              ("data", S2C, resp(b"Content-Length: 5\r\n")),  # response 201, before its HEAD request
+              ("data", C2S, head), ("end", C2S, "fin"), ("end", S2C, "fin")]
+    r = play(events)
+    ex = r.analyzer.exchanges
+    assert r.findings == [] and len(ex) == 202
+    assert ex[201].request.method == b"HEAD" and ex[201].response.body_length == 0
+    assert ex[201].response.state is MessageState.COMPLETE
+
+
+def test_a_response_after_its_request_was_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests dropped while the server had not answered at all: a response that comes after all is dropped
+    with them, unless it has a finding; then it is reported, without its request, and counted as kept."""
+    from pcapcheck.analyzers import http1
+
+    monkeypatch.setattr(http1, "KEEP_FIRST", 10)
+    monkeypatch.setattr(http1, "KEEP_LAST", 4)
+    n, bad = 60, 20
+    responses = [e for e in _one_side(S2C, n, {bad})]
+    r = play([*_one_side(C2S, n, set()), *responses, ("end", C2S, "fin"), ("end", S2C, "fin")])
+    a = r.analyzer
+    assert r.codes == ["http.te.duplicate"]
+    assert [e.index for e in a.exchanges] == [*range(10), bad, *range(n - 4, n)]
+    assert a.dropped == n - len(a.exchanges)
+    assert a.exchanges[10].request is None and a.exchanges[10].findings == (0,)
+    assert all(e.request is not None and e.response is not None for e in a.exchanges if e.index != bad)
+    assert all(m is http1.DROPPED for k in range(10, n - 4) if k != bad for m in (a._s2c.messages[k],))
+
+
 # --- capture loss and the end of the stream ------------------------------------------------------------------
 
 

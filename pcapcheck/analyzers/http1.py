@@ -139,9 +139,11 @@ class Http1Analyzer:
         out = []
         for k in range(count):
             req = requests[k] if k < len(requests) else None
-            if req is DROPPED:
-                continue
             resp = self._finals.get(k)
+            if req is DROPPED or req is None:
+                if resp is None and k not in self._interim:  # dropped (_drop)
+                    continue
+                req = None
             interim = tuple(m.freeze() for m in self._interim.get(k, ()))
             uncertain = any(m.after_loss for m in (req, resp) if m is not None)
             out.append(
@@ -243,7 +245,10 @@ class Http1Analyzer:
         k = msg.exchange
         requests = self._c2s.messages
         if k < len(requests):
-            method = requests[k].method
+            req = requests[k]
+            if req is DROPPED:  # dropped while no response had come (message_done): its method is not known
+                return RequestInfo(None)
+            method = req.method
             return _REQUEST_INFO.get(method) or RequestInfo(method)  # type: ignore[arg-type]
         status = msg.status
         if 100 <= status < 200 or status in (204, 304):
@@ -258,11 +263,22 @@ class Http1Analyzer:
                 return AwaitResponse(msg.index, connect=True)
             if msg.upgrade:
                 return AwaitResponse(msg.index, connect=False)
+            if msg.index >= KEEP_FIRST + KEEP_LAST and not self._s2c.messages:
+                # no response at all so far (a capture of the requests only, or a server that never answered):
+                # the requests are dropped as exchanges are (a response that comes after all is dropped too)
+                self._drop(msg.index - KEEP_LAST)
             return None
         if not msg.interim:
             self._check_proxy_error(reader, msg)
-            if msg.exchange >= KEEP_FIRST + KEEP_LAST:
-                self._drop(msg.exchange - KEEP_LAST)
+            k = msg.exchange
+            if k >= KEEP_FIRST + KEEP_LAST:
+                self._drop(k - KEEP_LAST)
+            requests = self._c2s.messages
+            if k < len(requests) and requests[k] is DROPPED:  # the request was dropped before its response came
+                if msg.findings or any(m.findings for m in self._interim.get(k, ())):
+                    self.dropped -= 1  # reported after all, without its request (exchanges)
+                else:
+                    self._forget_responses(k, msg)
             if (
                 isinstance(msg.framing, Tunnel)
                 and self._c2s.pause is None
@@ -316,24 +332,28 @@ class Http1Analyzer:
         return False
 
     def _drop(self, k: int) -> None:
-        """Drop exchange ``k`` from the report unless one of its messages has a finding (see KEEP_FIRST)."""
+        """Drop exchange ``k`` from the report unless one of its messages has a finding (see KEEP_FIRST). Either
+        side may be missing (a capture of one direction)."""
         requests = self._c2s.messages
+        req = requests[k] if k < len(requests) else None
         resp = self._finals.get(k)
-        if k >= len(requests) or resp is None:
-            return
-        req = requests[k]
-        if req is DROPPED or req.findings or resp.findings:
+        if req is DROPPED or (req is None and resp is None):  # dropped already
             return
         interim = self._interim.get(k, ())
-        if any(m.findings for m in interim):
+        if (req is not None and req.findings) or (resp is not None and resp.findings) or any(
+                m.findings for m in interim):
             return
-        requests[k] = DROPPED
+        if req is not None:
+            requests[k] = DROPPED
+        if resp is not None:
+            self._forget_responses(k, resp)
+        self.dropped += 1
+
+    def _forget_responses(self, k: int, resp: MessageBuilder) -> None:
         responses = self._s2c.messages
-        for m in (*interim, resp):
+        for m in (*self._interim.pop(k, ()), resp):
             responses[m.index] = DROPPED
         del self._finals[k]
-        self._interim.pop(k, None)
-        self.dropped += 1
 
     def _check_proxy_error(self, reader: DirectionReader, msg: MessageBuilder) -> None:
         if msg.elided or msg.status not in proxy.STATUSES:  # (before copying the excerpt for recognize)

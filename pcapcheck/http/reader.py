@@ -108,6 +108,7 @@ class RequestInfo:
 
 
 Pause = AwaitRequest | AwaitResponse
+_NO_REQUEST = RequestInfo(None)
 
 
 class Host(Protocol):
@@ -290,6 +291,12 @@ class DirectionReader:
         self._chunk: ChunkedDecoder | None = None
         self._trailers: list[HeaderField] = []  # of the chunked body being walked
         self._waiting: MessageBuilder | None = None  # response head waiting for its request
+        # Set when a wait for a request overflowed, cleared when a response finds its request: until then the
+        # responses whose request has not come are framed at once, as if it were not HEAD or CONNECT. Waiting
+        # for each of them would replay the whole queue every time (quadratic: a capture of one direction, or a
+        # request side that stopped) and say the same thing once per response.
+        self._requests_stalled = False
+        self.unpaired = 0  # responses framed without waiting, their request not seen (see _requests_stalled)
         # resynchronisation
         self._unparsed: _Unparsed | None = None  # the region being skipped, if reported
         self._boundary = False  # the resync position is at a line start
@@ -724,11 +731,17 @@ class DirectionReader:
             return True
         info = self.host.request_for(self, msg)
         if isinstance(info, AwaitRequest):
-            for issue in hf.issues:
-                self._issue(issue, msg)
-            self._waiting = msg
-            self.pause = info
-            return False
+            if self._requests_stalled:
+                self.unpaired += 1
+                info = _NO_REQUEST
+            else:
+                for issue in hf.issues:
+                    self._issue(issue, msg)
+                self._waiting = msg
+                self.pause = info
+                return False
+        elif info.method is not None:
+            self._requests_stalled = False  # the request side caught up
         framing = body_framing(hf, is_request=False, status=msg.status, request_method=info.method)
         for issue in hf.issues:
             # RFC 9112 §6.1: a response to HEAD, or a 304, MAY carry the Transfer-Encoding the body would have
@@ -1217,9 +1230,10 @@ class DirectionReader:
         if isinstance(pause, AwaitRequest):
             self.assumed.append(
                 f"{self.kind} {pause.exchange}: its request was not seen within {PAUSE_LIMIT} bytes; framed as if it "
-                "were not HEAD or CONNECT"
+                "were not HEAD or CONNECT, and so were the responses after it until one found its request"
             )
-            self.resume(RequestInfo(None))
+            self._requests_stalled = True
+            self.resume(_NO_REQUEST)
         elif isinstance(pause, AwaitResponse):
             self.assumed.append(
                 f"request {pause.exchange}: no response seen within {PAUSE_LIMIT} bytes; "
