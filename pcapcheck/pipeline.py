@@ -18,7 +18,7 @@ from functools import partial
 from typing import Protocol
 
 from pcapcheck import seq as sq
-from pcapcheck.analyzers.http1 import Http1Analyzer
+from pcapcheck.analyzers.http1 import ExchangeSpill, Http1Analyzer
 from pcapcheck.analyzers.icmp import IcmpRecord, UnattachedIcmp, icmp_findings
 from pcapcheck.analyzers.rst import RstAnalyzer
 from pcapcheck.analyzers.tcpflags import tcp_findings
@@ -237,12 +237,14 @@ class ConvState:
         "packets0", "packets1", "bytes0", "bytes1", "first_frame", "last_frame", "start_ts", "end_ts",
         "flag_frames", "head", "tail", "marked", "odd", "head_max", "marked_max", "fin_frame",
         "rst_frames", "syn", "synack", "syn_opts", "synack_opts", "handshake_ack", "isn", "edge0", "edge1", "ended",
-        "icmp", "http_ends",
+        "icmp", "http_ends", "spill",
     )
 
-    def __init__(self, conv: Conversation, input_index: int, options: Options, pkt: TcpPacket) -> None:
+    def __init__(self, conv: Conversation, input_index: int, options: Options, pkt: TcpPacket,
+                 spill: ExchangeSpill | None = None) -> None:
         self.conv = conv
         self.options = options
+        self.spill = spill  # for the HTTP analyzer of a long conversation (analyzers.http1.SPILL_AFTER)
         self.input_index = input_index
         self.tracker = TcpTracker()
         self.window = ConntrackWindow(be_liberal=options.be_liberal)
@@ -291,7 +293,7 @@ class ConvState:
         """Make the HTTP analyzer and connect it to both directions' reassemblers."""
         http = self.http
         if http is None:
-            http = self.http = Http1Analyzer(self.conv.id)
+            http = self.http = Http1Analyzer(self.conv.id, self.spill)
             http_gap = http.gap
             for d, r in enumerate(self.reasm):
                 name = DIRS[d]
@@ -542,12 +544,14 @@ class SynOnly:
     the same packets in the same order (tests/test_pipeline.py replays every fixture both ways).
     """
 
-    __slots__ = ("conv", "input_index", "options", "end_ts", "pkts")
+    __slots__ = ("conv", "input_index", "options", "end_ts", "pkts", "spill")
 
-    def __init__(self, conv: Conversation, input_index: int, options: Options, ts: int) -> None:
+    def __init__(self, conv: Conversation, input_index: int, options: Options, ts: int,
+                 spill: ExchangeSpill | None = None) -> None:
         self.conv = conv
         self.input_index = input_index
         self.options = options
+        self.spill = spill
         self.end_ts = ts
         self.pkts: list[tuple[int, TcpPacket]] = []
 
@@ -564,7 +568,7 @@ class SynOnly:
     def full(self) -> ConvState:
         """The conversation's ConvState, its SYNs analyzed; it replaces this object as ``conv.state``."""
         pkts = self.pkts
-        st = ConvState(self.conv, self.input_index, self.options, pkts[0][1])
+        st = ConvState(self.conv, self.input_index, self.options, pkts[0][1], self.spill)
         for d, pkt in pkts:
             st.packet(d, pkt)
         self.conv.state = st
@@ -638,15 +642,21 @@ class Analysis:
         self._table: FlowTable | None = None
         self._skip: dict[tuple, Foreign] | None = None  # see _input
         self._unattached = UnattachedIcmp()  # the current input's ICMP errors without a conversation
+        # long conversations' settled HTTP exchanges, until their finish (analyzers.http1.SPILL_AFTER)
+        self._spill = ExchangeSpill() if options.http else None
 
     def seen_total(self) -> int:
         """Conversations created so far, over all inputs (identical in every shard)."""
         return self.seen + (self._table.next_id if self._table is not None else 0)
 
     def run(self, paths: list[str]) -> Totals:
-        with fewer_collections():
-            for i, path in enumerate(paths):
-                self._input(i, path)
+        try:
+            with fewer_collections():
+                for i, path in enumerate(paths):
+                    self._input(i, path)
+        finally:
+            if self._spill is not None:
+                self._spill.close()  # every conversation is finished by now (their exchanges read back)
         return self.totals
 
     def _emit(self, st: ConvState | SynOnly | Foreign, table: FlowTable, capture_ended: bool) -> None:
@@ -674,9 +684,9 @@ class Analysis:
         if conv.id % shard_n != shard_k:
             st: ConvState | SynOnly | Foreign = Foreign(conv, pkt[1])
         elif pkt[8] & _BARE == SYN and not pkt[12]:
-            st = SynOnly(conv, index, self.options, pkt[1])
+            st = SynOnly(conv, index, self.options, pkt[1], self._spill)
         else:
-            st = ConvState(conv, index, self.options, pkt)  # type: ignore[arg-type]
+            st = ConvState(conv, index, self.options, pkt, self._spill)  # type: ignore[arg-type]
         conv.state = st
         return st
 

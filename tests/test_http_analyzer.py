@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pcapcheck.analyzers.http1 import Http1Analyzer
+from pcapcheck.analyzers.http1 import ExchangeSpill, Http1Analyzer
 from pcapcheck.findings import C2S, S2C, Finding, Severity
 from pcapcheck.http.codes import CODES
 from pcapcheck.http.framing import Chunked, ContentLength, NoBody, Tunnel, Unframed, UntilClose
@@ -58,10 +58,10 @@ class Run:
         return found[0]
 
 
-def play(events: list[tuple], conversation: int = CONV) -> Run:
+def play(events: list[tuple], conversation: int = CONV, spill: ExchangeSpill | None = None) -> Run:
     """Events: ("data", dir, bytes[, offset]) | ("gap", dir, length) | ("end", dir, reason). Frames count up
     from 1 in event order; offsets follow on per direction unless given."""
-    a = Http1Analyzer(conversation)
+    a = Http1Analyzer(conversation, spill)
     offsets = {C2S: 0, S2C: 0}
     for frame, ev in enumerate(events, start=1):
         kind, direction = ev[0], ev[1]
@@ -676,6 +676,65 @@ def test_a_response_after_its_request_was_dropped(monkeypatch: pytest.MonkeyPatc
     assert a.exchanges[10].request is None and a.exchanges[10].findings == (0,)
     assert all(e.request is not None and e.response is not None for e in a.exchanges if e.index != bad)
     assert all(m is http1.DROPPED for k in range(10, n - 4) if k != bad for m in (a._s2c.messages[k],))
+
+
+def _spilled_and_not(events: list[tuple], monkeypatch: pytest.MonkeyPatch) -> tuple[Run, Run]:
+    """``events`` played with every settled exchange spilled (one final response behind the last) and without."""
+    from pcapcheck.analyzers import http1
+
+    kept = play(events)
+    monkeypatch.setattr(http1, "SPILL_AFTER", 0)
+    monkeypatch.setattr(http1, "SPILL_LAG", 1)
+    monkeypatch.setattr(http1, "SPILL_CHUNK", 2)
+    spill = ExchangeSpill()
+    try:
+        spilled = play(events, spill=spill)
+        assert spilled.analyzer.exchanges == kept.analyzer.exchanges
+    finally:
+        spill.close()
+    return spilled, kept
+
+
+def test_spilled_exchanges_wait_for_late_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Responses framed before their requests came (after an overflow): they are not spilled while the request
+    side may still send those requests, so each exchange gets its request as when nothing is spilled."""
+    events = [*_one_side(S2C, 200, set(), body=2048), *(("data", C2S, GET) for _ in range(200)),
+              ("end", C2S, "fin"), ("end", S2C, "fin")]
+    spilled, _ = _spilled_and_not(events, monkeypatch)
+    assert all(e.request is not None for e in spilled.analyzer.exchanges)
+
+
+def test_spilled_exchanges_wait_for_a_request_still_being_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request whose body is still coming when later responses are done is not spilled half read."""
+    post = b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n"
+    events = [("data", C2S, GET), ("data", C2S, post + b"01234"), *_one_side(S2C, 200, set(), body=2048),
+              ("data", C2S, b"56789"), ("end", C2S, "fin"), ("end", S2C, "fin")]
+    spilled, _ = _spilled_and_not(events, monkeypatch)
+    ex = spilled.analyzer.exchanges
+    assert ex[1].request.state is MessageState.COMPLETE and ex[1].request.body_length == 10
+    assert spilled.analyzer._settled == 1  # exchange 0; then request 1 was still being read
+
+
+def test_a_long_connection_holds_only_its_last_exchanges() -> None:
+    """With a spill, the readers hold the messages of the last SPILL_LAG exchanges or so, not of all the kept
+    ones (KEEP_FIRST): the others wait in the spill file, and come back in order, as without it."""
+    from pcapcheck.analyzers import http1
+
+    n = http1.SPILL_AFTER + 3 * http1.SPILL_CHUNK + 5
+    events: list[tuple] = []
+    for i in range(n):
+        events += [("data", C2S, b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i), ("data", S2C, resp(b"Content-Length: 2\r\n", b"ok"))]
+    events += [("end", C2S, "fin"), ("end", S2C, "fin")]
+    spill = ExchangeSpill()
+    try:
+        a = play(events, spill=spill).analyzer
+        held = [m for r in (a._c2s, a._s2c) for m in r.messages if m is not http1.DROPPED]
+        assert http1.SPILL_LAG * 2 <= len(held) <= (http1.SPILL_LAG + http1.SPILL_CHUNK) * 2
+        assert len(a._spilled) == (n - http1.SPILL_LAG) // http1.SPILL_CHUNK
+        assert a.exchanges == play(events).analyzer.exchanges
+        assert [e.request.target for e in a.exchanges] == [b"/%d" % i for i in range(n)]
+    finally:
+        spill.close()
 
 
 # --- capture loss and the end of the stream ------------------------------------------------------------------

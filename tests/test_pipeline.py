@@ -7,7 +7,7 @@ from pathlib import Path
 from fixtures import builder as b
 from pcapcheck.config import Options
 from pcapcheck.pipeline import Analysis
-from tests.conftest import FIXTURES
+from tests.conftest import CORPUS, FIXTURES
 
 C, S = "192.168.1.10", "10.1.1.1"
 SYN, ACK, RST, PSH = 0x02, 0x10, 0x04, 0x08
@@ -336,6 +336,34 @@ def test_the_http_analyzer_is_made_at_the_first_byte_with_the_same_results(tmp_p
     for p, got in zip(paths[1:], lazy[1:]):
         assert got == _results_json(p), p
     assert any('"http.' in r or '"request"' in r for r in lazy[0])  # the late bytes were analyzed as HTTP
+
+
+def test_long_conversations_spill_their_exchanges_with_the_same_results(monkeypatch) -> None:
+    """A conversation with many exchanges pickles its settled ones to the run's ExchangeSpill and reads them back
+    at finish (analyzers.http1.SPILL_AFTER): every result is the same as when they stay in memory. Every fixture
+    (and the shared corpus when there), with every exchange spilled one final response behind the last, two per
+    write, so pipelining, interim responses, losses, tunnels and one-sided streams all pass through it."""
+    import pcapcheck.analyzers.http1 as http1
+
+    paths = [str(p) for p in sorted(FIXTURES.glob("*.pcap*"))]
+    if CORPUS.is_dir():
+        paths += [str(p) for p in sorted(CORPUS.rglob("*")) if p.suffix in (".pcap", ".pcapng", ".cap")
+                  and p.stat().st_size < 2_000_000]
+    in_memory = {p: _results_json(p) for p in paths}
+    writes = []
+    real_write = http1.ExchangeSpill.write
+
+    def write(self, exchanges):
+        writes.append(len(exchanges))
+        return real_write(self, exchanges)
+
+    monkeypatch.setattr(http1.ExchangeSpill, "write", write)
+    monkeypatch.setattr(http1, "SPILL_AFTER", 0)
+    monkeypatch.setattr(http1, "SPILL_LAG", 1)
+    monkeypatch.setattr(http1, "SPILL_CHUNK", 2)
+    for p in paths:
+        assert _results_json(p) == in_memory[p], p
+    assert len(writes) > 20 and set(writes) == {2}
 
 
 def _held_at_end(path: str, options: Options, sink, measure):

@@ -333,6 +333,27 @@ def test_worker_output_identical(tmp_path, early_worker, small_limit):
     check_links(b)
 
 
+def test_worker_queue_is_bounded_by_bytes(tmp_path, early_worker, small_limit, monkeypatch):
+    """Jobs wait for the worker by their pickled size too (WORKER_QUEUE_BYTES), not only by count: with a bound
+    of one byte, at most one job is queued at a time (the next waits until the worker took it). Same pages."""
+    n = small_limit - 1  # every conversation gets a page (provisional ones too, sent pickled from the spool)
+    results = _many(n) + [dataclasses.replace(s.incident1(), id=n)]
+    render_all(tmp_path / "free", results, workers=1)
+    monkeypatch.setattr(html_report, "WORKER_QUEUE_BYTES", 1)
+    queued = []
+    real_send = HtmlReport._send
+
+    def send(self, job, size=0):
+        real_send(self, job, size)
+        queued.append(len(self._queued))
+
+    monkeypatch.setattr(HtmlReport, "_send", send)
+    render_all(tmp_path / "bound", results, workers=1)
+    assert len(queued) > 5 and max(queued) == 1
+    for p in (tmp_path / "free").iterdir():
+        assert p.read_bytes() == (tmp_path / "bound" / p.name).read_bytes(), p.name
+
+
 def test_worker_error_is_raised(tmp_path, early_worker, monkeypatch):
     real = views.build_conversation
 

@@ -14,6 +14,8 @@ the direction.
 
 from __future__ import annotations
 
+import pickle
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +25,7 @@ from pcapcheck.http.abnf import KNOWN_METHODS
 from pcapcheck.http.codes import CODES
 from pcapcheck.http.framing import Tunnel
 from pcapcheck.http.issues import Issue
-from pcapcheck.http.model import HttpExchange, Pairing
+from pcapcheck.http.model import HttpExchange, MessageState, Pairing
 from pcapcheck.http.peers import peers_for
 from pcapcheck.http.proxy import recognize
 from pcapcheck.http.reader import (
@@ -49,12 +51,59 @@ KEEP_LAST = 64
 # Findings of one code reported one by one per conversation; further ones are counted in one more finding of the
 # code at finish (the same fault on every response of a long connection: each finding costs about 5 KB).
 FINDINGS_PER_CODE = 1000
-DROPPED = MessageBuilder.__new__(MessageBuilder)  # in a reader's ``messages``: a message of a dropped exchange
+DROPPED = MessageBuilder.__new__(MessageBuilder)  # in a reader's ``messages``: a message no longer held (dropped
+# or spilled)
+# A conversation with an ExchangeSpill writes its settled exchanges there once it has had SPILL_AFTER final
+# responses: those SPILL_LAG final responses behind the last one (the point where _drop judges them, so nothing
+# about them can change any more) are pickled, SPILL_CHUNK at a time, and only read back at finish. Memory then
+# holds the last SPILL_LAG exchanges or so, not the KEEP_FIRST first ones (about 6 KB each with their heads: 12
+# MB a connection, and a proxy keeps hundreds of them open). Conversations of fewer exchanges never spill.
+SPILL_AFTER = 128
+SPILL_LAG = KEEP_LAST
+SPILL_CHUNK = 64
+_IN_PROGRESS = MessageState.IN_PROGRESS
+
+
+class ExchangeSpill:
+    """Where long conversations' settled exchanges wait for their report: an unnamed temporary file (one per
+    Analysis, shared by its conversations, created at the first write; the space is not reused: it grows as the
+    exchanges report.json will list)."""
+
+    def __init__(self) -> None:
+        self._file: Any = None
+
+    def write(self, exchanges: list[HttpExchange]) -> tuple[int, int]:
+        """Store ``exchanges``; returns where, for ``read``."""
+        data = pickle.dumps(exchanges, pickle.HIGHEST_PROTOCOL)
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="pcapcheck-http-")  # noqa: SIM115 (closed in close())
+        offset = self._file.seek(0, 2)
+        self._file.write(data)
+        return offset, len(data)
+
+    def read(self, where: tuple[int, int]) -> list[HttpExchange]:
+        offset, length = where
+        f = self._file
+        f.flush()
+        f.seek(offset)
+        data = f.read(length)
+        if len(data) != length:
+            raise OSError(f"the exchange spill file ended early ({len(data)} of {length} bytes at {offset})")
+        return pickle.loads(data)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class Http1Analyzer:
-    def __init__(self, conversation: int) -> None:
+    def __init__(self, conversation: int, spill: ExchangeSpill | None = None) -> None:
         self.conversation = conversation
+        self._spill = spill
+        self._settled = 0  # exchanges below this one were spilled or dropped: no reader holds their messages
+        self._spilled: list[tuple[int, int]] = []  # where in _spill, in exchange order
+        self._unwritten: list[HttpExchange] = []  # settled, to be spilled with the next chunk
         self._c2s = DirectionReader(C2S, self)
         self._s2c = DirectionReader(S2C, self)
         self._findings: dict[int, Finding] = {}
@@ -134,29 +183,36 @@ class Http1Analyzer:
 
     @property
     def exchanges(self) -> list[HttpExchange]:
+        out: list[HttpExchange] = []
+        for where in self._spilled:
+            out += self._spill.read(where)  # type: ignore[union-attr]
+        out += self._unwritten
         requests = self._c2s.messages
         count = max(len(requests), self._final_count, max(self._interim, default=-1) + 1)
-        out = []
-        for k in range(count):
-            req = requests[k] if k < len(requests) else None
-            resp = self._finals.get(k)
-            if req is DROPPED or req is None:
-                if resp is None and k not in self._interim:  # dropped (_drop)
-                    continue
-                req = None
-            interim = tuple(m.freeze() for m in self._interim.get(k, ()))
-            uncertain = any(m.after_loss for m in (req, resp) if m is not None)
-            out.append(
-                HttpExchange(
-                    index=k,
-                    request=req.freeze() if req is not None else None,
-                    interim=interim,
-                    response=resp.freeze() if resp is not None else None,
-                    pairing=Pairing.UNCERTAIN if uncertain else Pairing.IN_ORDER,
-                    tunnel=resp is not None and isinstance(resp.framing, Tunnel),
-                )
-            )
+        for k in range(self._settled, count):
+            exchange = self._exchange(k)
+            if exchange is not None:
+                out.append(exchange)
         return out
+
+    def _exchange(self, k: int) -> HttpExchange | None:
+        """Exchange ``k`` as the report sees it; None if it was dropped."""
+        requests = self._c2s.messages
+        req = requests[k] if k < len(requests) else None
+        resp = self._finals.get(k)
+        if req is DROPPED or req is None:
+            if resp is None and k not in self._interim:  # dropped (_drop)
+                return None
+            req = None
+        uncertain = any(m.after_loss for m in (req, resp) if m is not None)
+        return HttpExchange(
+            index=k,
+            request=req.freeze() if req is not None else None,
+            interim=tuple(m.freeze() for m in self._interim.get(k, ())),
+            response=resp.freeze() if resp is not None else None,
+            pairing=Pairing.UNCERTAIN if uncertain else Pairing.IN_ORDER,
+            tunnel=resp is not None and isinstance(resp.framing, Tunnel),
+        )
 
     def summary(self) -> dict[str, Any]:
         """Per direction: detected as HTTP, messages, bytes skipped unparsed, bytes lost, assumptions made."""
@@ -279,6 +335,8 @@ class Http1Analyzer:
                     self.dropped -= 1  # reported after all, without its request (exchanges)
                 else:
                     self._forget_responses(k, msg)
+            if k >= SPILL_AFTER and self._spill is not None:
+                self._settle(k)
             if (
                 isinstance(msg.framing, Tunnel)
                 and self._c2s.pause is None
@@ -348,6 +406,35 @@ class Http1Analyzer:
         if resp is not None:
             self._forget_responses(k, resp)
         self.dropped += 1
+
+    def _settle(self, last: int) -> None:
+        """Spill the exchanges SPILL_LAG final responses behind ``last`` (the final response just done), and
+        those before them not yet spilled; beyond KEEP_FIRST only those _drop has judged (and kept)."""
+        requests, responses = self._c2s.messages, self._s2c.messages
+        stop = last - SPILL_LAG
+        if stop >= KEEP_FIRST:
+            stop = max(KEEP_FIRST - 1, min(stop, last - KEEP_LAST))
+        k = self._settled
+        while k <= stop:
+            req = requests[k] if k < len(requests) else None
+            if req is None:
+                if self._c2s.can_produce:
+                    break  # the request may still come (a request side far behind, see _requests_stalled): wait
+            elif req is not DROPPED and req.state is _IN_PROGRESS:
+                break  # still being read: wait
+            exchange = self._exchange(k)
+            if exchange is not None:
+                self._unwritten.append(exchange)
+            if req is not None:
+                requests[k] = DROPPED
+            resp = self._finals.pop(k, None)
+            for m in (*self._interim.pop(k, ()), *((resp,) if resp is not None else ())):
+                responses[m.index] = DROPPED
+            k += 1
+        self._settled = k
+        if len(self._unwritten) >= SPILL_CHUNK:
+            self._spilled.append(self._spill.write(self._unwritten))  # type: ignore[union-attr]
+            self._unwritten = []
 
     def _forget_responses(self, k: int, resp: MessageBuilder) -> None:
         responses = self._s2c.messages

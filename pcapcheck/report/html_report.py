@@ -34,6 +34,7 @@ Only this module imports jinja2. One Environment per process; its compiled templ
 from __future__ import annotations
 
 import base64
+import collections
 import gc
 import hashlib
 import itertools
@@ -46,6 +47,7 @@ import shutil
 import signal
 import struct
 import tempfile
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from operator import attrgetter
@@ -66,6 +68,9 @@ PAGE_LIMIT = 2000
 PAGES = ("auto", "all")
 WORKER_AFTER = 8  # pages rendered in this process before a worker is started
 WORKER_QUEUE = 32  # conversations waiting for the worker at most (back-pressure on the pipeline)
+# ... and their pickled results' bytes at most, beyond one (a keep-alive connection's 2,000 exchanges pickle to
+# about 4 MB: 32 of them waiting would be most of a run's memory)
+WORKER_QUEUE_BYTES = 32 * 2**20
 
 _ENV: jinja2.Environment | None = None
 _PAGE_FILE = re.compile(r"(?:in[1-9][0-9]*-)?conv-(?:0|[1-9][0-9]*)(?:-part(?:[2-9]|[1-9][0-9]+))?\.html")  # page_name's
@@ -181,8 +186,8 @@ def _render_worker(jobs: Any, errors: Any, outdir: Path, timestamp: str | None) 
             if failed:
                 continue
             try:
-                name, result, path = job
-                view = views.build_conversation(result, input_path=path, timestamp=timestamp)
+                name, data, path = job
+                view = views.build_conversation(pickle.loads(data), input_path=path, timestamp=timestamp)
                 _write_file(outdir / name, page.render(c=view))
             except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
                 errors.put(traceback.format_exc())
@@ -398,11 +403,14 @@ class HtmlReport:
         self._summaries = _SummarySpool()
         self._provisional: list[int] = []  # positions in _summaries whose page exists only under PAGE_LIMIT
         self._spool: Any = None  # their pickled results, rendered by finish() when the run stays under the limit
+        self._spooled: list[tuple[int, str | None]] = []  # each one's length in _spool, and its input's path
         self._over = False  # the count passed PAGE_LIMIT: no more provisional pages
         self.seen = seen
         self._codes = views.CodeIndex()
         self._rendered = 0
         self._worker: Any = None
+        self._queued: collections.deque[int] = collections.deque()  # the sizes of the jobs sent, oldest first
+        self._queued_bytes = 0  # their sum (those the worker has taken are forgotten in _send)
         self._jobs: Any = None
         self._errors: Any = None
         self.outdir.mkdir(parents=True, exist_ok=True)
@@ -416,7 +424,7 @@ class HtmlReport:
         page = None
         if keep:
             page = views.page_name(result.input_index, result.id, result.part)
-            self._render(page, result)
+            self._render(page, result, self._input_path(result))
         elif not self._over:
             n = self.seen() if self.seen is not None else len(self._summaries) + 1
             if n > PAGE_LIMIT:
@@ -425,7 +433,9 @@ class HtmlReport:
                 page = views.page_name(result.input_index, result.id, result.part)
                 if self._spool is None:
                     self._spool = tempfile.TemporaryFile(prefix="pcapcheck-pages-")  # noqa: SIM115 (closed in _drop_provisional/_render_provisional)
-                pickle.dump(result, self._spool, protocol=pickle.HIGHEST_PROTOCOL)
+                data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+                self._spool.write(data)
+                self._spooled.append((len(data), self._input_path(result)))
                 self._provisional.append(len(self._summaries))
                 self._summaries.keys.hold = True  # its key is patched or read by position later
         self._summaries.add(ConversationSummary.of(result, page))
@@ -434,16 +444,21 @@ class HtmlReport:
     def _input_path(self, result: ConversationResult) -> str | None:
         return self.inputs[result.input_index] if result.input_index < len(self.inputs) else None
 
-    def _render(self, name: str, result: ConversationResult) -> None:
-        path = self._input_path(result)
+    def _render(self, name: str, result: ConversationResult | bytes, path: str | None) -> None:
+        """Write a page, here or in the worker; ``result`` may be pickled already (a provisional page's)."""
         self._rendered += 1
         if self._worker is None and self.workers and self._rendered > WORKER_AFTER:
             self._start_worker()
         if self._worker is None:
+            if isinstance(result, bytes):
+                result = pickle.loads(result)
             view = views.build_conversation(result, input_path=path, timestamp=self.timestamp)
             _write_file(self.outdir / name, self._page.render(c=view))
         else:
-            self._send((name, result, path))
+            # pickled here, not by the queue's feeder thread: what waits in the queue is then bytes, a third of the
+            # objects' size, and counted (WORKER_QUEUE_BYTES)
+            data = result if isinstance(result, bytes) else pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+            self._send((name, data, path), len(data))
 
     def _start_worker(self) -> None:
         ctx = multiprocessing.get_context("fork")
@@ -453,15 +468,31 @@ class HtmlReport:
                                    name="pcapcheck-render", daemon=True)
         self._worker.start()
 
-    def _send(self, job: Any) -> None:
+    def _send(self, job: Any, size: int = 0) -> None:
+        queued = self._queued
         while True:
             self._raise_worker_error()
+            if queued and self._queued_bytes + size > WORKER_QUEUE_BYTES:
+                try:
+                    waiting = self._jobs.qsize()  # sent and not yet taken by the worker
+                except NotImplementedError:  # (macOS): the count bound only
+                    waiting = 0
+                while len(queued) > waiting:
+                    self._queued_bytes -= queued.popleft()
+                if queued and self._queued_bytes + size > WORKER_QUEUE_BYTES:
+                    if not self._worker.is_alive():
+                        raise RuntimeError("the page-rendering worker process died")
+                    time.sleep(0.005)
+                    continue
             try:
                 self._jobs.put(job, timeout=1)
-                return
             except queue.Full:
                 if not self._worker.is_alive():
                     raise RuntimeError("the page-rendering worker process died") from None
+                continue
+            queued.append(size)
+            self._queued_bytes += size
+            return
 
     def _raise_worker_error(self, wait: float = 0) -> None:
         try:
@@ -477,6 +508,7 @@ class HtmlReport:
         for pos in self._provisional:
             self._summaries.drop_page(pos)
         self._provisional = []
+        self._spooled = []
         self._summaries.keys.hold = False
         if self._spool is not None:
             self._spool.close()
@@ -491,10 +523,10 @@ class HtmlReport:
         if spool is not None:
             with spool, fewer_collections():
                 spool.seek(0)
-                for pos in self._provisional:
-                    result = pickle.load(spool)
-                    self._render(self._summaries.page(pos), result)
+                for pos, (length, path) in zip(self._provisional, self._spooled):
+                    self._render(self._summaries.page(pos), spool.read(length), path)  # unpickled where rendered
         self._provisional = []
+        self._spooled = []
         self._summaries.keys.hold = False
         self._wait_worker()
 
@@ -506,6 +538,8 @@ class HtmlReport:
         code = self._worker.exitcode
         self._raise_worker_error(wait=0.1)
         self._worker = None
+        self._queued.clear()
+        self._queued_bytes = 0
         self._end_queues(wait=True)
         if code != 0:
             raise RuntimeError(f"the page-rendering worker process exited with status {code}")
@@ -535,6 +569,8 @@ class HtmlReport:
             self._worker.terminate()
             self._worker.join()
             self._worker = None
+            self._queued.clear()
+            self._queued_bytes = 0
             self._end_queues(wait=False)
 
     def pages_written(self) -> dict[tuple[int, int], str]:
