@@ -684,6 +684,7 @@ def _spilled_and_not(events: list[tuple], monkeypatch: pytest.MonkeyPatch) -> tu
 
     kept = play(events)
     monkeypatch.setattr(http1, "SPILL_AFTER", 0)
+    monkeypatch.setattr(http1, "LONG_IN_MEMORY", 0)
     monkeypatch.setattr(http1, "SPILL_LAG", 1)
     monkeypatch.setattr(http1, "SPILL_CHUNK", 2)
     spill = ExchangeSpill()
@@ -715,26 +716,38 @@ def test_spilled_exchanges_wait_for_a_request_still_being_read(monkeypatch: pyte
     assert spilled.analyzer._settled == 1  # exchange 0; then request 1 was still being read
 
 
-def test_a_long_connection_holds_only_its_last_exchanges() -> None:
-    """With a spill, the readers hold the messages of the last SPILL_LAG exchanges or so, not of all the kept
-    ones (KEEP_FIRST): the others wait in the spill file, and come back in order, as without it."""
+def test_long_connections_hold_only_their_last_exchanges_when_many_are_open() -> None:
+    """With a spill, while more than LONG_IN_MEMORY long conversations are open, the readers hold the messages of
+    the last SPILL_LAG exchanges or so, not of all the kept ones (KEEP_FIRST): the others wait in the spill file
+    and come back in order, as without it. With fewer open, nothing is spilled (pickling costs time)."""
     from pcapcheck.analyzers import http1
 
     n = http1.SPILL_AFTER + 3 * http1.SPILL_CHUNK + 5
     events: list[tuple] = []
     for i in range(n):
-        events += [("data", C2S, b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i), ("data", S2C, resp(b"Content-Length: 2\r\n", b"ok"))]
+        events += [("data", C2S, b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i),
+                   ("data", S2C, resp(b"Content-Length: 2\r\n", b"ok"))]
     events += [("end", C2S, "fin"), ("end", S2C, "fin")]
-    spill = ExchangeSpill()
-    try:
-        a = play(events, spill=spill).analyzer
-        held = [m for r in (a._c2s, a._s2c) for m in r.messages if m is not http1.DROPPED]
-        assert http1.SPILL_LAG * 2 <= len(held) <= (http1.SPILL_LAG + http1.SPILL_CHUNK) * 2
-        assert len(a._spilled) == (n - http1.SPILL_LAG) // http1.SPILL_CHUNK
-        assert a.exchanges == play(events).analyzer.exchanges
-        assert [e.request.target for e in a.exchanges] == [b"/%d" % i for i in range(n)]
-    finally:
-        spill.close()
+    expected = play(events).analyzer.exchanges
+    assert [e.request.target for e in expected] == [b"/%d" % i for i in range(n)]
+
+    def held(a: Http1Analyzer) -> int:
+        return sum(m is not http1.DROPPED for r in (a._c2s, a._s2c) for m in r.messages)
+
+    for others, spilled in ((http1.LONG_IN_MEMORY - 1, False), (http1.LONG_IN_MEMORY, True)):
+        spill = ExchangeSpill()
+        spill.long_open = others  # long conversations open besides this one
+        try:
+            a = play(events, spill=spill).analyzer
+            assert spill.long_open == others  # this one counted while open, not after its finish
+            if spilled:
+                assert http1.SPILL_LAG * 2 <= held(a) <= (http1.SPILL_LAG + http1.SPILL_CHUNK) * 2
+                assert len(a._spilled) == (n - http1.SPILL_LAG) // http1.SPILL_CHUNK
+            else:
+                assert held(a) == 2 * n and not a._spilled and spill._file is None
+            assert a.exchanges == expected
+        finally:
+            spill.close()
 
 
 # --- capture loss and the end of the stream ------------------------------------------------------------------

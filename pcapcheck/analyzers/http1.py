@@ -54,11 +54,14 @@ FINDINGS_PER_CODE = 1000
 DROPPED = MessageBuilder.__new__(MessageBuilder)  # in a reader's ``messages``: a message no longer held (dropped
 # or spilled)
 # A conversation with an ExchangeSpill writes its settled exchanges there once it has had SPILL_AFTER final
-# responses: those SPILL_LAG final responses behind the last one (the point where _drop judges them, so nothing
-# about them can change any more) are pickled, SPILL_CHUNK at a time, and only read back at finish. Memory then
-# holds the last SPILL_LAG exchanges or so, not the KEEP_FIRST first ones (about 6 KB each with their heads: 12
-# MB a connection, and a proxy keeps hundreds of them open). Conversations of fewer exchanges never spill.
+# responses, while more than LONG_IN_MEMORY such long conversations are open: those SPILL_LAG final responses
+# behind the last one (the point where _drop judges them, so nothing about them can change any more) are
+# pickled, SPILL_CHUNK at a time, and only read back at finish. Memory then holds the last SPILL_LAG exchanges or
+# so, not the KEEP_FIRST first ones (about 6 KB each with their heads: 12 MB a connection, and a proxy keeps
+# hundreds of them open). Pickling and loading an exchange again costs about 30 us, as much as a seventh of
+# analyzing it: a few long conversations stay in memory, and short ones never spill.
 SPILL_AFTER = 128
+LONG_IN_MEMORY = 4
 SPILL_LAG = KEEP_LAST
 SPILL_CHUNK = 64
 _IN_PROGRESS = MessageState.IN_PROGRESS
@@ -71,6 +74,7 @@ class ExchangeSpill:
 
     def __init__(self) -> None:
         self._file: Any = None
+        self.long_open = 0  # conversations that have had SPILL_AFTER final responses, not finished yet
 
     def write(self, exchanges: list[HttpExchange]) -> tuple[int, int]:
         """Store ``exchanges``; returns where, for ``read``."""
@@ -104,6 +108,7 @@ class Http1Analyzer:
         self._settled = 0  # exchanges below this one were spilled or dropped: no reader holds their messages
         self._spilled: list[tuple[int, int]] = []  # where in _spill, in exchange order
         self._unwritten: list[HttpExchange] = []  # settled, to be spilled with the next chunk
+        self._long = False  # counted in _spill.long_open
         self._c2s = DirectionReader(C2S, self)
         self._s2c = DirectionReader(S2C, self)
         self._findings: dict[int, Finding] = {}
@@ -175,6 +180,9 @@ class Http1Analyzer:
                     rule=CODES[code].rule,
                 )
             self._result = [self._findings[i] for i in sorted(self._findings)]
+            if self._long:
+                self._long = False
+                self._spill.long_open -= 1  # type: ignore[union-attr]
         return list(self._result)
 
     @property
@@ -336,7 +344,12 @@ class Http1Analyzer:
                 else:
                     self._forget_responses(k, msg)
             if k >= SPILL_AFTER and self._spill is not None:
-                self._settle(k)
+                spill = self._spill
+                if not self._long:
+                    self._long = True
+                    spill.long_open += 1
+                if spill.long_open > LONG_IN_MEMORY:
+                    self._settle(k)
             if (
                 isinstance(msg.framing, Tunnel)
                 and self._c2s.pause is None
