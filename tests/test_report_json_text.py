@@ -180,6 +180,22 @@ def test_messages(changes):
     same(HttpExchange(0, m, (), None, Pairing.IN_ORDER, False))
 
 
+def test_json_gives_the_first_kib_of_a_body():
+    """report.json's body_excerpt is the body's first KiB (JSON_BODY_EXCERPT, as the page shows), truncated when
+    the body had more, though the message keeps more (for recognising proxy error pages)."""
+    from pcapcheck.http.model import JSON_BODY_EXCERPT
+
+    body = bytes(range(256)) * 12  # 3 KiB, binary
+    for length, kept, truncated in ((len(body), body, True), (JSON_BODY_EXCERPT, body[:JSON_BODY_EXCERPT], False),
+                                    (JSON_BODY_EXCERPT + 1, body[:JSON_BODY_EXCERPT], True), (10, body[:10], False)):
+        m = message(**{**RESPONSE, "body_excerpt": kept, "body_length": length})
+        got = json.loads(m.json_text(_dumps_line))
+        assert got["body_excerpt"] == escape(body[: min(length, JSON_BODY_EXCERPT)])
+        assert got["body_excerpt_truncated"] is truncated
+        assert m.body_excerpt == kept
+        same(m)
+
+
 def test_exchanges_and_conversation_with_long_values_everywhere():
     """Long byte strings are kept aside in text order; interim responses come before the request in the text."""
     big = {"body_excerpt": ALL_BYTES * 8, "raw_head": TEXT}

@@ -24,6 +24,11 @@ def escape(value: bytes) -> str:
 
 _FIELD_TEXT = object_template("frame", "name", "offset", "value")  # a header field in to_json
 _BOOL_TEXT = {False: "false", True: "true"}
+# Body bytes report.json gives of a message (``body_excerpt``; ``body_excerpt_truncated`` when the body had more):
+# the first KiB, as much as its page shows (views.BODY_TEXT_SHOWN). The message keeps more (reader.BODY_KEEP,
+# for recognising proxy error pages); written as escaped text, a binary body's 4 KiB took 16-20 KB of JSON, most
+# of a report (62% of the benchmark capture's).
+JSON_BODY_EXCERPT = 1024
 
 
 def _fields_text(fields: tuple[HeaderField, ...], dumps: Callable[[Any], str]) -> str:
@@ -137,8 +142,8 @@ class HttpMessage:
             "body_length": self.body_length,
             "wire_body_length": self.wire_body_length,
             "body_missing": self.body_missing,
-            "body_excerpt": escape(self.body_excerpt),
-            "body_excerpt_truncated": len(self.body_excerpt) < self.body_length - self.body_missing,
+            "body_excerpt": escape(self.body_excerpt[:JSON_BODY_EXCERPT]),
+            "body_excerpt_truncated": len(self.body_excerpt[:JSON_BODY_EXCERPT]) < self.body_length - self.body_missing,
             "trailers": [
                 {"name": escape(h.name), "value": escape(h.value), "frame": h.frame, "offset": h.offset}
                 for h in self.trailers
@@ -184,6 +189,8 @@ class HttpMessage:
              wire_body_length, body_missing, chunks, first_frame, last_frame, offset, end_offset) = (
                 [json_value(x, dumps) for x in scalars])
         body = self.body_excerpt
+        if len(body) > JSON_BODY_EXCERPT:
+            body = body[:JSON_BODY_EXCERPT]
         framing = self.framing
         framing_text = _FRAMING_TEXT.get(type(framing))
         if framing_text is None:
