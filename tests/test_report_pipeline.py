@@ -173,6 +173,39 @@ def test_a_long_keep_alive_conversation_keeps_a_bounded_report(tmp_path):
     assert f"<h3>{n}. GET /item/{n - 1} HTTP/1.1" in page and "<h3>101. " not in page
 
 
+def test_a_page_is_pickled_with_only_the_exchanges_it_shows(tmp_path):
+    """A result pickled for its page (provisional, or for the render worker) carries only the exchanges the page
+    shows, the others as None in their places: the same page, from a far smaller pickle."""
+    import pickle
+
+    from pcapcheck.analyzers import http1
+    from pcapcheck.report import html_report
+
+    n, bad = http1.KEEP_FIRST + 500, {150, http1.KEEP_FIRST + 200}
+    _keepalive(tmp_path / "ka.pcap", n, bad)
+    results = []
+
+    class Keep:
+        def conversation(self, r):
+            results.append(r)
+
+    pipeline.Analysis(config.Options(), Keep()).run([str(tmp_path / "ka.pcap")])
+    (r,) = results
+    trimmed = html_report._for_page(r)
+    shown = [x for x in trimmed.http if x is not None]
+    assert len(trimmed.http) == len(r.http) and len(shown) == 100 + 20 + 2
+    assert {x.index for x in shown} >= bad
+    full, small = pickle.dumps(r), pickle.dumps(trimmed)
+    assert len(small) * 3 < len(full)
+    page = html_report.render_conversation(r, input_path="ka.pcap")
+    assert html_report.render_conversation(pickle.loads(small), input_path="ka.pcap") == page
+    few = tmp_path / "few.pcap"
+    _keepalive(few, 300, {150})
+    results.clear()
+    pipeline.Analysis(config.Options(), Keep()).run([str(few)])
+    assert html_report._for_page(results[0]) is results[0]  # a page that shows every exchange: as it is
+
+
 def test_few_exchanges_are_all_kept(tmp_path):
     _keepalive(tmp_path / "ka.pcap", 300, {150})
     analyze([tmp_path / "ka.pcap"], tmp_path)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import dataclasses
 import gc
 import hashlib
 import itertools
@@ -162,6 +163,18 @@ def default_workers() -> int:
     except AttributeError:
         cores = os.cpu_count() or 1
     return 1 if cores > 1 and "fork" in multiprocessing.get_all_start_methods() else 0
+
+
+def _for_page(result: ConversationResult) -> ConversationResult:
+    """``result`` as its page needs it, to be pickled for later or for the worker: the HTTP exchanges the page does
+    not show (views.shown_exchanges: a long keep-alive connection's first 100, last 20 and up to 200 with a
+    finding) replaced by None. Their count and places stay, so the page picks the same ones and says how many
+    there were; 2,064 exchanges pickled for 320 shown cost most of such a page's pickling."""
+    http = result.http
+    if len(http) <= views.PAGE_EXCHANGES_FIRST + views.PAGE_EXCHANGES_LAST + views.PAGE_EXCHANGES_MARKED:
+        return result
+    shown = set(views.shown_exchanges(http))
+    return dataclasses.replace(result, http=tuple(x if i in shown else None for i, x in enumerate(http)))
 
 
 def _write_file(path: Path, text: str) -> None:
@@ -433,7 +446,7 @@ class HtmlReport:
                 page = views.page_name(result.input_index, result.id, result.part)
                 if self._spool is None:
                     self._spool = tempfile.TemporaryFile(prefix="pcapcheck-pages-")  # noqa: SIM115 (closed in _drop_provisional/_render_provisional)
-                data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+                data = pickle.dumps(_for_page(result), protocol=pickle.HIGHEST_PROTOCOL)
                 self._spool.write(data)
                 self._spooled.append((len(data), self._input_path(result)))
                 self._provisional.append(len(self._summaries))
@@ -457,7 +470,8 @@ class HtmlReport:
         else:
             # pickled here, not by the queue's feeder thread: what waits in the queue is then bytes, a third of the
             # objects' size, and counted (WORKER_QUEUE_BYTES)
-            data = result if isinstance(result, bytes) else pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+            data = result if isinstance(result, bytes) else pickle.dumps(_for_page(result),
+                                                                         protocol=pickle.HIGHEST_PROTOCOL)
             self._send((name, data, path), len(data))
 
     def _start_worker(self) -> None:
