@@ -51,8 +51,8 @@ KEEP_LAST = 64
 # Findings of one code reported one by one per conversation; further ones are counted in one more finding of the
 # code at finish (the same fault on every response of a long connection: each finding costs about 5 KB).
 FINDINGS_PER_CODE = 1000
-DROPPED = MessageBuilder.__new__(MessageBuilder)  # in a reader's ``messages``: a message no longer held (dropped
-# or spilled)
+# In a reader's ``messages``: a message no longer held (of an exchange dropped, or spilled).
+DROPPED = MessageBuilder.__new__(MessageBuilder)
 # A conversation with an ExchangeSpill writes its settled exchanges there once it has had SPILL_AFTER final
 # responses, while more than LONG_IN_MEMORY such long conversations are open: those SPILL_LAG final responses
 # behind the last one (the point where _drop judges them, so nothing about them can change any more) are
@@ -342,7 +342,7 @@ class Http1Analyzer:
                 if msg.findings or any(m.findings for m in self._interim.get(k, ())):
                     self.dropped -= 1  # reported after all, without its request (exchanges)
                 else:
-                    self._forget_responses(k, msg)
+                    self._forget_responses(k)
             if k >= SPILL_AFTER and self._spill is not None:
                 spill = self._spill
                 if not self._long:
@@ -416,14 +416,13 @@ class Http1Analyzer:
             return
         if req is not None:
             requests[k] = DROPPED
-        if resp is not None:
-            self._forget_responses(k, resp)
+        self._forget_responses(k)
         self.dropped += 1
 
     def _settle(self, last: int) -> None:
         """Spill the exchanges SPILL_LAG final responses behind ``last`` (the final response just done), and
         those before them not yet spilled; beyond KEEP_FIRST only those _drop has judged (and kept)."""
-        requests, responses = self._c2s.messages, self._s2c.messages
+        requests = self._c2s.messages
         stop = last - SPILL_LAG
         if stop >= KEEP_FIRST:
             stop = max(KEEP_FIRST - 1, min(stop, last - KEEP_LAST))
@@ -440,20 +439,21 @@ class Http1Analyzer:
                 self._unwritten.append(exchange)
             if req is not None:
                 requests[k] = DROPPED
-            resp = self._finals.pop(k, None)
-            for m in (*self._interim.pop(k, ()), *((resp,) if resp is not None else ())):
-                responses[m.index] = DROPPED
+            self._forget_responses(k)
             k += 1
         self._settled = k
         if len(self._unwritten) >= SPILL_CHUNK:
             self._spilled.append(self._spill.write(self._unwritten))  # type: ignore[union-attr]
             self._unwritten = []
 
-    def _forget_responses(self, k: int, resp: MessageBuilder) -> None:
+    def _forget_responses(self, k: int) -> None:
+        """The responses of exchange ``k`` (interim and final) are no longer held."""
         responses = self._s2c.messages
-        for m in (*self._interim.pop(k, ()), resp):
+        for m in self._interim.pop(k, ()):
             responses[m.index] = DROPPED
-        del self._finals[k]
+        resp = self._finals.pop(k, None)
+        if resp is not None:
+            responses[resp.index] = DROPPED
 
     def _check_proxy_error(self, reader: DirectionReader, msg: MessageBuilder) -> None:
         if msg.elided or msg.status not in proxy.STATUSES:  # (before copying the excerpt for recognize)
