@@ -115,9 +115,10 @@ def test_a_resumed_conversation_keeps_every_part(tmp_path, monkeypatch):
     assert 'href="conv-0.html"' in index and 'href="conv-0-part2.html"' in index
 
 
-def _keepalive(path, n, bad):
+def _keepalive(path, n, bad, only=None):
     """One keep-alive conversation of ``n`` GET/200 exchanges; the exchanges in ``bad`` have two
-    Transfer-Encoding lines (http.te.duplicate)."""
+    Transfer-Encoding lines (http.te.duplicate). ``only``: "c2s" or "s2c", the packets of that direction alone
+    (a capture on one side of asymmetric routing)."""
     from fixtures import builder as b
 
     c, s = "10.0.0.1", "10.0.0.2"
@@ -127,7 +128,8 @@ def _keepalive(path, n, bad):
 
     def add(src, dst, sp, dp, seq, ack, flags, payload=b""):
         t[0] += 100_000
-        w.add(t[0], b.ipv4(src, dst, b.tcp(sp, dp, seq, ack, flags, 64240, payload, src_ip=src, dst_ip=dst)))
+        if only is None or (only == "c2s") == (src == c):
+            w.add(t[0], b.ipv4(src, dst, b.tcp(sp, dp, seq, ack, flags, 64240, payload, src_ip=src, dst_ip=dst)))
 
     add(c, s, 40000, 80, 1000, 0, 0x02)
     add(s, c, 80, 40000, 5000, 1001, 0x12)
@@ -171,6 +173,26 @@ def test_a_long_keep_alive_conversation_keeps_a_bounded_report(tmp_path):
     assert f"report.json lists {len(kept):,} of them" in page
     assert f"<h3>{bad + 1}. GET /item/{bad} HTTP/1.1" in page
     assert f"<h3>{n}. GET /item/{n - 1} HTTP/1.1" in page and "<h3>101. " not in page
+
+
+@pytest.mark.parametrize("only", ["c2s", "s2c"])
+def test_a_capture_of_one_direction_keeps_a_bounded_report(tmp_path, only):
+    """Only the requests, or only the responses, of a long keep-alive conversation: report.json keeps the same
+    exchanges as for both directions (the first KEEP_FIRST, the last KEEP_LAST, those with a finding)."""
+    from pcapcheck.analyzers import http1
+
+    n, bad = http1.KEEP_FIRST + 300, http1.KEEP_FIRST + 100
+    _keepalive(tmp_path / "one.pcap", n, {bad}, only=only)
+    analyze([tmp_path / "one.pcap"], tmp_path)
+    (conv,) = json.loads((tmp_path / "report.json").read_bytes())["conversations"]
+    kept = [x["index"] for x in conv["http"]]
+    marked = [bad] if only == "s2c" else []  # the fault is in the response
+    assert kept == [*range(http1.KEEP_FIRST), *marked, *range(n - http1.KEEP_LAST, n)]
+    assert conv["http_omitted"] == n - len(kept)
+    side, other = ("request", "response") if only == "c2s" else ("response", "request")
+    assert all(x[side] is not None and x[other] is None for x in conv["http"])
+    assert [f["code"] for f in conv["findings"] if f["code"].startswith("http.")] == ["http.te.duplicate"] * (
+        only == "s2c")
 
 
 def test_a_page_is_pickled_with_only_the_exchanges_it_shows(tmp_path):
