@@ -128,6 +128,7 @@ class HttpMessage:
 
     def to_json(self) -> dict[str, Any]:
         # json_text() writes this as JSON without building it: a change here is a change there
+        body = self.body_excerpt[:JSON_BODY_EXCERPT]
         out: dict[str, Any] = {
             "direction": self.direction,
             "index": self.index,
@@ -142,8 +143,8 @@ class HttpMessage:
             "body_length": self.body_length,
             "wire_body_length": self.wire_body_length,
             "body_missing": self.body_missing,
-            "body_excerpt": escape(self.body_excerpt[:JSON_BODY_EXCERPT]),
-            "body_excerpt_truncated": len(self.body_excerpt[:JSON_BODY_EXCERPT]) < self.body_length - self.body_missing,
+            "body_excerpt": escape(body),
+            "body_excerpt_truncated": len(body) < self.body_length - self.body_missing,
             "trailers": [
                 {"name": escape(h.name), "value": escape(h.value), "frame": h.frame, "offset": h.offset}
                 for h in self.trailers
