@@ -338,14 +338,45 @@ def test_the_http_analyzer_is_made_at_the_first_byte_with_the_same_results(tmp_p
     assert any('"http.' in r or '"request"' in r for r in lazy[0])  # the late bytes were analyzed as HTTP
 
 
-def test_long_conversations_spill_their_exchanges_with_the_same_results(monkeypatch) -> None:
+def test_long_conversations_spill_their_exchanges_with_the_same_results(tmp_path: Path, monkeypatch) -> None:
     """A conversation with many exchanges pickles its settled ones to the run's ExchangeSpill and reads them back
     at finish (analyzers.http1.SPILL_AFTER): every result is the same as when they stay in memory. Every fixture
     (and the shared corpus when there), with every exchange spilled one final response behind the last, two per
     write, so pipelining, interim responses, losses, tunnels and one-sided streams all pass through it."""
     import pcapcheck.analyzers.http1 as http1
 
-    paths = [str(p) for p in sorted(FIXTURES.glob("*.pcap*"))]
+    # two keep-alive conversations: pipelined requests, a HEAD, a 100 Continue, a request body still coming
+    # while its response is done, a chunked response
+    segs = []
+    for port in (5000, 5001):
+        cseq, sseq = 1001, 9001
+        segs += [(C, S, port, 80, 1000, 0, SYN, b""), (S, C, 80, port, 9000, 1001, SYN | ACK, b""),
+                 (C, S, port, 80, 1001, 9001, ACK, b"")]
+        for i in range(0, 30, 3):
+            reqs = [b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % (i + j) for j in range(3)]
+            if i == 9:
+                reqs[1] = b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n"
+            resps = [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"] * 3
+            if i == 9:
+                resps[1] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+            if i == 15:
+                reqs[0] = b"POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
+                resps[0] = b"HTTP/1.1 100 Continue\r\n\r\n" + resps[0]
+                reqs[1] = b"ab"  # the rest of the POST body comes after its response
+                reqs[2] = b"cd" + reqs[2]
+            if i == 21:
+                resps[2] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+            for data in reqs[:1] if i == 15 else reqs:
+                segs.append((C, S, port, 80, cseq, sseq, ACK | PSH, data))
+                cseq += len(data)
+            for data in resps:
+                segs.append((S, C, 80, port, sseq, cseq, ACK | PSH, data))
+                sseq += len(data)
+            for data in reqs[1:] if i == 15 else ():
+                segs.append((C, S, port, 80, cseq, sseq, ACK | PSH, data))
+                cseq += len(data)
+    generated = write(tmp_path, segs)
+    paths = [generated] + [str(p) for p in sorted(FIXTURES.glob("*.pcap*"))]
     if CORPUS.is_dir():
         paths += [str(p) for p in sorted(CORPUS.rglob("*")) if p.suffix in (".pcap", ".pcapng", ".cap")
                   and p.stat().st_size < 2_000_000]
@@ -353,18 +384,22 @@ def test_long_conversations_spill_their_exchanges_with_the_same_results(monkeypa
     writes = []
     real_write = http1.ExchangeSpill.write
 
-    def write(self, exchanges):
+    def counted_write(self, exchanges):
         writes.append(len(exchanges))
         return real_write(self, exchanges)
 
-    monkeypatch.setattr(http1.ExchangeSpill, "write", write)
+    monkeypatch.setattr(http1.ExchangeSpill, "write", counted_write)
     monkeypatch.setattr(http1, "SPILL_AFTER", 0)
     monkeypatch.setattr(http1, "LONG_IN_MEMORY", 0)
     monkeypatch.setattr(http1, "SPILL_LAG", 1)
     monkeypatch.setattr(http1, "SPILL_CHUNK", 2)
     for p in paths:
         assert _results_json(p) == in_memory[p], p
-    assert len(writes) > 20 and set(writes) == {2}
+        if p == generated:
+            assert len(writes) >= 20 and set(writes) == {2}
+    for r in in_memory[generated]:  # the cases are there: the HEAD's response without a body, the POST's 100
+        assert '"body_length": 0, "body_missing": 0, "chunks": 0, "direction": "s2c"' in r
+        assert '"interim": [{' in r and '"body_length": 4' in r and '"chunks": 1' in r
 
 
 def _held_at_end(path: str, options: Options, sink, measure):
