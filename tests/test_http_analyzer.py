@@ -744,7 +744,7 @@ def test_long_connections_hold_only_their_last_exchanges_when_many_are_open() ->
                 assert http1.SPILL_LAG * 2 <= held(a) <= (http1.SPILL_LAG + http1.SPILL_CHUNK) * 2
                 assert len(a._spilled) == (n - http1.SPILL_LAG) // http1.SPILL_CHUNK
             else:
-                assert held(a) == 2 * n and not a._spilled and spill._file is None
+                assert held(a) == 2 * n and not a._spilled and spill._spool._file is None
             assert a.exchanges == expected
         finally:
             spill.close()

@@ -15,7 +15,6 @@ the direction.
 from __future__ import annotations
 
 import pickle
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +34,7 @@ from pcapcheck.http.reader import (
     MessageBuilder,
     RequestInfo,
 )
+from pcapcheck.spool import Spool
 from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
 
 __all__ = ["Http1Analyzer", "HttpExchange"]
@@ -68,37 +68,22 @@ _IN_PROGRESS = MessageState.IN_PROGRESS
 
 
 class ExchangeSpill:
-    """Where long conversations' settled exchanges wait for their report: an unnamed temporary file (one per
-    Analysis, shared by its conversations, created at the first write; the space is not reused: it grows as the
-    exchanges report.json will list)."""
+    """Where long conversations' settled exchanges wait for their report: a Spool (one per Analysis, shared by its
+    conversations; the space is not reused: it grows as the exchanges report.json will list)."""
 
     def __init__(self) -> None:
-        self._file: Any = None
+        self._spool = Spool("pcapcheck-http-")
         self.long_open = 0  # conversations that have had SPILL_AFTER final responses, not finished yet
 
     def write(self, exchanges: list[HttpExchange]) -> tuple[int, int]:
         """Store ``exchanges``; returns where, for ``read``."""
-        data = pickle.dumps(exchanges, pickle.HIGHEST_PROTOCOL)
-        if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix="pcapcheck-http-")  # noqa: SIM115 (closed in close())
-        offset = self._file.seek(0, 2)
-        self._file.write(data)
-        return offset, len(data)
+        return self._spool.write(pickle.dumps(exchanges, pickle.HIGHEST_PROTOCOL))
 
     def read(self, where: tuple[int, int]) -> list[HttpExchange]:
-        offset, length = where
-        f = self._file
-        f.flush()
-        f.seek(offset)
-        data = f.read(length)
-        if len(data) != length:
-            raise OSError(f"the exchange spill file ended early ({len(data)} of {length} bytes at {offset})")
-        return pickle.loads(data)
+        return pickle.loads(self._spool.read(where))
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._spool.close()
 
 
 class Http1Analyzer:

@@ -64,6 +64,7 @@ from pcapcheck.findings import Severity
 from pcapcheck.model import ConversationResult, ConversationSummary
 from pcapcheck.pipeline import fewer_collections
 from pcapcheck.report import records, views
+from pcapcheck.spool import Spool
 
 PAGE_LIMIT = 2000
 PAGES = ("auto", "all")
@@ -415,8 +416,8 @@ class HtmlReport:
         self._script_hash = script_hash()
         self._summaries = _SummarySpool()
         self._provisional: list[int] = []  # positions in _summaries whose page exists only under PAGE_LIMIT
-        self._spool: Any = None  # their pickled results, rendered by finish() when the run stays under the limit
-        self._spooled: list[tuple[int, str | None]] = []  # each one's length in _spool, and its input's path
+        self._spool: Spool | None = None  # their pickled results, rendered by finish() when the run stays under the limit
+        self._spooled: list[tuple[tuple[int, int], str | None]] = []  # each one's place in _spool, its input's path
         self._over = False  # the count passed PAGE_LIMIT: no more provisional pages
         self.seen = seen
         self._codes = views.CodeIndex()
@@ -445,10 +446,9 @@ class HtmlReport:
             else:
                 page = views.page_name(result.input_index, result.id, result.part)
                 if self._spool is None:
-                    self._spool = tempfile.TemporaryFile(prefix="pcapcheck-pages-")  # noqa: SIM115 (closed in _drop_provisional/_render_provisional)
+                    self._spool = Spool("pcapcheck-pages-")  # closed in _drop_provisional / finish_pages / close
                 data = pickle.dumps(_for_page(result), protocol=pickle.HIGHEST_PROTOCOL)
-                self._spool.write(data)
-                self._spooled.append((len(data), self._input_path(result)))
+                self._spooled.append((self._spool.write(data), self._input_path(result)))
                 self._provisional.append(len(self._summaries))
                 self._summaries.keys.hold = True  # its key is patched or read by position later
         self._summaries.add(ConversationSummary.of(result, page))
@@ -535,10 +535,12 @@ class HtmlReport:
             self._drop_provisional()
         spool, self._spool = self._spool, None
         if spool is not None:
-            with spool, fewer_collections():
-                spool.seek(0)
-                for pos, (length, path) in zip(self._provisional, self._spooled):
-                    self._render(self._summaries.page(pos), spool.read(length), path)  # unpickled where rendered
+            try:
+                with fewer_collections():
+                    for pos, (where, path) in zip(self._provisional, self._spooled):
+                        self._render(self._summaries.page(pos), spool.read(where), path)  # unpickled where rendered
+            finally:
+                spool.close()
         self._provisional = []
         self._spooled = []
         self._summaries.keys.hold = False
