@@ -678,21 +678,19 @@ def test_a_response_after_its_request_was_dropped(monkeypatch: pytest.MonkeyPatc
     assert all(a._s2c.messages[k] is http1.DROPPED for k in range(10, n - 4) if k != bad)
 
 
-def _spilled_and_not(events: list[tuple], monkeypatch: pytest.MonkeyPatch) -> tuple[Run, Run]:
-    """``events`` played with every settled exchange spilled (one final response behind the last) and without."""
+def _spilled_and_not(events: list[tuple], monkeypatch: pytest.MonkeyPatch, after: int = 0) -> tuple[Run, Run]:
+    """``events`` played with every settled exchange spilled (one final response behind the last, from exchange
+    ``after`` on) and without."""
     from pcapcheck.analyzers import http1
 
     kept = play(events)
-    monkeypatch.setattr(http1, "SPILL_AFTER", 0)
+    monkeypatch.setattr(http1, "SPILL_AFTER", after)
     monkeypatch.setattr(http1, "LONG_IN_MEMORY", 0)
     monkeypatch.setattr(http1, "SPILL_LAG", 1)
     monkeypatch.setattr(http1, "SPILL_CHUNK", 2)
-    spill = ExchangeSpill()
-    try:
-        spilled = play(events, spill=spill)
-        assert spilled.analyzer.exchanges == kept.analyzer.exchanges
-    finally:
-        spill.close()
+    spill = ExchangeSpill()  # left open for the caller's reads (an unnamed temporary file: gone with the object)
+    spilled = play(events, spill=spill)
+    assert spilled.analyzer.exchanges == kept.analyzer.exchanges
     return spilled, kept
 
 
@@ -714,6 +712,75 @@ def test_spilled_exchanges_wait_for_a_request_still_being_read(monkeypatch: pyte
     ex = spilled.analyzer.exchanges
     assert ex[1].request.state is MessageState.COMPLETE and ex[1].request.body_length == 10
     assert spilled.analyzer._settled == 1  # exchange 0; then request 1 was still being read
+
+
+def _pipelined(n: int, responses: int) -> list[tuple]:
+    """``n`` requests sent before any response (deep pipelining), then ``responses`` of them answered: a HEAD
+    (its response's Content-Length frames no body), a POST answered with 100 Continue, a response with a finding,
+    and at the end an exchange with only its 100 Continue; the rest 200 OK."""
+    events: list[tuple] = []
+    for i in range(n):
+        if i == 5:
+            req = b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n"
+        elif i in (7, responses):
+            req = b"POST /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok"
+        else:
+            req = b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i
+        events.append(("data", C2S, req))
+    cont = b"HTTP/1.1 100 Continue\r\n\r\n"
+    for i in range(responses):
+        if i == 5:
+            data = resp(b"Content-Length: 5\r\n")
+        elif i == 9:
+            data = resp(b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", b"2\r\nok\r\n0\r\n\r\n")
+        else:
+            data = (cont if i == 7 else b"") + resp(b"Content-Length: 2\r\n", b"ok")
+        events.append(("data", S2C, data))
+    return [*events, ("data", S2C, cont), ("end", C2S, "fin"), ("end", S2C, "fin")]
+
+
+def test_requests_far_ahead_of_the_responses_are_spilled_and_joined_to_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests SPILL_LAG or more ahead of the responses are spilled without waiting for them: a response that
+    comes after is framed by its request's method (the HEAD), spilled after the later exchanges and joined to its
+    request at finish, interim responses included (one whose final response never came too)."""
+    spilled, kept = _spilled_and_not(_pipelined(40, 30), monkeypatch)
+    a = spilled.analyzer
+    assert a._joins and a._settled >= 30 and spilled.codes == kept.codes == ["http.te.duplicate"]
+    ex = a.exchanges
+    assert [e.index for e in ex] == list(range(40))
+    assert ex[5].request.method == b"HEAD" and ex[5].response.body_length == 0
+    assert len(ex[7].interim) == 1 and ex[7].response.status == 200 and ex[9].findings == (0,)
+    assert len(ex[30].interim) == 1 and ex[30].response is None and ex[31].response is None
+
+
+def test_requests_far_ahead_wait_for_a_response_still_being_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests far ahead of the responses spill their exchanges, but not one whose response is half read."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+    gets = [("data", C2S, b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i) for i in range(20)]
+    events = [*gets[:10], ("data", S2C, head + b"01234"), *gets[10:], ("data", S2C, b"56789"),
+              *(("data", S2C, resp(b"Content-Length: 2\r\n", b"ok")) for _ in range(19)),
+              ("end", C2S, "fin"), ("end", S2C, "fin")]
+    spilled, _ = _spilled_and_not(events, monkeypatch, after=10)  # (the first ten requests are not spilled)
+    ex = spilled.analyzer.exchanges
+    assert ex[0].response.state is MessageState.COMPLETE and ex[0].response.body_length == 10
+    assert all(e.response.status == 200 for e in ex) and len(ex) == 20
+
+
+def test_requests_only_spilled_then_dropped_and_answered_late(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests of a server that answers only after KEEP_FIRST + KEEP_LAST of them: the first are spilled, later
+    ones dropped (but one with a finding, kept); the responses that come after all are joined to the spilled
+    requests, dropped with the dropped ones, and one with a finding reported without its request: as when
+    nothing is spilled."""
+    from pcapcheck.analyzers import http1
+
+    monkeypatch.setattr(http1, "KEEP_FIRST", 10)
+    monkeypatch.setattr(http1, "KEEP_LAST", 4)
+    n = 60
+    events = [*_one_side(C2S, n, {25}), *_one_side(S2C, n, {30}), ("end", C2S, "fin"), ("end", S2C, "fin")]
+    spilled, kept = _spilled_and_not(events, monkeypatch)
+    assert spilled.analyzer._joins
+    assert [e.index for e in spilled.analyzer.exchanges] == [*range(10), 25, 30, *range(n - 4, n)]
+    assert spilled.analyzer.dropped == kept.analyzer.dropped == n - 16
 
 
 def test_long_connections_hold_only_their_last_exchanges_when_many_are_open() -> None:
@@ -748,6 +815,27 @@ def test_long_connections_hold_only_their_last_exchanges_when_many_are_open() ->
             assert a.exchanges == expected
         finally:
             spill.close()
+
+
+def test_requests_only_hold_only_their_last_requests_when_many_are_open() -> None:
+    """A long capture of the requests only (asymmetric routing), while more than LONG_IN_MEMORY long conversations
+    are open: the reader holds the last SPILL_LAG requests or so, not the KEEP_FIRST kept ones."""
+    from pcapcheck.analyzers import http1
+
+    n = http1.SPILL_AFTER + 3 * http1.SPILL_CHUNK + 5
+    events = [*_one_side(C2S, n, {3, n - 100}), ("end", C2S, "fin"), ("end", S2C, "fin")]
+    expected = play(events).analyzer.exchanges
+    spill = ExchangeSpill()
+    spill.long_open = http1.LONG_IN_MEMORY  # long conversations open besides this one
+    try:
+        a = play(events, spill=spill).analyzer
+        held = [m for m in a._c2s.messages if m is not http1.DROPPED and type(m) is not http1._Unanswered]
+        assert http1.SPILL_LAG <= len(held) <= http1.SPILL_LAG + http1.SPILL_CHUNK
+        assert len(a._spilled) == (n - http1.SPILL_LAG) // http1.SPILL_CHUNK
+        assert a.exchanges == expected and len(expected) == n
+        assert [e.index for e in expected if e.findings] == [3, n - 100]
+    finally:
+        spill.close()
 
 
 # --- capture loss and the end of the stream ------------------------------------------------------------------

@@ -396,7 +396,7 @@ def test_long_conversations_spill_their_exchanges_with_the_same_results(tmp_path
     for p in paths:
         assert _results_json(p) == in_memory[p], p
         if p == generated:
-            assert len(writes) >= 20 and set(writes) == {2}
+            assert len(writes) >= 20 and min(writes) >= 2
     for r in in_memory[generated]:  # the cases are there: the HEAD's response without a body, the POST's 100
         assert '"body_length": 0, "body_missing": 0, "chunks": 0, "direction": "s2c"' in r
         assert '"interim": [{' in r and '"body_length": 4' in r and '"chunks": 1' in r

@@ -67,6 +67,20 @@ SPILL_CHUNK = 64
 _IN_PROGRESS = MessageState.IN_PROGRESS
 
 
+class _Unanswered:
+    """In the requests' ``messages``: a request spilled before any response to it came (the requests far ahead of
+    the responses: a capture of the requests only, or deep pipelining). Its method frames the response if it
+    comes; that response is then spilled on its own and joined to the request at finish (``exchanges``)."""
+
+    __slots__ = ("method",)
+
+    def __init__(self, method: bytes | None) -> None:
+        self.method = method
+
+
+_UNANSWERED = {m: _Unanswered(m) for m in KNOWN_METHODS}
+
+
 class ExchangeSpill:
     """Where long conversations' settled exchanges wait for their report: a Spool (one per Analysis, shared by its
     conversations; the space is not reused: it grows as the exchanges report.json will list)."""
@@ -94,6 +108,7 @@ class Http1Analyzer:
         self._spilled: list[tuple[int, int]] = []  # where in _spill, in exchange order
         self._unwritten: list[HttpExchange] = []  # settled, to be spilled with the next chunk
         self._long = False  # counted in _spill.long_open
+        self._joins = False  # a response was spilled apart from its request (_Unanswered): exchanges joins them
         self._c2s = DirectionReader(C2S, self)
         self._s2c = DirectionReader(S2C, self)
         self._findings: dict[int, Finding] = {}
@@ -186,6 +201,10 @@ class Http1Analyzer:
             exchange = self._exchange(k)
             if exchange is not None:
                 out.append(exchange)
+        late = [k for k in self._interim if k < self._settled]  # behind the spilled ones, the final never came
+        if late or self._joins:
+            out += [self._exchange(k) for k in late]  # type: ignore[misc]
+            out = _joined(out)
         return out
 
     def _exchange(self, k: int) -> HttpExchange | None:
@@ -193,10 +212,10 @@ class Http1Analyzer:
         requests = self._c2s.messages
         req = requests[k] if k < len(requests) else None
         resp = self._finals.get(k)
-        if req is DROPPED or req is None:
+        if req is DROPPED or req is None or type(req) is _Unanswered:
             if resp is None and k not in self._interim:  # dropped (_drop)
                 return None
-            req = None
+            req = None  # (an _Unanswered request is in the spill: exchanges joins them)
         uncertain = any(m.after_loss for m in (req, resp) if m is not None)
         return HttpExchange(
             index=k,
@@ -312,10 +331,19 @@ class Http1Analyzer:
                 return AwaitResponse(msg.index, connect=True)
             if msg.upgrade:
                 return AwaitResponse(msg.index, connect=False)
-            if msg.index >= KEEP_FIRST + KEEP_LAST and not self._s2c.messages:
+            k = msg.index
+            unanswered = not self._s2c.messages
+            if k >= KEEP_FIRST + KEEP_LAST and unanswered:
                 # no response at all so far (a capture of the requests only, or a server that never answered):
                 # the requests are dropped as exchanges are (a response that comes after all is dropped too)
-                self._drop(msg.index - KEEP_LAST)
+                self._drop(k - KEEP_LAST)
+            if k >= SPILL_AFTER and k - SPILL_LAG >= self._final_count and self._long_and_crowded():
+                # the requests far ahead of the responses: spill them without waiting for the responses (beyond
+                # KEEP_FIRST, only those judged just above)
+                stop = k - SPILL_LAG
+                if stop >= KEEP_FIRST:  # (while responses come, those beyond spill with them)
+                    stop = max(KEEP_FIRST - 1, min(stop, k - KEEP_LAST)) if unanswered else KEEP_FIRST - 1
+                self._settle(stop)
             return None
         if not msg.interim:
             self._check_proxy_error(reader, msg)
@@ -323,18 +351,25 @@ class Http1Analyzer:
             if k >= KEEP_FIRST + KEEP_LAST:
                 self._drop(k - KEEP_LAST)
             requests = self._c2s.messages
-            if k < len(requests) and requests[k] is DROPPED:  # the request was dropped before its response came
-                if msg.findings or any(m.findings for m in self._interim.get(k, ())):
-                    self.dropped -= 1  # reported after all, without its request (exchanges)
+            req = requests[k] if k < len(requests) else None
+            spilled = type(req) is _Unanswered
+            if spilled or req is DROPPED:  # the request was spilled or dropped before this response came
+                if spilled or msg.findings or any(m.findings for m in self._interim.get(k, ())):
+                    if req is DROPPED:
+                        self.dropped -= 1  # reported after all, without its request (exchanges)
+                    if k < self._settled:  # spilled after the later exchanges, and put in order at finish
+                        self._unwritten.append(self._exchange(k))  # type: ignore[arg-type]
+                        self._joins = True
+                        requests[k] = DROPPED
+                        self._forget_responses(k)
+                        self._write_chunk()
                 else:
                     self._forget_responses(k)
-            if k >= SPILL_AFTER and self._spill is not None:
-                spill = self._spill
-                if not self._long:
-                    self._long = True
-                    spill.long_open += 1
-                if spill.long_open > LONG_IN_MEMORY:
-                    self._settle(k)
+            if k >= SPILL_AFTER and self._long_and_crowded():
+                stop = k - SPILL_LAG
+                if stop >= KEEP_FIRST:
+                    stop = max(KEEP_FIRST - 1, min(stop, k - KEEP_LAST))
+                self._settle(stop)
             if (
                 isinstance(msg.framing, Tunnel)
                 and self._c2s.pause is None
@@ -404,13 +439,22 @@ class Http1Analyzer:
         self._forget_responses(k)
         self.dropped += 1
 
-    def _settle(self, last: int) -> None:
-        """Spill the exchanges SPILL_LAG final responses behind ``last`` (the final response just done), and
-        those before them not yet spilled; beyond KEEP_FIRST only those _drop has judged (and kept)."""
+    def _long_and_crowded(self) -> bool:
+        """Whether this conversation, long (SPILL_AFTER), is to spill: more than LONG_IN_MEMORY such are open."""
+        spill = self._spill
+        if spill is None:
+            return False
+        if not self._long:
+            self._long = True
+            spill.long_open += 1
+        return spill.long_open > LONG_IN_MEMORY
+
+    def _settle(self, stop: int) -> None:
+        """Spill the exchanges up to ``stop`` not yet spilled: those SPILL_LAG final responses behind the last
+        one, beyond KEEP_FIRST only those _drop has judged (and kept); or, when the requests are far ahead of the
+        responses, SPILL_LAG requests behind the last one, without their responses (_Unanswered)."""
         requests = self._c2s.messages
-        stop = last - SPILL_LAG
-        if stop >= KEEP_FIRST:
-            stop = max(KEEP_FIRST - 1, min(stop, last - KEEP_LAST))
+        finals = self._finals
         k = self._settled
         while k <= stop:
             req = requests[k] if k < len(requests) else None
@@ -419,14 +463,21 @@ class Http1Analyzer:
                     break  # the request may still come (a request side far behind, see _requests_stalled): wait
             elif req is not DROPPED and req.state is _IN_PROGRESS:
                 break  # still being read: wait
+            resp = finals.get(k)
+            if resp is not None and resp.state is _IN_PROGRESS:
+                break  # the same
             exchange = self._exchange(k)
             if exchange is not None:
                 self._unwritten.append(exchange)
             if req is not None:
-                requests[k] = DROPPED
+                requests[k] = DROPPED if req is DROPPED or k < self._final_count else (
+                    _UNANSWERED.get(req.method) or _Unanswered(req.method))  # type: ignore[arg-type]
             self._forget_responses(k)
             k += 1
         self._settled = k
+        self._write_chunk()
+
+    def _write_chunk(self) -> None:
         if len(self._unwritten) >= SPILL_CHUNK:
             self._spilled.append(self._spill.write(self._unwritten))  # type: ignore[union-attr]
             self._unwritten = []
@@ -458,3 +509,22 @@ class Http1Analyzer:
             ),
             msg,
         )
+
+
+def _joined(exchanges: list[HttpExchange]) -> list[HttpExchange]:
+    """``exchanges`` in order, each request spilled without its responses (_Unanswered) joined to them."""
+    by_index: dict[int, HttpExchange] = {}
+    for e in exchanges:
+        first = by_index.get(e.index)
+        if first is not None:
+            uncertain = Pairing.UNCERTAIN in (first.pairing, e.pairing)
+            e = HttpExchange(
+                index=e.index,
+                request=first.request,
+                interim=first.interim + e.interim,
+                response=e.response,
+                pairing=Pairing.UNCERTAIN if uncertain else Pairing.IN_ORDER,
+                tunnel=e.tunnel,
+            )
+        by_index[e.index] = e
+    return [by_index[k] for k in sorted(by_index)]
