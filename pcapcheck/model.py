@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -59,7 +59,7 @@ class ConversationResult:
     timeline: Sequence[PacketRow]  # a tuple, or the pipeline's Timeline (decoded when first read)
     timeline_total: int
     timeline_capped: bool
-    http: tuple[Any, ...]  # HttpExchange objects (with .to_json())
+    http: Sequence[Any]  # HttpExchange objects (with .to_json()): a tuple, or an analyzers.http1.ExchangeList
     stream_heads: tuple[bytes, bytes]  # first bytes of each direction (follow-stream excerpt)
     isn: tuple[int | None, int | None]
     part: int = 1  # 2, 3 ...: packets that came after the conversation's earlier part was finalized (resumed)
@@ -110,11 +110,15 @@ class ConversationResult:
         are kept there for ``aside_pieces`` (``json_parts`` does both).
         """
         dumps = dumps or dumps_sorted
-        v = json_value
         http = []
         for x in self.http:
             text = getattr(x, "json_text", None)
             http.append(text(dumps, aside) if text is not None else dumps(x.to_json()))
+        return self._json_text(dumps, "[" + ", ".join(http) + "]")
+
+    def _json_text(self, dumps: Callable[[Any], str], http: str) -> str:
+        """``json_text`` with ``http`` (JSON text) for the exchanges."""
+        v = json_value
         bytes_c2s, bytes_s2c, end_ns, first_frame, id_, input_index, last_frame, packets_c2s, packets_s2c, start_ns = (
             json_scalars((self.bytes[0], self.bytes[1], self.end_ns, self.first_frame, self.id, self.input_index,
                           self.last_frame, self.packets[0], self.packets[1], self.start_ns), dumps))
@@ -129,7 +133,7 @@ class ConversationResult:
             v(self.end_sentence, dumps),
             "[" + ", ".join([f.json_text(dumps) for f in self.findings]) + "]",
             first_frame,
-            "[" + ", ".join(http) + "]",
+            http,
             *omitted,
             id_,
             input_index,
@@ -140,10 +144,28 @@ class ConversationResult:
             v(f"tcp.stream eq {self.id}", dumps),
         )
 
-    def json_parts(self, dumps: Callable[[Any], str] | None = None) -> list[bytes]:
-        """``json_text`` as ASCII bytes in pieces (``b"".join`` them), each long byte string copied once."""
-        aside: list[bytes] = []
-        return aside_pieces(self.json_text(dumps, aside), aside)
+    def json_parts(self, dumps: Callable[[Any], str] | None = None) -> Iterator[bytes]:
+        """``json_text`` as ASCII bytes in pieces (``b"".join`` them), each long byte string copied once. The
+        exchanges' pieces come one exchange at a time (a long keep-alive connection's can be tens of MB, and its
+        exchanges may be read back from a spill as they are iterated)."""
+        dumps = dumps or dumps_sorted
+        if len(self.http) <= _EXCHANGES_AT_ONCE:
+            aside: list[bytes] = []
+            yield from aside_pieces(self.json_text(dumps, aside), aside)
+            return
+        before, after = self._json_text(dumps, _HTTP_MARK).split(_HTTP_MARK)  # (JSON text escapes "\0")
+        yield before.encode("ascii")
+        sep = b"["
+        for x in self.http:
+            yield sep
+            sep = b", "
+            text = getattr(x, "json_text", None)
+            if text is None:
+                yield dumps(x.to_json()).encode("ascii")
+                continue
+            aside = []
+            yield from aside_pieces(text(dumps, aside), aside)
+        yield b"]" + after.encode("ascii")
 
     def json_bytes(self, dumps: Callable[[Any], str] | None = None) -> bytes:
         """``json_text`` as ASCII bytes."""
@@ -151,6 +173,9 @@ class ConversationResult:
 
 
 # to_json's keys, sorted (json_text passes the values in this order)
+# json_parts: up to this many exchanges, the line is made at once
+_EXCHANGES_AT_ONCE = 64
+_HTTP_MARK = "\0http\0"
 _CONVERSATION_TEXT = object_template(
     "bytes", "client", "client_guessed", "end", "end_ns", "end_sentence", "findings", "first_frame", "http", "id",
     "input", "last_frame", "packets", "server", "start_ns", "wireshark_filter",

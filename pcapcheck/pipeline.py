@@ -18,7 +18,7 @@ from functools import partial
 from typing import Protocol
 
 from pcapcheck import seq as sq
-from pcapcheck.analyzers.http1 import ExchangeSpill, Http1Analyzer
+from pcapcheck.analyzers.http1 import ExchangeList, ExchangeSpill, Http1Analyzer, HttpExchange
 from pcapcheck.analyzers.icmp import IcmpRecord, UnattachedIcmp, icmp_findings
 from pcapcheck.analyzers.rst import RstAnalyzer
 from pcapcheck.analyzers.tcpflags import tcp_findings
@@ -507,7 +507,7 @@ class ConvState:
             bytes=(self.bytes0, self.bytes1), handshake=hs, end=end, end_sentence=sentence,
             findings=tuple(findings), timeline=timeline, timeline_total=total,
             timeline_capped=len(timeline) < total,
-            http=tuple(self.http.exchanges) if self.http is not None else (),
+            http=_frozen_exchanges(self.http.exchanges) if self.http is not None else (),
             stream_heads=(bytes(self.reasm[0].head), bytes(self.reasm[1].head)),
             isn=(self.tracker.base_seq(0), self.tracker.base_seq(1)),
             part=conv.part, reuse_of=conv.reuse_of, http_omitted=self.http.dropped if self.http is not None else 0,
@@ -520,6 +520,11 @@ class ConvState:
         sopts = _options_dict(synack, self.synack_opts) if synack is not None else {}
         rtt = synack.ts - syn.ts if syn is not None and synack is not None else None
         return Handshake(syn.frame if syn else None, synack.frame if synack else None, None, copts, sopts, rtt)
+
+
+def _frozen_exchanges(exchanges: Sequence[HttpExchange]) -> Sequence[HttpExchange]:
+    """A result's exchanges: a tuple, or the ExchangeList that reads the spilled ones back as they are needed."""
+    return exchanges if type(exchanges) is ExchangeList else tuple(exchanges)
 
 
 def _options_dict(pkt: TcpPacket, o: tcpopt.TcpOptions) -> dict:

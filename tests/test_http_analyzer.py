@@ -685,7 +685,7 @@ def _spilled_and_not(events: list[tuple], monkeypatch: pytest.MonkeyPatch, after
 
     kept = play(events)
     monkeypatch.setattr(http1, "SPILL_AFTER", after)
-    monkeypatch.setattr(http1, "LONG_IN_MEMORY", 0)
+    monkeypatch.setattr(http1, "HELD_BUDGET", -1)
     monkeypatch.setattr(http1, "SPILL_LAG", 1)
     monkeypatch.setattr(http1, "SPILL_CHUNK", 2)
     spill = ExchangeSpill()  # left open for the caller's reads (an unnamed temporary file: gone with the object)
@@ -783,54 +783,141 @@ def test_requests_only_spilled_then_dropped_and_answered_late(monkeypatch: pytes
     assert spilled.analyzer.dropped == kept.analyzer.dropped == n - 16
 
 
+def _keep_alive(n: int, cookie: int = 0) -> list[tuple]:
+    """``n`` requests (with a ``cookie``-byte Cookie field) each answered before the next."""
+    events: list[tuple] = []
+    for i in range(n):
+        cookies = b"Cookie: s=%s\r\n" % (b"c" * cookie) if cookie else b""
+        events += [("data", C2S, b"GET /%d HTTP/1.1\r\nHost: a\r\n%s\r\n" % (i, cookies)),
+                   ("data", S2C, resp(b"Content-Length: 2\r\n", b"ok"))]
+    return [*events, ("end", C2S, "fin"), ("end", S2C, "fin")]
+
+
+def _held(a: Http1Analyzer) -> int:
+    """The messages ``a``'s readers hold."""
+    from pcapcheck.analyzers import http1
+
+    return sum(type(m) is http1.MessageBuilder and m is not http1.DROPPED for r in (a._c2s, a._s2c) for m in r.messages)
+
+
 def test_long_connections_hold_only_their_last_exchanges_when_many_are_open() -> None:
-    """With a spill, while more than LONG_IN_MEMORY long conversations are open, the readers hold the messages of
-    the last SPILL_LAG exchanges or so, not of all the kept ones (KEEP_FIRST): the others wait in the spill file
-    and come back in order, as without it. With fewer open, nothing is spilled (pickling costs time)."""
+    """With a spill, while the messages the run's conversations hold are estimated over HELD_BUDGET, a long one's
+    readers hold the messages of the last SPILL_LAG exchanges or so, not of all the kept ones (KEEP_FIRST): the
+    others wait in the spill file and come back in order, as without it. Under the budget nothing is spilled
+    (pickling costs time)."""
     from pcapcheck.analyzers import http1
 
     n = http1.SPILL_AFTER + 3 * http1.SPILL_CHUNK + 5
-    events: list[tuple] = []
-    for i in range(n):
-        events += [("data", C2S, b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i),
-                   ("data", S2C, resp(b"Content-Length: 2\r\n", b"ok"))]
-    events += [("end", C2S, "fin"), ("end", S2C, "fin")]
+    events = _keep_alive(n)
     expected = play(events).analyzer.exchanges
     assert [e.request.target for e in expected] == [b"/%d" % i for i in range(n)]
-
-    def held(a: Http1Analyzer) -> int:
-        return sum(m is not http1.DROPPED for r in (a._c2s, a._s2c) for m in r.messages)
-
-    for others, spilled in ((http1.LONG_IN_MEMORY - 1, False), (http1.LONG_IN_MEMORY, True)):
+    for others, spilled in ((0, False), (http1.HELD_BUDGET, True)):
         spill = ExchangeSpill()
-        spill.long_open = others  # long conversations open besides this one
+        spill.held = others  # what the other open conversations hold
         try:
             a = play(events, spill=spill).analyzer
-            assert spill.long_open == others  # this one counted while open, not after its finish
+            assert spill.held == others  # this one's part given back at its finish (or when it began to spill)
             if spilled:
-                assert http1.SPILL_LAG * 2 <= held(a) <= (http1.SPILL_LAG + http1.SPILL_CHUNK) * 2
+                assert http1.SPILL_LAG * 2 <= _held(a) <= (http1.SPILL_LAG + http1.SPILL_CHUNK) * 2
                 assert len(a._spilled) == (n - http1.SPILL_LAG) // http1.SPILL_CHUNK
             else:
-                assert held(a) == 2 * n and not a._spilled and spill._spool._file is None
+                assert _held(a) == 2 * n and not a._spilled and spill._spool._file is None
             assert a.exchanges == expected
         finally:
             spill.close()
 
 
+def test_a_long_connection_with_big_heads_spills_by_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget is of bytes, not of conversations: one long connection whose requests carry 8 KB cookies holds
+    more than HELD_BUDGET in 700 exchanges, and spills alone; with small heads it stays in memory."""
+    from pcapcheck.analyzers import http1
+
+    n = 700
+    peak = [0]
+    real_done = Http1Analyzer.message_done
+
+    def done(self, reader, msg):
+        if self._spill is not None:
+            peak[0] = max(peak[0], self._spill.held)
+        return real_done(self, reader, msg)
+
+    for cookie, spilled in ((8000, True), (0, False)):
+        events = _keep_alive(n, cookie)
+        expected = play(events).analyzer.exchanges
+        spill = ExchangeSpill()
+        peak[0] = 0
+        with monkeypatch.context() as m:
+            m.setattr(Http1Analyzer, "message_done", done)
+            a = play(events, spill=spill).analyzer
+        try:
+            assert spill.held == 0
+            if spilled:
+                assert http1.HELD_BUDGET < peak[0] < http1.HELD_BUDGET * 1.1
+                assert _held(a) <= (http1.SPILL_LAG + http1.SPILL_CHUNK) * 2 and a._spilled
+            else:
+                assert peak[0] < http1.HELD_BUDGET / 4 and _held(a) == 2 * n and not a._spilled
+            assert a.exchanges == expected
+        finally:
+            spill.close()
+
+
+def test_spilled_exchanges_come_back_a_chunk_at_a_time() -> None:
+    """A conversation's exchanges with some spilled are an ExchangeList: equal to the list of them, indexed and
+    iterated reading back one chunk at a time, the places of those with a finding known without reading, pickled
+    as a tuple; closing the spill while it is still referenced (a result kept after its run) reads it all first."""
+    import pickle
+
+    from pcapcheck.analyzers import http1
+    from pcapcheck.report import views
+
+    n, bad = 700, {150, 151, 300, 690}
+    events: list[tuple] = []
+    for i in range(n):
+        events.append(("data", C2S, b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i))
+        te = b"Transfer-Encoding: chunked\r\n" * (2 if i in bad else 1)
+        events.append(("data", S2C, resp(te, b"2\r\nok\r\n0\r\n\r\n")))
+    events += [("end", C2S, "fin"), ("end", S2C, "fin")]
+    expected = list(play(events).analyzer.exchanges)
+    assert [i for i, x in enumerate(expected) if x.findings] == sorted(bad)
+    spill = ExchangeSpill()
+    spill.held = http1.HELD_BUDGET
+    reads = []
+    real_read = spill.read
+    spill.read = lambda where: reads.append(where) or real_read(where)  # type: ignore[method-assign]
+    try:
+        ex = play(events, spill=spill).analyzer.exchanges
+        assert type(ex) is http1.ExchangeList and len(ex._chunks) == (n - http1.SPILL_LAG) // http1.SPILL_CHUNK
+        reads.clear()
+        assert ex.marked() == sorted(bad) and not reads
+        assert views.shown_exchanges(ex) == views.shown_exchanges(tuple(expected)) and not reads
+        assert ex[-1] == expected[-1] and ex[0] == expected[0] and ex[1] == expected[1] and len(reads) == 1
+        assert ex[10:20] == tuple(expected[10:20]) and ex[-3:] == tuple(expected[-3:])
+        with pytest.raises(IndexError):
+            ex[n]
+        reads.clear()
+        assert list(ex) == expected and len(reads) <= len(ex._chunks)  # each once (one may be cached)
+        assert ex == expected and expected == ex and ex == tuple(expected) and ex != expected[1:]
+        copy = pickle.loads(pickle.dumps(ex))
+        assert type(copy) is tuple and copy == tuple(expected)
+        spill.close()
+        assert ex == expected and not ex._chunks
+    finally:
+        spill.close()
+
+
 def test_requests_only_hold_only_their_last_requests_when_many_are_open() -> None:
-    """A long capture of the requests only (asymmetric routing), while more than LONG_IN_MEMORY long conversations
-    are open: the reader holds the last SPILL_LAG requests or so, not the KEEP_FIRST kept ones."""
+    """A long capture of the requests only (asymmetric routing), while the held messages are over HELD_BUDGET: the
+    reader holds the last SPILL_LAG requests or so, not the KEEP_FIRST kept ones."""
     from pcapcheck.analyzers import http1
 
     n = http1.SPILL_AFTER + 3 * http1.SPILL_CHUNK + 5
     events = [*_one_side(C2S, n, {3, n - 100}), ("end", C2S, "fin"), ("end", S2C, "fin")]
     expected = play(events).analyzer.exchanges
     spill = ExchangeSpill()
-    spill.long_open = http1.LONG_IN_MEMORY  # long conversations open besides this one
+    spill.held = http1.HELD_BUDGET  # what the other open conversations hold
     try:
         a = play(events, spill=spill).analyzer
-        held = [m for m in a._c2s.messages if m is not http1.DROPPED and type(m) is not http1._Unanswered]
-        assert http1.SPILL_LAG <= len(held) <= http1.SPILL_LAG + http1.SPILL_CHUNK
+        assert http1.SPILL_LAG <= _held(a) <= http1.SPILL_LAG + http1.SPILL_CHUNK
         assert len(a._spilled) == (n - http1.SPILL_LAG) // http1.SPILL_CHUNK
         assert a.exchanges == expected and len(expected) == n
         assert [e.index for e in expected if e.findings] == [3, n - 100]

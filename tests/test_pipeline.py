@@ -390,7 +390,7 @@ def test_long_conversations_spill_their_exchanges_with_the_same_results(tmp_path
 
     monkeypatch.setattr(http1.ExchangeSpill, "write", counted_write)
     monkeypatch.setattr(http1, "SPILL_AFTER", 0)
-    monkeypatch.setattr(http1, "LONG_IN_MEMORY", 0)
+    monkeypatch.setattr(http1, "HELD_BUDGET", -1)
     monkeypatch.setattr(http1, "SPILL_LAG", 1)
     monkeypatch.setattr(http1, "SPILL_CHUNK", 2)
     for p in paths:

@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import json
 import types
+from collections.abc import Sequence
 
 import pytest
 
@@ -213,8 +214,32 @@ def test_exchanges_and_conversation_with_long_values_everywhere():
         same(x)
     r = dataclasses.replace(s.incident1(), http=exchanges)
     same(r)
-    assert len(r.json_parts(_dumps_line)) == 2 * 14 + 1  # 14 values kept aside, each copied once
+    assert len(list(r.json_parts(_dumps_line))) == 2 * 14 + 1  # 14 values kept aside, each copied once
     same(dataclasses.replace(r, http_omitted=12345))  # exchanges not kept (analyzers.http1.KEEP_FIRST)
+    # many exchanges: their pieces come one exchange at a time, as the exchanges are iterated (a spill is read
+    # back so), never the whole line at once
+    same(dataclasses.replace(r, http=exchanges * 30))
+
+    class Lazy(Sequence):
+        taken = 0
+
+        def __len__(self):
+            return len(exchanges) * 30
+
+        def __getitem__(self, i):
+            return (exchanges * 30)[i]
+
+        def __iter__(self):
+            for x in exchanges * 30:
+                self.taken += 1
+                yield x
+
+    lazy = Lazy()
+    parts = dataclasses.replace(r, http=lazy).json_parts(_dumps_line)
+    assert next(parts).startswith(b"{\"bytes\": ") and next(parts) == b"[" and lazy.taken <= 1
+    next(parts)
+    assert lazy.taken == 1
+    assert b"".join(parts).endswith(b"\"tcp.stream eq 0\"}") and lazy.taken == len(lazy)
 
 
 def test_escape_json_every_byte():

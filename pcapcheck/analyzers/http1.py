@@ -14,8 +14,11 @@ the direction.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import pickle
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pcapcheck.findings import C2S, S2C, Finding
@@ -37,7 +40,7 @@ from pcapcheck.http.reader import (
 from pcapcheck.spool import Spool
 from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
 
-__all__ = ["Http1Analyzer", "HttpExchange"]
+__all__ = ["ExchangeList", "ExchangeSpill", "Http1Analyzer", "HttpExchange"]
 
 # RequestInfo is immutable: one per well-known method serves every response (request_for runs for each one).
 _REQUEST_INFO = {m: RequestInfo(m) for m in KNOWN_METHODS}
@@ -54,17 +57,22 @@ FINDINGS_PER_CODE = 1000
 # In a reader's ``messages``: a message no longer held (of an exchange dropped, or spilled).
 DROPPED = MessageBuilder.__new__(MessageBuilder)
 # A conversation with an ExchangeSpill writes its settled exchanges there once it has had SPILL_AFTER final
-# responses, while more than LONG_IN_MEMORY such long conversations are open: those SPILL_LAG final responses
-# behind the last one (the point where _drop judges them, so nothing about them can change any more) are
-# pickled, SPILL_CHUNK at a time, and only read back at finish. Memory then holds the last SPILL_LAG exchanges or
-# so, not the KEEP_FIRST first ones (about 6 KB each with their heads: 12 MB a connection, and a proxy keeps
-# hundreds of them open). Pickling and loading an exchange again costs about 30 us, as much as a seventh of
-# analyzing it: a few long conversations stay in memory, and short ones never spill.
+# responses, while the messages the run's analyzers hold are estimated at more than HELD_BUDGET bytes: those
+# SPILL_LAG final responses behind the last one (the point where _drop judges them, so nothing about them can
+# change any more) are pickled, SPILL_CHUNK at a time, and only read back at finish. Memory then holds the last
+# SPILL_LAG exchanges or so, not the KEEP_FIRST first ones (5 KB to 40 KB each with their heads: 10 to 80 MB a
+# connection, and a proxy keeps hundreds of them open). Pickling and loading an exchange again costs about 30 us,
+# as much as a seventh of analyzing it: a few long conversations stay in memory, and short ones never spill.
 SPILL_AFTER = 128
-LONG_IN_MEMORY = 4
+HELD_BUDGET = 16 << 20
 SPILL_LAG = KEEP_LAST
 SPILL_CHUNK = 64
 _IN_PROGRESS = MessageState.IN_PROGRESS
+# The estimate of a message's memory, kept (tracemalloc: a bare exchange 2.7 KB; each byte of a head three times:
+# the raw head and the fields; each field 200 bytes more).
+_HELD_MESSAGE = 1350
+_HELD_PER_HEAD_BYTE = 3
+_HELD_PER_FIELD = 200
 
 
 class _Unanswered:
@@ -87,7 +95,8 @@ class ExchangeSpill:
 
     def __init__(self) -> None:
         self._spool = Spool("pcapcheck-http-")
-        self.long_open = 0  # conversations that have had SPILL_AFTER final responses, not finished yet
+        self.held = 0  # estimated bytes of the messages kept by the analyzers that do not spill (HELD_BUDGET)
+        self._lists: weakref.WeakValueDictionary[int, ExchangeList] = weakref.WeakValueDictionary()  # reading from here
 
     def write(self, exchanges: list[HttpExchange]) -> tuple[int, int]:
         """Store ``exchanges``; returns where, for ``read``."""
@@ -97,7 +106,81 @@ class ExchangeSpill:
         return pickle.loads(self._spool.read(where))
 
     def close(self) -> None:
+        """Drop the file; an ExchangeList still reading from it (a result kept after its run) loads it all first."""
+        for exchanges in list(self._lists.values()):
+            exchanges.load()
         self._spool.close()
+
+
+class ExchangeList(Sequence[HttpExchange]):
+    """A conversation's exchanges, some still in the spill: read back a chunk at a time as they are iterated or
+    indexed (a result's report.json line and page go through them in order), so a long keep-alive connection's
+    2,064 kept exchanges are never all in memory at once. Equal to the tuple of them, and pickled as that tuple."""
+
+    __slots__ = ("_spill", "_chunks", "_starts", "_marked", "_tail", "_cached", "__weakref__")
+
+    def __init__(self, spill: ExchangeSpill, chunks: list[tuple[tuple[int, int], int, tuple[int, ...]]],
+                 tail: list[HttpExchange]) -> None:
+        self._spill: ExchangeSpill | None = spill
+        self._chunks = [where for where, _, _ in chunks]  # where, in exchange order
+        self._starts = list(itertools.accumulate((n for _, n, _ in chunks), initial=0))  # each chunk's first; the tail's
+        self._marked = [i for _, _, marked in chunks for i in marked]
+        self._tail = tail
+        self._cached: tuple[int, list[HttpExchange]] = (-1, [])
+        spill._lists[id(self)] = self  # (by identity: hashing would read every exchange back)
+
+    def __len__(self) -> int:
+        return self._starts[-1] + len(self._tail)
+
+    def _chunk(self, c: int) -> list[HttpExchange]:
+        if self._cached[0] != c:
+            self._cached = (c, self._spill.read(self._chunks[c]))  # type: ignore[union-attr]
+        return self._cached[1]
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def]
+        if isinstance(i, slice):
+            return tuple(self[k] for k in range(*i.indices(len(self))))
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("exchange index out of range")
+        first = self._starts[-1]
+        if i >= first:
+            return self._tail[i - first]
+        c = bisect.bisect_right(self._starts, i) - 1
+        return self._chunk(c)[i - self._starts[c]]
+
+    def __iter__(self) -> Iterator[HttpExchange]:
+        for c in range(len(self._chunks)):
+            yield from self._chunk(c)
+        yield from self._tail
+
+    def marked(self) -> list[int]:
+        """The places of the exchanges with a finding (without reading the spilled ones back)."""
+        first = self._starts[-1]
+        return self._marked + [first + i for i, x in enumerate(self._tail) if x.findings]
+
+    def load(self) -> None:
+        """Read every spilled exchange into memory (before the spill is closed)."""
+        if self._chunks:
+            self._tail = list(self)
+            self._chunks, self._starts, self._marked, self._cached = [], [0], [], (-1, [])
+        self._spill = None
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (tuple, list, ExchangeList)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (tuple, (tuple(self),))
+
+    def __repr__(self) -> str:
+        return f"ExchangeList({len(self)} exchanges, {len(self._chunks)} chunks spilled)"
 
 
 class Http1Analyzer:
@@ -105,9 +188,12 @@ class Http1Analyzer:
         self.conversation = conversation
         self._spill = spill
         self._settled = 0  # exchanges below this one were spilled or dropped: no reader holds their messages
-        self._spilled: list[tuple[int, int]] = []  # where in _spill, in exchange order
+        # where in _spill, how many, the places of those with a finding (ExchangeList.marked); in exchange order
+        self._spilled: list[tuple[tuple[int, int], int, tuple[int, ...]]] = []
+        self._spilled_count = 0
         self._unwritten: list[HttpExchange] = []  # settled, to be spilled with the next chunk
-        self._long = False  # counted in _spill.long_open
+        self._held = 0  # this conversation's part of _spill.held
+        self._spilling = False  # for good, once a long conversation found the budget exceeded
         self._joins = False  # a response was spilled apart from its request (_Unanswered): exchanges joins them
         self._c2s = DirectionReader(C2S, self)
         self._s2c = DirectionReader(S2C, self)
@@ -180,9 +266,9 @@ class Http1Analyzer:
                     rule=CODES[code].rule,
                 )
             self._result = [self._findings[i] for i in sorted(self._findings)]
-            if self._long:
-                self._long = False
-                self._spill.long_open -= 1  # type: ignore[union-attr]
+            if self._held:
+                self._spill.held -= self._held  # type: ignore[union-attr]
+                self._held = 0
         return list(self._result)
 
     @property
@@ -190,11 +276,9 @@ class Http1Analyzer:
         return self._c2s.is_http or self._s2c.is_http
 
     @property
-    def exchanges(self) -> list[HttpExchange]:
-        out: list[HttpExchange] = []
-        for where in self._spilled:
-            out += self._spill.read(where)  # type: ignore[union-attr]
-        out += self._unwritten
+    def exchanges(self) -> Sequence[HttpExchange]:
+        """The exchanges kept, in order: a list, or an ExchangeList when some were spilled."""
+        out: list[HttpExchange] = list(self._unwritten)
         requests = self._c2s.messages
         count = max(len(requests), self._final_count, max(self._interim, default=-1) + 1)
         for k in range(self._settled, count):
@@ -202,9 +286,11 @@ class Http1Analyzer:
             if exchange is not None:
                 out.append(exchange)
         late = [k for k in self._interim if k < self._settled]  # behind the spilled ones, the final never came
-        if late or self._joins:
-            out += [self._exchange(k) for k in late]  # type: ignore[misc]
-            out = _joined(out)
+        if late or self._joins:  # (rare: requests far ahead of their responses) all read back to be put in order
+            spilled = [x for where, _, _ in self._spilled for x in self._spill.read(where)]  # type: ignore[union-attr]
+            return _joined(spilled + out + [self._exchange(k) for k in late])  # type: ignore[list-item]
+        if self._spilled:
+            return ExchangeList(self._spill, self._spilled, out)  # type: ignore[arg-type]
         return out
 
     def _exchange(self, k: int) -> HttpExchange | None:
@@ -326,6 +412,12 @@ class Http1Analyzer:
         return RequestInfo(None)
 
     def message_done(self, reader: DirectionReader, msg: MessageBuilder) -> AwaitResponse | None:
+        if self._spill is not None and not self._spilling and msg.index < KEEP_FIRST + KEEP_LAST:
+            # (later messages are dropped or spilled as others come: the held ones no longer grow)
+            held = (_HELD_MESSAGE + _HELD_PER_HEAD_BYTE * len(msg.raw_head) + len(msg.excerpt)
+                    + _HELD_PER_FIELD * (len(msg.headers) + len(msg.trailers)))
+            self._held += held
+            self._spill.held += held
         if reader is self._c2s:
             if msg.method == b"CONNECT":
                 return AwaitResponse(msg.index, connect=True)
@@ -337,7 +429,7 @@ class Http1Analyzer:
                 # no response at all so far (a capture of the requests only, or a server that never answered):
                 # the requests are dropped as exchanges are (a response that comes after all is dropped too)
                 self._drop(k - KEEP_LAST)
-            if k >= SPILL_AFTER and k - SPILL_LAG >= self._final_count and self._long_and_crowded():
+            if k >= SPILL_AFTER and k - SPILL_LAG >= self._final_count and self._to_spill():
                 # the requests far ahead of the responses: spill them without waiting for the responses (beyond
                 # KEEP_FIRST, only those judged just above)
                 stop = k - SPILL_LAG
@@ -365,7 +457,7 @@ class Http1Analyzer:
                         self._write_chunk()
                 else:
                     self._forget_responses(k)
-            if k >= SPILL_AFTER and self._long_and_crowded():
+            if k >= SPILL_AFTER and self._to_spill():
                 stop = k - SPILL_LAG
                 if stop >= KEEP_FIRST:
                     stop = max(KEEP_FIRST - 1, min(stop, k - KEEP_LAST))
@@ -439,15 +531,18 @@ class Http1Analyzer:
         self._forget_responses(k)
         self.dropped += 1
 
-    def _long_and_crowded(self) -> bool:
-        """Whether this conversation, long (SPILL_AFTER), is to spill: more than LONG_IN_MEMORY such are open."""
+    def _to_spill(self) -> bool:
+        """Whether this conversation, long (SPILL_AFTER), is to spill: the held messages are over HELD_BUDGET. It
+        spills from then on, and no longer counts as held."""
+        if self._spilling:
+            return True
         spill = self._spill
-        if spill is None:
+        if spill is None or spill.held <= HELD_BUDGET:
             return False
-        if not self._long:
-            self._long = True
-            spill.long_open += 1
-        return spill.long_open > LONG_IN_MEMORY
+        self._spilling = True
+        spill.held -= self._held
+        self._held = 0
+        return True
 
     def _settle(self, stop: int) -> None:
         """Spill the exchanges up to ``stop`` not yet spilled: those SPILL_LAG final responses behind the last
@@ -479,7 +574,10 @@ class Http1Analyzer:
 
     def _write_chunk(self) -> None:
         if len(self._unwritten) >= SPILL_CHUNK:
-            self._spilled.append(self._spill.write(self._unwritten))  # type: ignore[union-attr]
+            chunk, first = self._unwritten, self._spilled_count
+            marked = tuple(first + i for i, x in enumerate(chunk) if x.findings)
+            self._spilled.append((self._spill.write(chunk), len(chunk), marked))  # type: ignore[union-attr]
+            self._spilled_count += len(chunk)
             self._unwritten = []
 
     def _forget_responses(self, k: int) -> None:

@@ -174,8 +174,10 @@ def _for_page(result: ConversationResult) -> ConversationResult:
     http = result.http
     if len(http) <= views.PAGE_EXCHANGES_FIRST + views.PAGE_EXCHANGES_LAST + views.PAGE_EXCHANGES_MARKED:
         return result
-    shown = set(views.shown_exchanges(http))
-    return dataclasses.replace(result, http=tuple(x if i in shown else None for i, x in enumerate(http)))
+    trimmed: list[Any] = [None] * len(http)
+    for i in views.shown_exchanges(http):  # (an ExchangeList reads back only the chunks of these)
+        trimmed[i] = http[i]
+    return dataclasses.replace(result, http=tuple(trimmed))
 
 
 def _write_file(path: Path, text: str) -> None:

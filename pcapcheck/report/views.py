@@ -1044,6 +1044,10 @@ def shown_exchanges(http: Sequence[Any]) -> list[int]:
     if n <= PAGE_EXCHANGES_FIRST + PAGE_EXCHANGES_LAST + PAGE_EXCHANGES_MARKED:
         return list(range(n))
     keep = set(range(PAGE_EXCHANGES_FIRST)) | set(range(n - PAGE_EXCHANGES_LAST, n))
+    places = getattr(http, "marked", None)  # (an ExchangeList knows them without reading its spilled exchanges)
+    if places is not None:
+        keep.update([i for i in places() if PAGE_EXCHANGES_FIRST <= i < n - PAGE_EXCHANGES_LAST][:PAGE_EXCHANGES_MARKED])
+        return sorted(keep)
     marked = 0
     for i in range(PAGE_EXCHANGES_FIRST, n - PAGE_EXCHANGES_LAST):
         x = http[i]
