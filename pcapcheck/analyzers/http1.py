@@ -64,7 +64,7 @@ DROPPED = MessageBuilder.__new__(MessageBuilder)
 # connection, and a proxy keeps hundreds of them open). Pickling and loading an exchange again costs about 30 us,
 # as much as a seventh of analyzing it: a few long conversations stay in memory, and short ones never spill.
 SPILL_AFTER = 128
-HELD_BUDGET = 16 << 20
+HELD_BUDGET = 8 << 20
 SPILL_LAG = KEEP_LAST
 SPILL_CHUNK = 64
 _IN_PROGRESS = MessageState.IN_PROGRESS
