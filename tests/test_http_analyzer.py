@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pcapcheck.analyzers.http1 import ExchangeSpill, Http1Analyzer
 from pcapcheck.findings import C2S, S2C, Finding, Severity
@@ -798,6 +800,69 @@ def _held(a: Http1Analyzer) -> int:
     from pcapcheck.analyzers import http1
 
     return sum(type(m) is http1.MessageBuilder and m is not http1.DROPPED for r in (a._c2s, a._s2c) for m in r.messages)
+
+
+_SPILL_REQUESTS = {
+    "get": b"GET /g HTTP/1.1\r\nHost: a\r\n\r\n",
+    "head": b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n",
+    "post100": b"POST /p HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+    "bad": b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n",
+    "badreq": b"POST /q HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+}
+_SPILL_RESPONSES = {
+    "get": resp(b"Content-Length: 2\r\n", b"ok"),
+    "head": resp(b"Content-Length: 5\r\n"),
+    "post100": b"HTTP/1.1 100 Continue\r\n\r\n" + resp(b"Content-Length: 2\r\n", b"ok"),
+    "bad": resp(b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", b"2\r\nok\r\n0\r\n\r\n"),
+    "badreq": resp(b"Content-Length: 0\r\n"),
+}
+
+
+@given(st.data())
+def test_spilling_never_changes_the_exchanges(data: st.DataObject) -> None:
+    """Whatever the exchanges (HEAD, 100 Continue, faults in either direction), however far the requests run ahead
+    of the responses or behind them, with one side missing or cut short, messages read in two pieces, and however
+    small the spill's lag and chunks: the spilled analyzer reports the same exchanges, findings and drops as the
+    one that keeps all."""
+    from pcapcheck.analyzers import http1
+
+    kinds = data.draw(st.lists(st.sampled_from(sorted(_SPILL_REQUESTS)), min_size=1, max_size=30), label="kinds")
+    sides = data.draw(st.sampled_from(["both", "requests", "responses"]), label="sides")
+    answered = data.draw(st.integers(0, len(kinds)), label="answered") if sides == "both" else len(kinds)
+    streams = {C2S: [_SPILL_REQUESTS[k] for k in kinds] if sides != "responses" else [],
+               S2C: [_SPILL_RESPONSES[k] for k in kinds[:answered]] if sides != "requests" else []}
+    if streams[S2C] and data.draw(st.booleans(), label="last_interim"):
+        streams[S2C].append(b"HTTP/1.1 100 Continue\r\n\r\n")  # an exchange whose final response never came
+    pieces = {}
+    for direction, messages in streams.items():  # each message whole or in two pieces (read half, then the rest)
+        pieces[direction] = []
+        for m in messages:
+            cut = data.draw(st.integers(0, len(m) - 1), label="cut")
+            pieces[direction] += [m[:cut], m[cut:]] if cut else [m]
+    # the two directions interleaved in any order (a response may even come before its request)
+    order = data.draw(st.permutations([C2S] * len(pieces[C2S]) + [S2C] * len(pieces[S2C])), label="order")
+    taken = {C2S: 0, S2C: 0}
+    events: list[tuple] = []
+    for direction in order:
+        events.append(("data", direction, pieces[direction][taken[direction]]))
+        taken[direction] += 1
+    if data.draw(st.booleans(), label="fin"):
+        events += [("end", C2S, "fin"), ("end", S2C, "fin")]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(http1, "KEEP_FIRST", data.draw(st.integers(1, 12), label="keep_first"))
+        mp.setattr(http1, "KEEP_LAST", data.draw(st.integers(1, 4), label="keep_last"))
+        kept = play(events)
+        mp.setattr(http1, "SPILL_AFTER", data.draw(st.integers(0, 4), label="spill_after"))
+        mp.setattr(http1, "HELD_BUDGET", -1)
+        mp.setattr(http1, "SPILL_LAG", data.draw(st.integers(1, 4), label="spill_lag"))
+        mp.setattr(http1, "SPILL_CHUNK", data.draw(st.integers(1, 3), label="spill_chunk"))
+        spill = ExchangeSpill()
+        try:
+            spilled = play(events, spill=spill)
+            assert list(spilled.analyzer.exchanges) == list(kept.analyzer.exchanges)
+            assert spilled.findings == kept.findings and spilled.analyzer.dropped == kept.analyzer.dropped
+        finally:
+            spill.close()
 
 
 def test_long_connections_hold_only_their_last_exchanges_when_many_are_open() -> None:
