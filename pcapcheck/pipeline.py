@@ -647,7 +647,7 @@ class Analysis:
         self._table: FlowTable | None = None
         self._skip: dict[tuple, Foreign] | None = None  # see _input
         self._unattached = UnattachedIcmp()  # the current input's ICMP errors without a conversation
-        # long conversations' settled HTTP exchanges, until their finish (analyzers.http1.SPILL_AFTER)
+        # long conversations' settled HTTP exchanges, until their results are written (analyzers.http1.SPILL_AFTER)
         self._spill = ExchangeSpill() if options.http else None
 
     def seen_total(self) -> int:
@@ -661,7 +661,7 @@ class Analysis:
                     self._input(i, path)
         finally:
             if self._spill is not None:
-                self._spill.close()  # every conversation is finished by now (their exchanges read back)
+                self._spill.close()  # (a result a sink still holds reads its spilled exchanges in first)
         return self.totals
 
     def _emit(self, st: ConvState | SynOnly | Foreign, table: FlowTable, capture_ended: bool) -> None:
