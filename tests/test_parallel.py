@@ -368,3 +368,45 @@ def test_a_closing_storm_keeps_conversations_whole(closing_storm, monkeypatch):
     for n in (2,):  # every shard finalizes the same conversations at the same frame
         assert sorted(x for k in range(n) for x in results((k, n))) == whole
         assert sorted(x for k in range(n) for x in results((k, n), linger_bytes=200_000)) == tiny
+
+
+def test_spilled_exchanges_give_the_same_report(tmp_path, monkeypatch):
+    """Long keep-alive conversations whose exchanges are spilled (analyzers.http1.HELD_BUDGET) and read back a
+    chunk at a time while report.json and their pages are written (ExchangeList): the same bytes as when they stay
+    in memory, with one process and with two."""
+    from pcapcheck.analyzers import http1
+    from tests.test_pipeline import ACK, PSH, SYN, C, S, write
+
+    segs = []
+    for port in (5000, 5001, 5002):
+        cseq, sseq = 1001, 9001
+        segs += [(C, S, port, 80, 1000, 0, SYN, b""), (S, C, 80, port, 9000, 1001, SYN | ACK, b""),
+                 (C, S, port, 80, 1001, 9001, ACK, b"")]
+        for i in range(400):  # more than a page shows (320), in chunks of 64
+            req = b"GET /%d HTTP/1.1\r\nHost: x\r\nCookie: s=%s\r\n\r\n" % (i, b"c" * (i % 50))
+            te = b"Transfer-Encoding: chunked\r\n" * (2 if i % 97 == 5 else 1)
+            for src, dst, sp, dp, data in ((C, S, port, 80, req),
+                                           (S, C, 80, port, b"HTTP/1.1 200 OK\r\n" + te + b"\r\n2\r\nok\r\n0\r\n\r\n")):
+                segs.append((src, dst, sp, dp, cseq if src == C else sseq, sseq if src == C else cseq, ACK | PSH,
+                             data))
+                if src == C:
+                    cseq += len(data)
+                else:
+                    sseq += len(data)
+    path = write(tmp_path, segs)
+    assert _run(tmp_path / "kept", [path], 1, "--pages", "all") == 0
+    made = []
+    real_init = http1.ExchangeList.__init__
+
+    def init(self, *args):
+        made.append(len(args[1]))
+        real_init(self, *args)
+
+    monkeypatch.setattr(http1.ExchangeList, "__init__", init)
+    monkeypatch.setattr(http1, "HELD_BUDGET", -1)
+    monkeypatch.setattr(http1, "SPILL_CHUNK", 7)
+    for jobs in (1, 2):
+        assert _run(tmp_path / f"spilled{jobs}", [path], jobs, "--pages", "all") == 0
+        _same(tmp_path / "kept", tmp_path / f"spilled{jobs}")
+    assert made and all(n >= 30 for n in made)  # chunks spilled (a forked shard's are not counted here)
+    assert len(list((tmp_path / "kept").glob("conv-*.html"))) == 3
