@@ -172,10 +172,10 @@ class ConversationResult:
         return b"".join(self.json_parts(dumps))
 
 
-# to_json's keys, sorted (json_text passes the values in this order)
 # json_parts: up to this many exchanges, the line is made at once
 _EXCHANGES_AT_ONCE = 64
 _HTTP_MARK = "\0http\0"
+# to_json's keys, sorted (json_text passes the values in this order)
 _CONVERSATION_TEXT = object_template(
     "bytes", "client", "client_guessed", "end", "end_ns", "end_sentence", "findings", "first_frame", "http", "id",
     "input", "last_frame", "packets", "server", "start_ns", "wireshark_filter",

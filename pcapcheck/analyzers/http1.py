@@ -573,6 +573,7 @@ class Http1Analyzer:
         self._write_chunk()
 
     def _write_chunk(self) -> None:
+        """Spill the settled exchanges once there are SPILL_CHUNK of them."""
         if len(self._unwritten) >= SPILL_CHUNK:
             chunk, first = self._unwritten, self._spilled_count
             marked = tuple(first + i for i, x in enumerate(chunk) if x.findings)
