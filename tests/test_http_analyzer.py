@@ -926,6 +926,25 @@ def test_a_long_connection_with_big_heads_spills_by_itself(monkeypatch: pytest.M
             spill.close()
 
 
+def test_the_held_estimate_counts_a_whole_head() -> None:
+    """A head longer than the raw head kept (RAW_HEAD_KEEP) is held whole in its fields: the estimate counts it
+    (40 KB cookies: about 82 KB an exchange, as tracemalloc measures), not the 16 KiB kept raw."""
+    from pcapcheck.http.reader import RAW_HEAD_KEEP
+
+    cookie = 40_000
+    assert cookie > 2 * RAW_HEAD_KEEP
+    events = _keep_alive(50, cookie)[:-2]  # (not ended: the conversation still holds them)
+    spill = ExchangeSpill()
+    a = Http1Analyzer(CONV, spill)
+    for frame, (_, direction, data) in enumerate(events, start=1):
+        a.sink(direction)(sum(len(e[2]) for e in events[:frame - 1] if e[1] == direction), data, frame, frame)
+        a.after_segment()
+    try:
+        assert 50 * 2 * cookie < spill.held < 50 * 3 * cookie
+    finally:
+        spill.close()
+
+
 def test_spilled_exchanges_come_back_a_chunk_at_a_time() -> None:
     """A conversation's exchanges with some spilled are an ExchangeList: equal to the list of them, indexed and
     iterated reading back one chunk at a time, the places of those with a finding known without reading, pickled

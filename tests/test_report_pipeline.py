@@ -6,6 +6,7 @@ for the incidents and the XSS capture end to end.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -197,7 +198,8 @@ def test_a_capture_of_one_direction_keeps_a_bounded_report(tmp_path, only):
 
 def test_a_page_is_pickled_with_only_the_exchanges_it_shows(tmp_path):
     """A result pickled for its page (provisional, or for the render worker) carries only the exchanges the page
-    shows, the others as None in their places: the same page, from a far smaller pickle."""
+    shows, the others as None in their places, and no header fields where the raw head is kept (the page shows
+    that): the same page, from a far smaller pickle."""
     import pickle
 
     from pcapcheck.analyzers import http1
@@ -225,7 +227,15 @@ def test_a_page_is_pickled_with_only_the_exchanges_it_shows(tmp_path):
     _keepalive(few, 300, {150})
     results.clear()
     pipeline.Analysis(config.Options(), Keep()).run([str(few)])
-    assert html_report._for_page(results[0]) is results[0]  # a page that shows every exchange: as it is
+    r = results[0]
+    trimmed = html_report._for_page(r)  # a page that shows every exchange: all there, without the header fields
+    assert len(trimmed.http) == len(r.http) and all(x is not None for x in trimmed.http)
+    assert all(m.raw_head and not m.headers for x in trimmed.http for m in (x.request, x.response))
+    assert all(m.headers for x in r.http for m in (x.request, x.response))
+    assert html_report.render_conversation(trimmed, input_path="few.pcap") == html_report.render_conversation(
+        r, input_path="few.pcap")
+    empty = dataclasses.replace(r, http=())
+    assert html_report._for_page(empty) is empty  # (nothing to trim: as it is)
 
 
 def test_few_exchanges_are_all_kept(tmp_path):

@@ -68,10 +68,10 @@ HELD_BUDGET = 8 << 20
 SPILL_LAG = KEEP_LAST
 SPILL_CHUNK = 64
 _IN_PROGRESS = MessageState.IN_PROGRESS
-# The estimate of a message's memory, kept (tracemalloc: a bare exchange 2.7 KB; each byte of a head three times:
-# the raw head and the fields; each field 200 bytes more).
+# The estimate of a message's memory, kept (tracemalloc: a bare exchange 2.7 KB; each byte of a head twice in its
+# fields, and once more in the raw head, up to RAW_HEAD_KEEP; each field 200 bytes more).
 _HELD_MESSAGE = 1350
-_HELD_PER_HEAD_BYTE = 3
+_HELD_PER_HEAD_BYTE = 2
 _HELD_PER_FIELD = 200
 
 
@@ -414,8 +414,8 @@ class Http1Analyzer:
     def message_done(self, reader: DirectionReader, msg: MessageBuilder) -> AwaitResponse | None:
         if self._spill is not None and not self._spilling and msg.index < KEEP_FIRST + KEEP_LAST:
             # (later messages are dropped or spilled as others come: the held ones no longer grow)
-            held = (_HELD_MESSAGE + _HELD_PER_HEAD_BYTE * len(msg.raw_head) + len(msg.excerpt)
-                    + _HELD_PER_FIELD * (len(msg.headers) + len(msg.trailers)))
+            held = (_HELD_MESSAGE + _HELD_PER_HEAD_BYTE * (msg.head_end - msg.offset) + len(msg.raw_head)
+                    + len(msg.excerpt) + _HELD_PER_FIELD * (len(msg.headers) + len(msg.trailers)))
             self._held += held
             self._spill.held += held
         if reader is self._c2s:

@@ -61,6 +61,7 @@ from markupsafe import Markup
 
 from pcapcheck.analyzers.http1 import KEEP_FIRST, KEEP_LAST
 from pcapcheck.findings import Severity
+from pcapcheck.http.model import HttpExchange, HttpMessage
 from pcapcheck.model import ConversationResult, ConversationSummary
 from pcapcheck.pipeline import fewer_collections
 from pcapcheck.report import records, views
@@ -167,17 +168,49 @@ def default_workers() -> int:
 
 
 def _for_page(result: ConversationResult) -> ConversationResult:
-    """``result`` as its page needs it, to be pickled for later or for the worker: the HTTP exchanges the page does
-    not show (views.shown_exchanges: a long keep-alive connection's first 100, last 20 and up to 200 with a
-    finding) replaced by None. Their count and places stay, so the page picks the same ones and says how many
-    there were; 2,064 exchanges pickled for 320 shown cost most of such a page's pickling."""
+    """``result`` as its page needs it, to be pickled for later or for the worker:
+
+    - the HTTP exchanges the page does not show (views.shown_exchanges: a long keep-alive connection's first 100,
+      last 20 and up to 200 with a finding) replaced by None. Their count and places stay, so the page picks the
+      same ones and says how many there were; 2,064 exchanges pickled for 320 shown cost most of such a page's
+      pickling;
+    - a message's header fields dropped where its raw head is kept: the page shows the raw head
+      (views._message_view), and the fields hold the whole head once more (up to 64 KiB, against 16 KiB of raw
+      head: 320 such exchanges were 40 MB)."""
     http = result.http
-    if len(http) <= views.PAGE_EXCHANGES_FIRST + views.PAGE_EXCHANGES_LAST + views.PAGE_EXCHANGES_MARKED:
+    if not http:
         return result
-    trimmed: list[Any] = [None] * len(http)
-    for i in views.shown_exchanges(http):  # (an ExchangeList reads back only the chunks of these)
-        trimmed[i] = http[i]
+    n = len(http)
+    shown = range(n) if n <= views.PAGE_EXCHANGES_FIRST + views.PAGE_EXCHANGES_LAST + views.PAGE_EXCHANGES_MARKED \
+        else views.shown_exchanges(http)
+    trimmed: list[Any] = [None] * n
+    for i in shown:  # (an ExchangeList reads back only the chunks of these)
+        trimmed[i] = _page_exchange(http[i])
     return dataclasses.replace(result, http=tuple(trimmed))
+
+
+def _page_exchange(x: Any) -> Any:
+    if type(x) is not HttpExchange:
+        return x
+    request, interim, response = x.request, x.interim, x.response
+    if (request is None or not request.headers or not request.raw_head) and (
+            response is None or not response.headers or not response.raw_head) and not interim:
+        return x  # (nothing to drop)
+    return HttpExchange(x.index, _page_message(request), tuple(_page_message(m) for m in interim),
+                        _page_message(response), x.pairing, x.tunnel)
+
+
+def _page_message(m: Any) -> Any:
+    if m is None or not m.headers or not m.raw_head:
+        return m
+    page = _NEW_MESSAGE(HttpMessage)  # a copy without the fields (dataclasses.replace costs three times as much)
+    page.__setstate__(m.__getstate__())
+    _SET_HEADERS(page, ())
+    return page
+
+
+_NEW_MESSAGE = HttpMessage.__new__
+_SET_HEADERS = HttpMessage.headers.__set__  # type: ignore[attr-defined]  # (the slot's, as frozen's __init__ sets)
 
 
 def _write_file(path: Path, text: str) -> None:
