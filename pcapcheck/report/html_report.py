@@ -498,8 +498,8 @@ class HtmlReport:
         if self._worker is None and self.workers and self._rendered > WORKER_AFTER:
             self._start_worker()
         if self._worker is None:
-            if isinstance(result, bytes):
-                result = pickle.loads(result)
+            # (trimmed here too: the view would turn every header field into text the page does not show)
+            result = pickle.loads(result) if isinstance(result, bytes) else _for_page(result)
             view = views.build_conversation(result, input_path=path, timestamp=self.timestamp)
             _write_file(self.outdir / name, self._page.render(c=view))
         else:
