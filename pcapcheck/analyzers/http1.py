@@ -431,11 +431,8 @@ class Http1Analyzer:
                 self._drop(k - KEEP_LAST)
             if k >= SPILL_AFTER and k - SPILL_LAG >= self._final_count and self._to_spill():
                 # the requests far ahead of the responses: spill them without waiting for the responses (beyond
-                # KEEP_FIRST, only those judged just above)
-                stop = k - SPILL_LAG
-                if stop >= KEEP_FIRST:  # (while responses come, those beyond spill with them)
-                    stop = max(KEEP_FIRST - 1, min(stop, k - KEEP_LAST)) if unanswered else KEEP_FIRST - 1
-                self._settle(stop)
+                # KEEP_FIRST, only those judged just above; while responses come, those spill with them)
+                self._settle(k, judged=unanswered)
             return None
         if not msg.interim:
             self._check_proxy_error(reader, msg)
@@ -458,10 +455,7 @@ class Http1Analyzer:
                 else:
                     self._forget_responses(k)
             if k >= SPILL_AFTER and self._to_spill():
-                stop = k - SPILL_LAG
-                if stop >= KEEP_FIRST:
-                    stop = max(KEEP_FIRST - 1, min(stop, k - KEEP_LAST))
-                self._settle(stop)
+                self._settle(k)
             if (
                 isinstance(msg.framing, Tunnel)
                 and self._c2s.pause is None
@@ -544,10 +538,14 @@ class Http1Analyzer:
         self._held = 0
         return True
 
-    def _settle(self, stop: int) -> None:
-        """Spill the exchanges up to ``stop`` not yet spilled: those SPILL_LAG final responses behind the last
-        one, beyond KEEP_FIRST only those _drop has judged (and kept); or, when the requests are far ahead of the
-        responses, SPILL_LAG requests behind the last one, without their responses (_Unanswered)."""
+    def _settle(self, last: int, judged: bool = True) -> None:
+        """Spill the exchanges not yet spilled up to SPILL_LAG behind ``last``, the final response just done (or,
+        when the requests are far ahead of the responses, the request just done: then without their responses,
+        _Unanswered). Beyond KEEP_FIRST only those _drop has judged (and kept), KEEP_LAST behind ``last``; none if
+        not ``judged``."""
+        stop = last - SPILL_LAG
+        if stop >= KEEP_FIRST:
+            stop = max(KEEP_FIRST - 1, min(stop, last - KEEP_LAST)) if judged else KEEP_FIRST - 1
         requests = self._c2s.messages
         finals = self._finals
         k = self._settled

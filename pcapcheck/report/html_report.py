@@ -192,12 +192,11 @@ def _for_page(result: ConversationResult) -> ConversationResult:
 def _page_exchange(x: Any) -> Any:
     if type(x) is not HttpExchange:
         return x
-    request, interim, response = x.request, x.interim, x.response
-    if (request is None or not request.headers or not request.raw_head) and (
-            response is None or not response.headers or not response.raw_head) and not interim:
-        return x  # (nothing to drop)
-    return HttpExchange(x.index, _page_message(request), tuple(_page_message(m) for m in interim),
-                        _page_message(response), x.pairing, x.tunnel)
+    request, response = _page_message(x.request), _page_message(x.response)
+    interim = tuple(_page_message(m) for m in x.interim)
+    if request is x.request and response is x.response and all(a is b for a, b in zip(interim, x.interim)):
+        return x  # (nothing dropped)
+    return HttpExchange(x.index, request, interim, response, x.pairing, x.tunnel)
 
 
 def _page_message(m: Any) -> Any:
