@@ -634,6 +634,25 @@ def test_one_direction_keeps_a_bounded_report(direction: str, monkeypatch: pytes
     assert kept[10].findings == (0,)
 
 
+def test_defaults_assumed_are_said_for_the_first_ones_and_counted_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request side waits for the response to every Upgrade request; with no responses captured each wait
+    overflows on its own, so the defaults taken are said for the first ASSUMED_KEEP and counted after that (the
+    list does not grow with the capture)."""
+    from pcapcheck.http import reader
+
+    monkeypatch.setattr(reader, "PAUSE_LIMIT", 200)  # each wait overflows on the requests queued behind it
+    n = 150
+    upgrade = b"GET /ws/%d HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    plain = b"GET /item/%d HTTP/1.1\r\nHost: a\r\n\r\n"
+    events = [("data", C2S, (upgrade if i % 5 == 0 else plain) % i) for i in range(n)]
+    r = play([*events, ("end", C2S, "fin"), ("end", S2C, "fin")])
+    said = r.analyzer.summary()[C2S]["assumed"]
+    waits = n // 5 - 1  # every Upgrade request but the last (nothing queued behind it)
+    assert len(said) == reader.ASSUMED_KEEP + 1 and said[-1] == f"and {waits - reader.ASSUMED_KEEP} more"
+    assert said[0].startswith("request 0: no response seen within 200 bytes") and said[1].startswith("request 5:")
+    assert len(r.analyzer.exchanges) == n
+
+
 def test_responses_whose_requests_are_missing_are_framed_without_waiting_each_time() -> None:
     """A wait for a request that never comes overflows once (PAUSE_LIMIT bytes queued); the responses after it
     are then framed at once, not each after another full queue (which replayed the queue once per response)."""

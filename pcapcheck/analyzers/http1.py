@@ -320,7 +320,7 @@ class Http1Analyzer:
                 "messages": len(r.messages),
                 "unparsed_bytes": r.unparsed_bytes,
                 "lost_bytes": r.lost_bytes,
-                "assumed": list(r.assumed),
+                "assumed": list(r.assumed) + ([f"and {r.assumed_more} more"] if r.assumed_more else []),
                 "end": r.end_reason,
             }
             for r in (self._c2s, self._s2c)

@@ -60,6 +60,7 @@ HEAD_LIMIT = 64 * 1024  # a head longer than this is reported, not buffered furt
 BODY_KEEP = 4 * 1024  # body excerpt kept per message
 RAW_HEAD_KEEP = 16 * 1024  # raw head bytes kept per message for the report
 PAUSE_LIMIT = 256 * 1024  # bytes queued while waiting for the other direction
+ASSUMED_KEEP = 20  # defaults said one by one per direction; later ones are counted (assumed_more)
 DETAILED_MESSAGES = 2000  # per direction; later messages keep framing and findings, not headers or excerpts
 RESYNC_KEEP = 8 * 1024  # longest request line found when resynchronising
 EXCERPT_BEFORE = 24
@@ -264,7 +265,8 @@ class DirectionReader:
         self.end_reason = ""
         self.unparsed_bytes = 0  # bytes skipped while resynchronising
         self.lost_bytes = 0  # bytes never captured
-        self.assumed: list[str] = []  # defaults taken when a pause overflowed
+        self.assumed: list[str] = []  # defaults taken when a pause overflowed (the first ASSUMED_KEEP)
+        self.assumed_more = 0  # and how many more
         self.end_seen = False
         self._last_offset = 0  # end of the last data event (queued ones included)
         self._stream = StreamBuffer()
@@ -1228,18 +1230,26 @@ class DirectionReader:
         """Too much queued while paused: take the default and say so."""
         pause = self.pause
         if isinstance(pause, AwaitRequest):
-            self.assumed.append(
+            self._assume(
                 f"{self.kind} {pause.exchange}: its request was not seen within {PAUSE_LIMIT} bytes; framed as if it "
                 "were not HEAD or CONNECT, and so were the responses after it until one found its request"
             )
             self._requests_stalled = True
             self.resume(_NO_REQUEST)
         elif isinstance(pause, AwaitResponse):
-            self.assumed.append(
+            # (a request side waiting after each CONNECT or Upgrade request that gets no response overflows once
+            # per such request: hence the cap)
+            self._assume(
                 f"request {pause.exchange}: no response seen within {PAUSE_LIMIT} bytes; "
                 + ("the CONNECT tunnel was assumed open" if pause.connect else "no protocol switch was assumed")
             )
             self.resume(pause.connect)
+
+    def _assume(self, text: str) -> None:
+        if len(self.assumed) < ASSUMED_KEEP:
+            self.assumed.append(text)
+        else:
+            self.assumed_more += 1
 
     # --- findings ------------------------------------------------------------------------------------------
 
