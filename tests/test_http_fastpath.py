@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import bisect
 import gc
 import random
 import weakref
@@ -85,6 +86,73 @@ def test_clean_head_path_agrees_with_parse_head(lines, eol, start_line) -> None:
         assert [type(f) for f in clean] == [type(f) for f in general.fields]
         framing = analyze_headers(clean, is_request=True, version=b"HTTP/1.1")
         assert framing == analyze_headers(general.fields, is_request=True, version=b"HTTP/1.1")
+
+
+@given(field_lines(), st.sampled_from([b"\r\n", b"\n"]), st.lists(st.integers(100, 200), max_size=6))
+@example([b"A: 1", b"B: 2", b"C: 3"], b"\r\n", [117, 121, 122])
+def test_clean_head_over_segments_agrees_with_parse_head(lines, eol, cuts) -> None:
+    """A head over several segments (frames 7, 8, ... from each offset in ``cuts`` on): each field has the frame
+    of its line's first byte, as parse_head gives it."""
+    start_line = b"GET / HTTP/1.1\r"
+    fields_at = 100 + len(start_line) + 1
+    block = b"".join(line + eol for line in lines)
+    cuts = sorted(cuts)
+    asked = []
+
+    def frames_of(offsets: list[int]) -> list[int]:
+        asked.append(offsets)
+        return [7 + bisect.bisect_right(cuts, o) for o in offsets]
+
+    datas = [start_line, *(line + eol[:-1] for line in lines), b"\r"]
+    offsets = [100]
+    for d in datas[:-1]:
+        offsets.append(offsets[-1] + len(d) + 1)
+    heads = [Line(o, d, f) for o, d, f in zip(offsets, datas, frames_of(offsets))]
+    general = parse_head(heads[:-1], heads[-1], True)
+    asked.clear()
+    clean = parse_clean_fields(start_line, fields_at, block, -1, frames_of)
+    if clean is not None:
+        assert general.issues == () and clean == general.fields
+        assert asked == [offsets[1:-1]]  # one call, for the field lines
+    else:
+        assert asked == []  # declined before asking
+
+
+HEADS = [
+    b"GET /a HTTP/1.1\r\nHost: example.com\r\nCookie: " + b"c=" * 900 + b"\r\nAccept: */*\r\n\r\n",
+    b"GET /b HTTP/1.1\r\nHost: a\r\nX-Obs: one\r\n two\r\nCookie: x\r\n\r\n",  # obs-fold: the general path
+    b"GET /c HTTP/1.1\r\nHost: a\r\nX-Bare: 1\nCookie: x\r\n\r\n",  # a bare LF
+    b"GET /d HTTP/1.1\r\nHost: a \r\nX-Trailing-OWS:\t1\t\r\n\r\n",
+    b"GET /e HTTP/1.1\r\n\r\n",  # no field lines
+    b"HEAD /f HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("how", ["bytes", 1, 2, 3, 4, 5])
+def test_heads_over_segments_read_as_the_general_path_reads_them(how, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Heads split over segments (the reader's clean path with a frame per field line) give the exchanges and
+    findings that the general path (parse_head) gives."""
+    from pcapcheck.http import reader
+
+    wire = b"".join(HEADS)
+    answers = b"".join(b"HTTP/1.1 204 No Content\r\nX-N: %d\r\n\r\n" % i for i in range(len(HEADS)))
+    events = [*(("data", C2S, seg) for seg in segments(wire, how)),
+              *(("data", S2C, seg) for seg in segments(answers, how)), ("end", C2S, "fin"), ("end", S2C, "fin")]
+    clean = play(events)
+    spanning = []
+    real = reader.parse_clean_fields
+
+    def one_segment_only(start_line, fields_at, block, frame, frames_of=None):
+        spanning.append(frames_of is not None)
+        return None if frames_of is not None else real(start_line, fields_at, block, frame)
+
+    monkeypatch.setattr(reader, "parse_clean_fields", one_segment_only)
+    general = play(events)
+    assert any(spanning)
+    assert [f.to_json() for f in clean.findings] == [f.to_json() for f in general.findings]
+    assert clean.analyzer.exchanges == general.analyzer.exchanges
+    if how == "bytes":  # a frame per byte, from 1: each field has the frame of its line's first byte
+        assert all(f.frame == 1 + f.offset for x in clean.analyzer.exchanges for f in x.request.headers)
 
 
 def test_clean_head_path_takes_usual_heads() -> None:

@@ -8,8 +8,9 @@ the message would choose (whitespace before a colon removed, obs-fold replaced b
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, repeat
 
 from pcapcheck.frozen import fast_frozen, frozen_builder, frozen_maker
 from pcapcheck.http import abnf, codes
@@ -129,19 +130,29 @@ def parse_head(
     return ParsedHead(start, tuple(fields), tuple(sorted(issues, key=lambda i: i.offset)))
 
 
-def parse_clean_fields(start_line: bytes, fields_at: int, block: bytes, frame: int) -> tuple[HeaderField, ...] | None:
+def parse_clean_fields(start_line: bytes, fields_at: int, block: bytes, frame: int,
+                       frames_of: Callable[[list[int]], list[int]] | None = None) -> tuple[HeaderField, ...] | None:
     """The fields of the usual head, or None when it is not one. The usual head: every line ends with CRLF and
     every field line is clean (see _CLEAN_FIELDS); ``parse_head`` would then report nothing and read each field
     straight off, as this does. ``start_line``: the start line with its CR; ``block``: the field lines with
-    their CRLFs, from stream offset ``fields_at``; ``frame``: the frame that carried the whole head."""
+    their CRLFs, from stream offset ``fields_at``; ``frame``: the frame that carried the whole head, or, for a
+    head over several segments, ``frames_of``, which gives the frames carrying a list of stream offsets."""
     if not start_line.endswith(b"\r"):
         return None
     # (find, not "in": bytes.__contains__ first tries its argument as an int, raising and clearing a TypeError)
     trailing_ows = block.find(b" \r\n") >= 0 or block.find(b"\t\r\n") >= 0
+    found = _CLEAN_FIELDS.findall(block)
+    if frames_of is None:
+        frames: Iterable[int] = repeat(frame)
+    else:
+        starts = list(accumulate([len(raw) + 2 for raw, _, _ in found], initial=fields_at))
+        if starts.pop() != fields_at + len(block):
+            return None
+        frames = frames_of(starts)
     at = fields_at
     fields = []
     append = fields.append
-    for raw, name, value in _CLEAN_FIELDS.findall(block):
+    for (raw, name, value), frame in zip(found, frames):
         f = _HeaderFieldBuilder()  # = HeaderField(name, value, frame, at, raw), see frozen_builder
         f.name = name
         f.value = value.rstrip(OWS) if trailing_ows else value

@@ -672,11 +672,15 @@ class DirectionReader:
         buf = st.buf
         seg_off = st.seg_off
         head_fields = None
-        if seg_off and seg_off[-1] <= start and last_lf > fields_at - base and end - last_lf == 3:
-            # The usual head: in one segment, with field lines, ended by CRLF CRLF.
-            first_frame = st.seg_frame[-1]
+        if last_lf > fields_at - base and end - last_lf == 3:
+            # The usual head: with field lines, ended by CRLF CRLF; in one segment, or over several (cookies)
             block = bytes(buf[fields_at - base : last_lf + 1])
-            head_fields = parse_clean_fields(self._start_line, fields_at, block, first_frame)
+            if seg_off and seg_off[-1] <= start:
+                first_frame = st.seg_frame[-1]
+                head_fields = parse_clean_fields(self._start_line, fields_at, block, first_frame)
+            else:
+                first_frame = st.frames_at([start])[0]
+                head_fields = parse_clean_fields(self._start_line, fields_at, block, first_frame, st.frames_at)
         if head_fields is not None:
             issues: tuple[Issue, ...] = ()
         else:
