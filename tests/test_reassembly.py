@@ -175,6 +175,12 @@ class ReassemblyMachine(RuleBasedStateMachine):
             self.have[i] = True
 
     @precondition(lambda self: self.frame > 0)
+    @rule(a=st.integers(0, 2000))
+    def ack(self, a: int) -> None:
+        """The peer acknowledges up to ``a``: a hole before it that no buffered segment fills is declared lost."""
+        self.r.acked(sq.add(self.isn, 1 + a), self.frame)
+
+    @precondition(lambda self: self.frame > 0)
     @rule()
     def finish(self) -> None:
         self.r.finish(self.frame)
@@ -189,6 +195,13 @@ class ReassemblyMachine(RuleBasedStateMachine):
         expected = bytes(self.payload[i] for i in range(min(self.r.next_off, 2000)) if self.have[i])
         assert bytes(self.c.data) == expected
         assert not self.r.mismatches
+
+    @invariant()
+    def buffered_offsets_are_a_heap_of_pending(self) -> None:
+        order = self.r._order
+        assert sorted(order) == sorted(self.r.pending)
+        assert all(order[(i - 1) // 2] <= order[i] for i in range(1, len(order)))
+        assert not order or order[0] > self.r.next_off  # what the stream has reached is delivered at once
 
 
 TestReassemblyMachine = ReassemblyMachine.TestCase

@@ -18,6 +18,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
+from heapq import heappop, heappush
 from operator import itemgetter
 
 from pcapcheck import seq as sq
@@ -80,7 +81,7 @@ class Reassembler:
     __slots__ = (
         "next_seq", "next_off", "started", "pending", "pending_bytes", "tail", "tail_off", "trim_at",
         "head", "head_open", "on_data", "on_gap", "mismatches", "gaps", "gap_bytes", "overflowed",
-        "fin_off", "retransmitted_bytes", "_restarted_off",
+        "fin_off", "retransmitted_bytes", "_restarted_off", "_order",
     )
 
     def __init__(self, on_data: DataSink | None = None, on_gap: GapSink | None = None) -> None:
@@ -89,6 +90,9 @@ class Reassembler:
         self.started = False
         self.pending: dict[int, tuple[bytes, int, int, int]] = {}  # offset -> (data, frame, ts, wire length)
         self.pending_bytes = 0
+        # pending's offsets as a heap: the first buffered segment without a scan of them all (loss recovery
+        # over a large window buffers thousands; one scan per segment delivered or ACK seen was quadratic)
+        self._order: list[int] = []
         # (offset, delivered bytes, frame), see above; a _RestartedTail in a rare case, see start()
         self.tail: deque[tuple[int, bytes, int]] | _RestartedTail = deque()
         self.tail_off = 0  # stream offset of the first kept byte; the kept bytes end at next_off
@@ -181,11 +185,13 @@ class Reassembler:
                 data = prev[0] + data[len(prev[0]):]
                 self.pending_bytes -= len(prev[0])
                 frame, ts = prev[1], prev[2]
+            else:
+                heappush(self._order, off)
             self.pending[off] = (data, frame, ts, wire_len)
             self.pending_bytes += len(data)
             if self.pending_bytes > MAX_BUFFERED:
                 self.overflowed = True
-                self.skip_to(min(self.pending), frame, "lost")
+                self.skip_to(self._order[0], frame, "lost")
 
     def _deliver(self, off: int, data: bytes, wire_len: int, frame: int, ts: int) -> None:
         n = len(data)
@@ -237,15 +243,14 @@ class Reassembler:
         self.trim_at = off + 2 * TAIL_KEEP
 
     def _drain(self) -> None:
-        pending = self.pending
-        while pending:
+        """Deliver the buffered segments that the stream has reached, first offset first."""
+        pending, order = self.pending, self._order
+        while order:
             nxt = self.next_off
-            best = None
-            for o in pending:
-                if o <= nxt and (best is None or o < best):
-                    best = o
-            if best is None:
+            best = order[0]  # (the heap holds exactly pending's offsets: added with each, taken here only)
+            if best > nxt:
                 return
+            heappop(order)
             data, frame, ts, wire_len = pending.pop(best)
             self.pending_bytes -= len(data)
             if best + wire_len <= nxt:
@@ -314,7 +319,7 @@ class Reassembler:
             off = self.fin_off
         # only declare the hole when no buffered segment fills it
         if self.pending:
-            first = min(self.pending)
+            first = self._order[0]
             if first <= self.next_off:
                 self._drain()
                 return
@@ -326,7 +331,7 @@ class Reassembler:
     def finish(self, frame: int) -> None:
         """End of the direction: buffered segments beyond holes are delivered after explicit gaps."""
         while self.pending:
-            first = min(self.pending)
+            first = self._order[0]
             if first > self.next_off:
                 self.skip_to(first, frame, "lost")
             else:
