@@ -257,7 +257,8 @@ def test_a_killed_run_leaves_no_spool_files(tmp_path, busy_capture):
 
     spool_root = tmp_path / "tmp"
     spool_root.mkdir()
-    env = {**os.environ, "TMPDIR": str(spool_root)}
+    # (the compiled templates' cache is kept on purpose, by default in the temporary directory too: elsewhere)
+    env = {**os.environ, "TMPDIR": str(spool_root), "PCAPCHECK_TEMPLATE_CACHE": str(tmp_path / "templates")}
     proc = subprocess.Popen([sys.executable, "-m", "pcapcheck", "analyze", str(busy_capture), "-o",
                              str(tmp_path / "out"), "--pages", "all", "--jobs", "2"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

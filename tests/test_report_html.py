@@ -135,6 +135,53 @@ def test_the_compiled_templates_call_the_fast_escape() -> None:
     assert env.from_string("{{ v }}|{{ n }}").render(v="<&'\">", n=-5) == "&lt;&amp;&#39;&#34;&gt;|-5"
 
 
+TEMPLATES = tuple(sorted(p.name for p in (Path(html_report.__file__).parents[1] / "templates").iterdir()))
+
+
+def _fresh_environment(monkeypatch: pytest.MonkeyPatch, cache: str) -> tuple:
+    """A new Environment as a new process makes it, with PCAPCHECK_TEMPLATE_CACHE=``cache``; and how many
+    templates it compiled (the others came from the cache)."""
+    import jinja2
+
+    monkeypatch.setenv(html_report.TEMPLATE_CACHE_ENV, cache)
+    monkeypatch.setattr(html_report, "_ENV", None)
+    compiled = []
+    real = jinja2.Environment.compile
+
+    def counting(self, source, name=None, filename=None, raw=False, defer_init=False):  # type: ignore[no-untyped-def]
+        compiled.append(name)
+        return real(self, source, name, filename, raw, defer_init)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting)
+    env = html_report.environment()
+    rendered = render_conversation(s.incident1(), timestamp="t")
+    for name in TEMPLATES:
+        env.get_template(name)
+    return env, compiled, rendered
+
+
+def test_compiled_templates_are_kept_between_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The second process loads every template from the cache, compiles none, and renders the same page (through
+    the fast escape); a damaged cache file is compiled again; no usable directory, or "off", means no cache."""
+    cache = tmp_path / "cache"
+    _, off, reference = _fresh_environment(monkeypatch, "off")
+    assert html_report.environment().bytecode_cache is None and sorted(off) == sorted(TEMPLATES)
+    _, first, page = _fresh_environment(monkeypatch, str(cache))
+    assert sorted(first) == sorted(TEMPLATES) and page == reference
+    files = sorted(cache.iterdir())
+    assert len(files) == len(TEMPLATES) and all(f.name.startswith("pcapcheck-") for f in files)
+    env, second, page = _fresh_environment(monkeypatch, str(cache))
+    assert second == [] and page == reference
+    if html_report.ESCAPE is not markupsafe.escape:
+        assert env.get_template("conversation.html").root_render_func.__globals__["escape"] is html_report.ESCAPE
+    files[0].write_bytes(files[0].read_bytes()[:40])  # cut short: jinja2's header, then half a checksum
+    _, third, page = _fresh_environment(monkeypatch, str(cache))
+    assert len(third) == 1 and page == reference
+    (tmp_path / "a-file").write_text("")
+    env, fourth, page = _fresh_environment(monkeypatch, str(tmp_path / "a-file" / "cache"))
+    assert env.bytecode_cache is None and sorted(fourth) == sorted(TEMPLATES) and page == reference
+
+
 def test_names_and_anchors_from_ids_only():
     assert views.page_name(0, 7) == "conv-7.html" and views.page_name(2, 7) == "in2-conv-7.html"
     assert views.row_anchor(0, 7) == "c7" and views.row_anchor(1, 0) == "in1-c0"
