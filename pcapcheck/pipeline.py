@@ -269,7 +269,7 @@ class ConvState:
         self.end_ts = pkt.ts
         self.flag_frames: dict[int, list] = {}  # flag bit -> [count, frames...]
         self.head = bytearray()  # packed rows (_ROW), in arrival order
-        self.tail: deque[bytes] = deque(maxlen=options.timeline_tail)
+        self.tail: deque[bytes] | None = None  # made when the head is full (a deque is 760 bytes even empty)
         self.marked: list[bytes] = []
         self.odd: list[tuple] = []  # rows that do not pack: (frame, ts, ...) as in _rows
         self.head_max = options.timeline_head * _ROW.size  # in bytes
@@ -392,7 +392,10 @@ class ConvState:
         elif (mask or verdict or flags & _SFR) and len(self.marked) < self.marked_max:
             self.marked.append(row)
         else:
-            self.tail.append(row)
+            tail = self.tail
+            if tail is None:
+                tail = self.tail = deque(maxlen=self.options.timeline_tail)
+            tail.append(row)
 
     def icmp_error(self, d: int, ev: IcmpError) -> None:
         """An ICMP error about a segment of direction ``d`` (the quoted one). Its frame is one of the
@@ -449,7 +452,7 @@ class ConvState:
         per_dir = ((base[0], base[1], shift[0], shift[1]), (base[1], base[0], shift[1], shift[0]))
         packed = bytes(self.head)
         if self.marked or self.tail:
-            packed += b"".join(sorted(self.marked + list(self.tail)))  # sorted by frame (see _ROW)
+            packed += b"".join(sorted(self.marked + list(self.tail or ())))  # sorted by frame (see _ROW)
         return Timeline(packed, tuple(self.odd), self.start_ts, per_dir, tuple(_VERDICT_TEXT))
 
     # -- finalization ------------------------------------------------------------

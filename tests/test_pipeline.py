@@ -446,6 +446,27 @@ def test_a_syn_flood_keeps_little_state_per_conversation(tmp_path: Path) -> None
     assert all(r.end == "incomplete" for r in sink.results)
 
 
+def test_an_open_http_conversation_keeps_bounded_state(tmp_path: Path) -> None:
+    """Tens of thousands of conversations can be open at once (a load balancer's idle keep-alive connections), and
+    each holds its whole analysis state until it ends. One with a handshake and a request held 19.8 KB (traced)
+    until 2026-12-05: deques of 760 bytes even when empty or never used (the timeline's tail, the reassembler's
+    tail, the RST analyzer's odd segments) and the HTTP readers' attribute dicts. Now about 13.6 KB."""
+    w = b.PcapWriter(linktype=101)
+    req = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
+    for i in range(2000):
+        src, port, t = f"10.1.{i // 250}.{i % 250 + 1}", 1024 + i, 1_700_000_000_000_000_000 + i * 30_000
+        w.add(t, b.ipv4(src, S, b.tcp(port, 80, 5, 0, SYN, 64240, b"", src_ip=src, dst_ip=S)))
+        w.add(t + 10_000, b.ipv4(S, src, b.tcp(80, port, 7, 6, SYN | ACK, 64240, b"", src_ip=S, dst_ip=src)))
+        w.add(t + 20_000, b.ipv4(src, S, b.tcp(port, 80, 6, 8, PSH | ACK, 64240, req, src_ip=src, dst_ip=S)))
+    w.write(tmp_path / "open.pcap")
+    sink = Collect()
+    traced, open_http = _held_at_end(str(tmp_path / "open.pcap"), Options(), sink,
+                                     lambda table: sum(1 for c in table.active() if c.state.http is not None))
+    assert open_http == 2000 and len(sink.results) == 2000
+    assert traced / 2000 < 16_000
+    assert all(r.end == "capture-ended" and len(r.http) == 1 for r in sink.results)
+
+
 def _flood(tmp_path: Path, n: int, answered: int) -> str:
     """``n`` bare SYNs from different clients; then client ``answered`` retransmits its SYN and gets a
     handshake."""

@@ -184,6 +184,12 @@ class ExchangeList(Sequence[HttpExchange]):
 
 
 class Http1Analyzer:
+    __slots__ = (  # (one per open conversation with data: see DirectionReader's)
+        "conversation", "_spill", "_settled", "_spilled", "_spilled_count", "_unwritten", "_held", "_spilling",
+        "_joins", "_c2s", "_s2c", "_findings", "_reserved", "_finals", "_interim", "_final_count", "_result",
+        "dropped", "_admitted", "_repeated", "__weakref__",
+    )
+
     def __init__(self, conversation: int, spill: ExchangeSpill | None = None) -> None:
         self.conversation = conversation
         self._spill = spill

@@ -86,7 +86,7 @@ class _Side:
         # payload stays referenced until the entry leaves, HISTORY packets later; the reassembler's tail
         # holds those bytes for longer anyway.)
         self.recent: deque[tuple] = deque(maxlen=HISTORY)
-        self.odd: deque[tuple] = deque(maxlen=ODD_HISTORY)
+        self.odd: deque[tuple] | tuple[()] = ()  # a deque(maxlen=ODD_HISTORY) from the first one (760 bytes)
         self.rsts: list[RstRecord] = []
         self.wscale: int | None = None  # shift offered in its SYN (None: no WS option or no SYN seen)
         self.timestamps = False  # its SYN carried the TS option
@@ -288,7 +288,10 @@ class RstAnalyzer:
         else:
             t = (pkt, judgement, index, mask, prev)
             s.recent.append(t)
-            s.odd.append(t)
+            odd = s.odd
+            if odd.__class__ is tuple:
+                odd = s.odd = deque(maxlen=ODD_HISTORY)
+            odd.append(t)
 
     def _establish(self, d: int, r: _Side, ack: int, ts: int) -> None:
         """Mid-stream pickup, or a non-SYN ACK of the peer's SYN(-ACK): the handshake is complete."""

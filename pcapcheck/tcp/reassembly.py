@@ -16,7 +16,6 @@ streams longer than 4 GiB both work. Policy:
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections import deque
 from collections.abc import Callable
 from heapq import heappop, heappush
 from operator import itemgetter
@@ -94,7 +93,7 @@ class Reassembler:
         # over a large window buffers thousands; one scan per segment delivered or ACK seen was quadratic)
         self._order: list[int] = []
         # (offset, delivered bytes, frame), see above; a _RestartedTail in a rare case, see start()
-        self.tail: deque[tuple[int, bytes, int]] | _RestartedTail = deque()
+        self.tail: list[tuple[int, bytes, int]] | _RestartedTail = []  # (a list: a deque is 760 bytes even empty)
         self.tail_off = 0  # stream offset of the first kept byte; the kept bytes end at next_off
         self.trim_at = 2 * TAIL_KEEP  # tail_off + 2 * TAIL_KEEP: trim the tail when next_off passes it
         self.head = bytearray()
@@ -119,7 +118,7 @@ class Reassembler:
         """Set the sequence number of stream offset 0 (ISN + 1, or the first data seq mid-stream)."""
         self._restarted_off += self.next_off
         tail = self.tail
-        if type(tail) is deque and (tail or self.tail_off):
+        if type(tail) is list and (tail or self.tail_off):
             # Offset 0 moves under bytes already kept (a SYN seen after the direction's data): the kept
             # bytes no longer end at next_off. Keep them the way they always were compared.
             buf = bytearray()
@@ -219,16 +218,16 @@ class Reassembler:
     def _trim_tail(self) -> None:
         """Keep the last TAIL_KEEP bytes (and the entry that holds the first of them)."""
         tail = self.tail
-        if type(tail) is not deque:
+        if type(tail) is not list:
             return  # a _RestartedTail trims itself
         self.tail_off = cut = self.next_off - TAIL_KEEP
         self.trim_at = cut + 2 * TAIL_KEEP
         # Drop entries from the left while the next one starts at or before cut (keeping at least one). Entry
         # offsets strictly increase (each holds at least one byte), so that drops all but the last of the
         # entries starting at or before cut: found by bisection rather than by testing ~20 entries one by one.
-        popleft = tail.popleft
-        for _ in range(bisect_right(tail, cut, key=_entry_offset) - 1):
-            popleft()
+        drop = bisect_right(tail, cut, key=_entry_offset) - 1
+        if drop > 0:
+            del tail[:drop]
 
     def _gap(self, off: int, length: int, frame: int, reason: str) -> None:
         self.gaps += 1
@@ -238,7 +237,7 @@ class Reassembler:
 
     def _reset_tail(self, off: int) -> None:
         """After a gap the kept tail no longer lines up with stream offsets: restart it."""
-        self.tail = deque()
+        self.tail = []
         self.tail_off = off
         self.trim_at = off + 2 * TAIL_KEEP
 
@@ -266,7 +265,7 @@ class Reassembler:
         if not data:
             return
         tail = self.tail
-        restarted = type(tail) is not deque
+        restarted = type(tail) is not list
         tail_off = tail.off if restarted else self.tail_off
         tail_end = tail.off + len(tail.buf) if restarted else self.next_off  # the kept bytes end at next_off
         start = max(off, tail_off)
