@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from struct import Struct
 
+from pcapcheck.frozen import fast_frozen
 from pcapcheck.seq import HALF, MASK, MOD, ge, gt, le
 from pcapcheck.tcp import options as tcp_options
 from pcapcheck.tcp.events import ACK, FIN, RST, SYN, URG
@@ -106,6 +107,7 @@ _LOG_FLAGS = "invalid tcp flag combination"
 _LOG_STATE_OLD = "invalid state"
 
 
+@fast_frozen  # (one per segment out of window: every segment of a capture of one direction)
 @dataclass(frozen=True, slots=True)
 class Judgement:
     """What conntrack did with one segment, on kernels >= 6.1 (``new``) and < 6.1 (``old``).
