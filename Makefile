@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= fixtures/incident1-te-duplicate.pcap
 
-.PHONY: install test test-thorough lint fixtures demo crosscheck bench bench-quick bench-micro clean
+.PHONY: install test test-thorough lint fixtures demo crosscheck bench bench-quick bench-micro bench-adversarial clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ bench-quick: $(STAMP)
 
 bench-micro: $(STAMP)
 	$(BIN)/python -m pytest -q tests/bench --benchmark-enable --benchmark-only
+
+# Captures that push one mechanism each, at two sizes: time linear, memory flat? (bench/adversarial.py)
+bench-adversarial: $(STAMP)
+	$(BIN)/python -m compileall -q pcapcheck
+	$(BIN)/python bench/adversarial.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) report build *.egg-info .pytest_cache .hypothesis
