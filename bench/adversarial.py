@@ -132,6 +132,20 @@ def overlaps(cap: Capture, n: int) -> None:
     cap.response(order, length)
 
 
+def fragments(cap: Capture, n: int) -> None:
+    """one TCP segment of 8n bytes sent as n 8-byte IPv4 fragments, the first and the last first (n <= 8,000)"""
+    cap.handshake()
+    size = 8 * n - 20  # a POST filling the segment: head and body
+    body = 0
+    while len(head := b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % body) + body != size:
+        body = size - len(head)
+    segment = b.tcp(CP, SP, CI + 1, SI + 1, 0x18, 65535, head + b"x" * body, src_ip=C, dst_ip=S)
+    pieces = b.ipv4_fragments(C, S, segment, fragment_size=8, ip_id=7)
+    for ip in [pieces[0], pieces[-1], *pieces[1:-1]]:
+        cap.clock += 1000
+        cap.writer.add(T0 + cap.clock, ip)
+
+
 def chunks(cap: Capture, n: int) -> None:
     """a chunked body of n 1-byte chunks"""
     cap.handshake()
@@ -275,6 +289,7 @@ PATTERNS = [
     Pattern("holes", holes, 5_000),
     Pattern("gap-first", gap_first, 5_000),
     Pattern("overlaps", overlaps, 5_000),
+    Pattern("ip-fragments", fragments, 2_000),
     Pattern("1-byte-chunks", chunks, 50_000),
     Pattern("300-field-heads", many_fields, 300),
     Pattern("open-head", open_head, 2_000),

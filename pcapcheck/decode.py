@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -47,6 +48,48 @@ NULL_IPV6 = {24, 28, 30}
 MAX_FRAGMENT_SETS = 1024
 _NEVER_COMPLETED = {3: "IPv4 fragment never completed", 4: "IPv6 fragment never completed"}  # by key length
 _tnew = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (half the cost)
+
+
+class _Cover:
+    """The bytes a fragment set's parts cover, as sorted disjoint intervals, and the largest part offset: whether
+    laying the parts out in offset order would find no hole and reach the datagram's length, without doing it.
+    Exactly the union of the parts held (``rebuild`` after a part was replaced by a shorter one)."""
+
+    __slots__ = ("starts", "ends", "last_offset")
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.last_offset = 0  # the largest part offset, empty parts included (one beyond the bytes is a hole)
+
+    def add(self, start: int, length: int) -> None:
+        if start > self.last_offset:
+            self.last_offset = start
+        if not length:
+            return
+        end = start + length
+        starts, ends = self.starts, self.ends
+        i = bisect_left(ends, start)  # the first interval that ends at or after this start (touching merges)
+        j = bisect_right(starts, end)  # past the last that starts at or before this end
+        if i < j:
+            start, end = min(start, starts[i]), max(end, ends[j - 1])
+        starts[i:j] = [start]
+        ends[i:j] = [end]
+
+    def rebuild(self, parts: dict[int, bytes]) -> None:
+        self.starts, self.ends, self.last_offset = [], [], 0
+        for start, part in parts.items():
+            self.add(start, len(part))
+
+    def complete(self, total: int) -> bool:
+        """The parts laid out from offset 0 leave no hole and reach ``total``."""
+        if not self.starts:
+            reach = 0
+        elif len(self.starts) == 1 and self.starts[0] == 0:
+            reach = self.ends[0]
+        else:
+            return False
+        return reach >= total and self.last_offset <= reach
 
 
 class TcpPacket(NamedTuple):
@@ -446,18 +489,27 @@ class Decoder:
                 old = self._fragments.pop(old_key)
                 for fr in old["frames"]:
                     self._skip("capture.undecodable", _NEVER_COMPLETED[len(old_key)], fr)
-            entry = self._fragments[key] = {"parts": {}, "total": None, "frames": [], "hdr": None}
-        entry["parts"][frag_off] = part
+            entry = self._fragments[key] = {"parts": {}, "total": None, "frames": [], "hdr": None,
+                                            "cover": _Cover()}
+        parts, cover = entry["parts"], entry["cover"]
+        prev = parts.get(frag_off)
+        parts[frag_off] = part
+        if prev is not None and len(prev) > len(part):
+            cover.rebuild(parts)  # (a later, shorter copy at the same offset: what it covered may be gone)
+        else:
+            cover.add(frag_off, len(part))
         entry["frames"].append(frame)
         if frag_off == 0:
             entry["hdr"] = first
         if last:
             entry["total"] = frag_off + length
-        if entry["total"] is None or entry["hdr"] is None:
+        if entry["total"] is None or entry["hdr"] is None or not cover.complete(entry["total"]):
             return None
+        # (cover says the loop below finds no hole and reaches the total: it is done once per datagram, not once
+        # per fragment, which made a datagram of thousands of 8-byte fragments quadratic)
         buf = bytearray()
-        for start in sorted(entry["parts"]):
-            chunk = entry["parts"][start]
+        for start in sorted(parts):
+            chunk = parts[start]
             if start > len(buf):
                 return None  # still a hole
             buf[start : start + len(chunk)] = chunk

@@ -75,6 +75,12 @@ def test_body_patterns_reach_the_body(tmp_path: Path) -> None:
     assert chunked.http[0].response.chunks == N and chunked.http[0].response.body_length == N
 
 
+def test_fragments_are_reassembled(tmp_path: Path) -> None:
+    (result,), codes = analyze("ip-fragments", N, tmp_path)
+    assert result.packets == (3, 1) and result.bytes[0] == 8 * N - 20 and not set(codes) - {"conversation.end"}
+    assert result.http[0].request.body_length == 8 * N - 20 - len(result.http[0].request.raw_head)
+
+
 def test_head_patterns_reach_the_parser(tmp_path: Path) -> None:
     (fields,), codes = analyze("300-field-heads", 3, tmp_path)
     assert [len(x.request.headers) for x in fields.http] == [301] * 3 and not set(codes) - {"conversation.end"}
