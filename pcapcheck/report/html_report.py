@@ -135,7 +135,7 @@ TEMPLATE_CACHE_ENV = "PCAPCHECK_TEMPLATE_CACHE"  # a directory, or "off"; defaul
 
 
 class _TemplateCache(jinja2.FileSystemBytecodeCache):
-    """Compiled templates kept between runs. Compiling the four templates takes about 0.1 s, a quarter of a small
+    """Compiled templates kept between runs. Compiling the six templates takes about 0.1 s, a quarter of a small
     capture's whole run; loading them back takes 2 ms.
 
     The directory is jinja2's own per-user one (``_jinja2-cache-<uid>`` in the temporary directory, created with
