@@ -317,6 +317,28 @@ def test_incident1_names_both_lines_frames_and_peers() -> None:
     assert ex.response.body_excerpt == b"hello" and ex.response.state is MessageState.COMPLETE
 
 
+@pytest.mark.parametrize("line, code", [(b"Content-Length: 0", "http.cl.duplicate"),
+                                        (b"Transfer-Encoding: chunked", "http.te.duplicate")])
+def test_a_head_of_thousands_of_framing_lines_names_the_first_ones(line: bytes, code: str) -> None:
+    """A head may hold thousands of Content-Length or Transfer-Encoding lines within HEAD_LIMIT. The finding names
+    the first LINES_NAMED (text and detail) and counts the rest; it named them all (3,000 lines: 330 KB of JSON
+    per finding, a page of megabytes)."""
+    from pcapcheck.http.framing import LINES_NAMED
+
+    n = 2000  # (56 KB of Transfer-Encoding lines: within HEAD_LIMIT)
+    body = b"0\r\n\r\n" if b"chunked" in line else b""
+    r = run(c2s=b"POST / HTTP/1.1\r\nHost: a\r\n" + (line + b"\r\n") * n + b"\r\n" + body,
+            s2c=b"HTTP/1.1 204 No Content\r\n\r\n")
+    f = r.only(code)
+    assert len(f.detail["lines"]) == LINES_NAMED and f.detail["lines_not_named"] == n - LINES_NAMED
+    assert f.detail["lines"][-1]["offset"] == 26 + (LINES_NAMED - 1) * (len(line) + 2)
+    assert f.message.count(line.decode()) == LINES_NAMED and f"and {n - LINES_NAMED} more such lines" in f.message
+    assert len(f.message) < 2000 and f.frames == (1,)
+    two = run(c2s=b"POST / HTTP/1.1\r\nHost: a\r\n" + (line + b"\r\n") * 2 + b"\r\n" + body,
+              s2c=b"HTTP/1.1 204 No Content\r\n\r\n").only(code)
+    assert len(two.detail["lines"]) == 2 and "lines_not_named" not in two.detail and "more such" not in two.message
+
+
 def test_request_side_duplicate_te_names_request_rejecters() -> None:
     r = run(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
     f = r.only("http.te.duplicate")

@@ -120,12 +120,29 @@ def _frames(fields: Sequence[HeaderField]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(f.frame for f in fields))
 
 
+# Header lines a finding names one by one, in its text and its detail; the rest are counted. (A head may hold
+# thousands of Content-Length or Transfer-Encoding lines within HEAD_LIMIT: named all, each such finding was
+# hundreds of KB of text and its page megabytes.)
+LINES_NAMED = 16
+
+
 def _lines(fields: Sequence[HeaderField]) -> list[dict[str, Any]]:
-    return [{"raw": f.raw, "frame": f.frame, "offset": f.offset} for f in fields]
+    return [{"raw": f.raw, "frame": f.frame, "offset": f.offset} for f in fields[:LINES_NAMED]]
+
+
+def _with_lines(detail: dict[str, Any], fields: Sequence[HeaderField]) -> dict[str, Any]:
+    """``detail`` after the ``lines`` named (and ``lines_not_named``: how many more, when there are more)."""
+    out: dict[str, Any] = {"lines": _lines(fields)}
+    if len(fields) > LINES_NAMED:
+        out["lines_not_named"] = len(fields) - LINES_NAMED
+    out.update(detail)
+    return out
 
 
 def _quote_lines(fields: Sequence[HeaderField]) -> str:
-    parts = [f"{show(f.raw)} (frame {f.frame}, offset {f.offset})" for f in fields]
+    parts = [f"{show(f.raw)} (frame {f.frame}, offset {f.offset})" for f in fields[:LINES_NAMED]]
+    if len(fields) > LINES_NAMED:
+        parts.append(f"{len(fields) - LINES_NAMED} more such lines")
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
@@ -225,7 +242,9 @@ def _analyze_headers(
             elif name != b"chunked":
                 others.append(name)
     chunked_count = codings.count(b"chunked")
-    equivalent = ", ".join(c.decode("latin-1") for c in codings)
+    equivalent = ", ".join(c.decode("latin-1") for c in codings[:LINES_NAMED])
+    if len(codings) > LINES_NAMED:
+        equivalent += f", ... ({len(codings)} codings)"
     if is_request:
         rejecters = "strict servers and proxies reject this request (Envoy: 501; nginx: 400; node: 400)"
     else:
@@ -253,12 +272,11 @@ def _analyze_headers(
                 off,
                 length,
                 text,
-                {
-                    "lines": _lines(te_fields),
+                _with_lines({
                     "combined": combined,
                     "codings": list(codings),
                     "chunked_count": chunked_count,
-                },
+                }, te_fields),
                 frames=_frames(te_fields),
             )
         )
@@ -272,12 +290,11 @@ def _analyze_headers(
                 len(f.raw),
                 f"Transfer-Encoding {show(f.raw)} (frame {f.frame}) lists chunked {times(chunked_count)}: chunked "
                 f"applied twice, which RFC 9112 §6.1 forbids; {rejecters}, while curl accepts it.",
-                {
-                    "lines": _lines(te_fields),
+                _with_lines({
                     "combined": combined,
                     "codings": list(codings),
                     "chunked_count": chunked_count,
-                },
+                }, te_fields),
                 frames=(f.frame,),
             )
         )
@@ -291,11 +308,10 @@ def _analyze_headers(
                 len(f.raw),
                 f"Transfer-Encoding {show(f.raw)} (frame {f.frame}) names an unknown transfer coding {show(element)}: "
                 f"{why}; a server SHOULD answer 501 (RFC 9112 §6.1) and strict proxies reject it.",
-                {
-                    "lines": _lines(te_fields),
+                _with_lines({
                     "combined": combined,
                     "unknown": [{"coding": e, "reason": w, "offset": g.offset} for g, e, w in unknown],
-                },
+                }, te_fields),
                 frames=_frames([u[0] for u in unknown]),
             )
         )
@@ -318,7 +334,7 @@ def _analyze_headers(
                 off,
                 length,
                 text,
-                {"lines": _lines(te_fields), "combined": combined, "codings": list(codings)},
+                _with_lines({"combined": combined, "codings": list(codings)}, te_fields),
                 frames=_frames(te_fields),
             )
         )
@@ -333,7 +349,7 @@ def _analyze_headers(
                 f"Transfer-Encoding {show(combined)} applies {names} besides chunked: legal (RFC 9112 §7), but Envoy, "
                 "nginx and h11 support only chunked and reject the message (501/502), and node passes the body on "
                 "undecoded.",
-                {"lines": _lines(te_fields), "combined": combined, "codings": list(codings)},
+                _with_lines({"combined": combined, "codings": list(codings)}, te_fields),
                 frames=_frames(te_fields),
             )
         )
@@ -347,7 +363,7 @@ def _analyze_headers(
                 length,
                 f"Transfer-Encoding {show(combined)} in an HTTP/1.0 {kind}: RFC 9112 §6.1 says to treat its framing "
                 "as faulty and close the connection after it (HTTP/1.0 peers do not know chunked).",
-                {"lines": _lines(te_fields), "combined": combined, "version": version},
+                _with_lines({"combined": combined, "version": version}, te_fields),
                 frames=_frames(te_fields),
             )
         )
@@ -365,7 +381,7 @@ def _analyze_headers(
                 "overrides Content-Length, but a sender MUST NOT send both (RFC 9112 §6.2) and a recipient ought to "
                 "handle it as an error - a request smuggling / response splitting signal (§6.3 item 3); Envoy, nginx "
                 "and node reject it, h11 and curl ignore Content-Length.",
-                {"lines": _lines(cl_fields + te_fields), "combined": combined},
+                _with_lines({"combined": combined}, cl_fields + te_fields),
                 frames=_frames(cl_fields + te_fields),
             )
         )
@@ -406,10 +422,9 @@ def _analyze_content_length(cl_fields: Sequence[HeaderField], kind: str) -> tupl
                 f"Content-Length {show(e)} in {show(f.raw)} (frame {f.frame}) is not a valid length ({why}): without "
                 "Transfer-Encoding the framing is invalid, an unrecoverable error (RFC 9112 §6.3 item 5): a server "
                 "answers 400, a proxy discards the response and answers 502.",
-                {
-                    "lines": _lines(cl_fields),
+                _with_lines({
                     "invalid": [{"value": v, "reason": w, "offset": g.offset} for g, v, w in invalid],
-                },
+                }, cl_fields),
                 frames=_frames([i[0] for i in invalid]),
             )
         )
@@ -423,7 +438,7 @@ def _analyze_content_length(cl_fields: Sequence[HeaderField], kind: str) -> tupl
                 f"Content-Length values {', '.join(map(str, distinct))} differ ({_quote_lines(cl_fields)}): the body "
                 f"length of this {kind} is ambiguous, an unrecoverable error (RFC 9112 §6.3 item 5) and a classic "
                 "request smuggling signal.",
-                {"lines": _lines(cl_fields), "values": distinct},
+                _with_lines({"values": distinct}, cl_fields),
                 frames=_frames(cl_fields),
             )
         )
@@ -436,7 +451,7 @@ def _analyze_content_length(cl_fields: Sequence[HeaderField], kind: str) -> tupl
                 f"Content-Length {distinct[0]} is sent {times(len(values))} ({_quote_lines(cl_fields)}): RFC 9112 §6.3 "
                 "item 5 lets a recipient accept identical values, but nginx and llhttp reject a repeated "
                 "Content-Length.",
-                {"lines": _lines(cl_fields), "values": [v for _, v in values]},
+                _with_lines({"values": [v for _, v in values]}, cl_fields),
                 frames=_frames(cl_fields),
             )
         )
@@ -449,7 +464,7 @@ def _analyze_content_length(cl_fields: Sequence[HeaderField], kind: str) -> tupl
                 len(f.raw),
                 f"Content-Length {show(e)} in {show(f.raw)} has leading zeros: legal (1*DIGIT, RFC 9110 §8.6) but "
                 "unusual; parsers with a strict 0|[1-9][0-9]* pattern (mitmproxy) reject it.",
-                {"lines": _lines(cl_fields), "value": e},
+                _with_lines({"value": e}, cl_fields),
                 frames=(f.frame,),
             )
         )
