@@ -339,6 +339,36 @@ def test_a_head_of_thousands_of_framing_lines_names_the_first_ones(line: bytes, 
     assert len(two.detail["lines"]) == 2 and "lines_not_named" not in two.detail and "more such" not in two.message
 
 
+def test_interim_responses_beyond_the_kept_ones_are_counted() -> None:
+    """A server may answer one request with a 1xx every few seconds for an hour (102 Processing): each was kept, a
+    message more in memory, the page and report.json. The first INTERIM_KEPT are kept, and any with a finding; the
+    others are counted (interim_omitted, in report.json only when there are some) and their builders let go."""
+    import json
+
+    from pcapcheck.analyzers.http1 import DROPPED, INTERIM_KEPT
+
+    n = 100
+    processing = b"HTTP/1.1 102 Processing\r\n\r\n"
+    bad = b"HTTP/1.1 102 Processing\r\nX : 1\r\n\r\n"  # whitespace before the colon: a finding
+    s2c = processing * 40 + bad + processing * (n - 41) + resp(b"Content-Length: 2\r\n", b"ok")
+    r = run(c2s=b"POST /job HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", s2c=s2c, how=3)
+    (x,) = r.analyzer.exchanges
+    assert len(x.interim) == INTERIM_KEPT + 1 and x.interim_omitted == n - INTERIM_KEPT - 1
+    assert [m.index for m in x.interim] == [*range(INTERIM_KEPT), 40] and x.interim[-1].findings == x.findings
+    assert r.codes == ["http.header.space-before-colon"] and x.response.status == 200
+    assert sum(m is DROPPED for m in r.analyzer._s2c.messages) == n - INTERIM_KEPT - 1
+    text = x.json_text()
+    assert json.loads(text) == json.loads(json.dumps(x.to_json())) and json.loads(text)["interim_omitted"] == 83
+    from pcapcheck.report import html_report, views
+
+    page = html_report._page_exchange(x)  # (the page's copy, without the header fields)
+    assert page.interim_omitted == x.interim_omitted and page.request.headers == ()
+    assert ("interim_omitted", "83") in [row[:2] for row in views.exchange_view(0, page, views._Marks([]), set()).rows]
+    few = run(c2s=b"POST /job HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+              s2c=processing * 3 + resp(b"Content-Length: 2\r\n", b"ok")).analyzer.exchanges[0]
+    assert len(few.interim) == 3 and few.interim_omitted == 0 and "interim_omitted" not in few.to_json()
+
+
 def test_request_side_duplicate_te_names_request_rejecters() -> None:
     r = run(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
     f = r.only("http.te.duplicate")
@@ -849,6 +879,7 @@ _SPILL_REQUESTS = {
     "post100": b"POST /p HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
     "bad": b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n",
     "badreq": b"POST /q HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "processing": b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
 }
 _SPILL_RESPONSES = {
     "get": resp(b"Content-Length: 2\r\n", b"ok"),
@@ -856,12 +887,13 @@ _SPILL_RESPONSES = {
     "post100": b"HTTP/1.1 100 Continue\r\n\r\n" + resp(b"Content-Length: 2\r\n", b"ok"),
     "bad": resp(b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", b"2\r\nok\r\n0\r\n\r\n"),
     "badreq": resp(b"Content-Length: 0\r\n"),
+    "processing": b"HTTP/1.1 102 Processing\r\n\r\n" * 3 + resp(b"Content-Length: 2\r\n", b"ok"),
 }
 
 
 @given(st.data())
 def test_spilling_never_changes_the_exchanges(data: st.DataObject) -> None:
-    """Whatever the exchanges (HEAD, 100 Continue, faults in either direction), however far the requests run ahead
+    """Whatever the exchanges (HEAD, 100 Continue, 1xx beyond INTERIM_KEPT, faults in either direction), however far the requests run ahead
     of the responses or behind them, with one side missing or cut short, messages read in two pieces, and however
     small the spill's lag and chunks: the spilled analyzer reports the same exchanges, findings and drops as the
     one that keeps all."""
@@ -892,6 +924,7 @@ def test_spilling_never_changes_the_exchanges(data: st.DataObject) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(http1, "KEEP_FIRST", data.draw(st.integers(1, 12), label="keep_first"))
         mp.setattr(http1, "KEEP_LAST", data.draw(st.integers(1, 4), label="keep_last"))
+        mp.setattr(http1, "INTERIM_KEPT", data.draw(st.integers(0, 3), label="interim_kept"))
         kept = play(events)
         mp.setattr(http1, "SPILL_AFTER", data.draw(st.integers(0, 4), label="spill_after"))
         mp.setattr(http1, "HELD_BUDGET", -1)

@@ -63,6 +63,9 @@ DROPPED = MessageBuilder.__new__(MessageBuilder)
 # SPILL_LAG exchanges or so, not the KEEP_FIRST first ones (5 KB to 40 KB each with their heads: 10 to 80 MB a
 # connection, and a proxy keeps hundreds of them open). Pickling and loading an exchange again costs about 30 us,
 # as much as a seventh of analyzing it: a few long conversations stay in memory, and short ones never spill.
+# Interim (1xx) responses kept per exchange, besides those with a finding; later ones are counted
+# (HttpExchange.interim_omitted).
+INTERIM_KEPT = 16
 SPILL_AFTER = 128
 HELD_BUDGET = 8 << 20
 SPILL_LAG = KEEP_LAST
@@ -186,7 +189,9 @@ class ExchangeList(Sequence[HttpExchange]):
 class Http1Analyzer:
     __slots__ = (  # (one per open conversation with data: see DirectionReader's)
         "conversation", "_spill", "_settled", "_spilled", "_spilled_count", "_unwritten", "_held", "_spilling",
-        "_joins", "_c2s", "_s2c", "_findings", "_reserved", "_finals", "_interim", "_final_count", "_result",
+        "_joins", "_c2s", "_s2c", "_findings", "_reserved", "_finals", "_interim", "_interim_omitted", "_interim_seen",
+        "_final_count",
+        "_result",
         "dropped", "_admitted", "_repeated", "__weakref__",
     )
 
@@ -207,6 +212,8 @@ class Http1Analyzer:
         self._reserved = 0
         self._finals: dict[int, MessageBuilder] = {}  # exchange index -> final response
         self._interim: dict[int, list[MessageBuilder]] = {}
+        self._interim_omitted: dict[int, int] = {}  # exchange -> 1xx responses done and not kept (INTERIM_KEPT)
+        self._interim_seen = 0  # 1xx responses of the exchange awaiting its final response (_final_count)
         self._final_count = 0
         self._result: list[Finding] | None = None
         self.dropped = 0  # exchanges not kept for the report (KEEP_FIRST)
@@ -313,6 +320,7 @@ class Http1Analyzer:
             index=k,
             request=req.freeze() if req is not None else None,
             interim=tuple(m.freeze() for m in self._interim.get(k, ())),
+            interim_omitted=self._interim_omitted.get(k, 0),
             response=resp.freeze() if resp is not None else None,
             pairing=Pairing.UNCERTAIN if uncertain else Pairing.IN_ORDER,
             tunnel=resp is not None and isinstance(resp.framing, Tunnel),
@@ -397,9 +405,11 @@ class Http1Analyzer:
         if 100 <= status < 200 and status != 101:
             msg.interim = True  # RFC 9110 §15.2: interim, the final response follows
             self._interim.setdefault(msg.exchange, []).append(msg)
+            self._interim_seen += 1
         else:
             self._finals[msg.exchange] = msg
             self._final_count += 1
+            self._interim_seen = 0
 
     def request_for(self, reader: DirectionReader, msg: MessageBuilder) -> RequestInfo | AwaitRequest:
         k = msg.exchange
@@ -440,7 +450,15 @@ class Http1Analyzer:
                 # KEEP_FIRST, only those judged just above; while responses come, those spill with them)
                 self._settle(k, judged=unanswered)
             return None
-        if not msg.interim:
+        if msg.interim:
+            interim = self._interim.get(msg.exchange)
+            # (counted over the exchange, not the list: the list may have been spilled and started again)
+            if self._interim_seen > INTERIM_KEPT and interim and interim[-1] is msg and not msg.findings:
+                # (a server may send 102 Processing every few seconds for an hour: each kept was a message more)
+                interim.pop()
+                reader.messages[msg.index] = DROPPED
+                self._interim_omitted[msg.exchange] = self._interim_omitted.get(msg.exchange, 0) + 1
+        else:
             self._check_proxy_error(reader, msg)
             k = msg.exchange
             if k >= KEEP_FIRST + KEEP_LAST:
@@ -590,6 +608,7 @@ class Http1Analyzer:
         responses = self._s2c.messages
         for m in self._interim.pop(k, ()):
             responses[m.index] = DROPPED
+        self._interim_omitted.pop(k, None)
         resp = self._finals.pop(k, None)
         if resp is not None:
             responses[resp.index] = DROPPED
@@ -628,6 +647,7 @@ def _joined(exchanges: list[HttpExchange]) -> list[HttpExchange]:
                 response=e.response,
                 pairing=Pairing.UNCERTAIN if uncertain else Pairing.IN_ORDER,
                 tunnel=e.tunnel,
+                interim_omitted=first.interim_omitted + e.interim_omitted,
             )
         by_index[e.index] = e
     return [by_index[k] for k in sorted(by_index)]

@@ -240,6 +240,7 @@ class HttpExchange:
     response: HttpMessage | None  # None: no final response seen
     pairing: Pairing
     tunnel: bool  # a 2xx to CONNECT or a 101: the connection carried another protocol afterwards
+    interim_omitted: int = 0  # 1xx responses beyond the first INTERIM_KEPT, without a finding: counted, not kept
 
     @property
     def findings(self) -> tuple[int, ...]:
@@ -256,7 +257,7 @@ class HttpExchange:
             "pairing": self.pairing.value,
             "tunnel": self.tunnel,
             "findings": list(self.findings),
-        }
+        } | ({"interim_omitted": self.interim_omitted} if self.interim_omitted else {})
 
     def json_text(self, dumps: Callable[[Any], str] | None = None, aside: list[bytes] | None = None) -> str:
         """``dumps(self.to_json())`` without building the dict; keep in step with to_json (report.json writes this)."""
@@ -266,6 +267,17 @@ class HttpExchange:
             findings = json_ints(self.findings, dumps)
         else:
             findings = "[]"  # the common case, without the findings property's sort
+        if self.interim_omitted:
+            return _EXCHANGE_OMITTED_TEXT % (
+                findings,
+                json_value(self.index, dumps),
+                "[" + ", ".join([m.json_text(dumps, aside) for m in interim]) + "]",
+                json_value(self.interim_omitted, dumps),
+                json_value(self.pairing._value_, dumps),
+                request.json_text(dumps, aside) if request else "null",
+                response.json_text(dumps, aside) if response else "null",
+                json_value(self.tunnel, dumps),
+            )
         return _EXCHANGE_TEXT % (
             findings,
             json_value(self.index, dumps),
@@ -278,3 +290,5 @@ class HttpExchange:
 
 
 _EXCHANGE_TEXT = object_template("findings", "index", "interim", "pairing", "request", "response", "tunnel")
+_EXCHANGE_OMITTED_TEXT = object_template(
+    "findings", "index", "interim", "interim_omitted", "pairing", "request", "response", "tunnel")
