@@ -167,6 +167,15 @@ def many_fields(cap: Capture, n: int) -> None:
         ss += len(NO_CONTENT)
 
 
+def interim(cap: Capture, n: int) -> None:
+    """one request answered by n 102 Processing, then 200 OK"""
+    cap.handshake()
+    cap.c2s(1, 1, 0x18, REQ)
+    data = b"HTTP/1.1 102 Processing\r\n\r\n" * n + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    for off, piece in _split(data, 1400):
+        cap.s2c(1 + off, 1 + len(REQ), 0x18, piece)
+
+
 def open_head(cap: Capture, n: int) -> None:
     """a request head that never ends: 10n header lines in 10-byte segments (past the head limit)"""
     cap.handshake()
@@ -293,6 +302,7 @@ PATTERNS = [
     Pattern("1-byte-chunks", chunks, 50_000),
     Pattern("300-field-heads", many_fields, 300),
     Pattern("open-head", open_head, 2_000),
+    Pattern("interim-responses", interim, 20_000),
     Pattern("pipelined", pipelined, 20_000),
     Pattern("garbage", garbage, 8_000),
     Pattern("near-requests", near_requests, 10_000),

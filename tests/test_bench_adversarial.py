@@ -88,6 +88,8 @@ def test_head_patterns_reach_the_parser(tmp_path: Path) -> None:
     assert spanned == 5 and len({f.frame for f in fields.http[0].request.headers}) == spanned  # 1,448-byte segments
     (pipelined,), _ = analyze("pipelined", N, tmp_path)
     assert len(pipelined.http) == N and all(x.response.status == 204 for x in pipelined.http)
+    (interim,), _ = analyze("interim-responses", N, tmp_path)
+    assert len(interim.http[0].interim) + interim.http[0].interim_omitted == N and interim.http[0].response.status == 200
     _, codes = analyze("garbage", 2, tmp_path)
     assert codes["http.unparseable"] == 1
     (open_head,), codes = analyze("open-head", 1200, tmp_path)  # 12,000 lines: past the 64 KiB head limit
