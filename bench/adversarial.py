@@ -271,6 +271,16 @@ def port_reuse(cap: Capture, n: int) -> None:
         cap.add(S, C, SP, CP, si + 2 + len(NO_CONTENT), ci + 2 + len(REQ), 0x10)
 
 
+def holes_everywhere(cap: Capture, n: int) -> None:
+    """n conversations of one direction, each missing its first data segment, then 400 KB each, interleaved"""
+    clients = [(f"10.2.{i // 250}.{i % 250 + 1}", 2000 + i % 60000) for i in range(n)]
+    for client, port in clients:
+        cap.add(client, S, port, SP, 999, 0, 0x02, options=b.opt_wscale(7))
+    for k in range(2, 402):
+        for client, port in clients:
+            cap.add(client, S, port, SP, 1000 + (k - 1) * 1000, 1, 0x10, b"h" * 1000)
+
+
 def open_conversations(cap: Capture, n: int) -> None:
     """n conversations opened and left open, one request each"""
     for i in range(n):
@@ -312,6 +322,7 @@ PATTERNS = [
     Pattern("dup-acks", dup_acks, 50_000),
     Pattern("zero-window", zero_window, 10_000),
     Pattern("port-reuse", port_reuse, 3_000),
+    Pattern("holes-everywhere", holes_everywhere, 50),
     Pattern("open-conversations", open_conversations, 5_000, holds_state=True),
 ]
 BY_NAME = {p.name: p for p in PATTERNS}

@@ -32,7 +32,7 @@ from pcapcheck.model import ConversationResult, Handshake, InputSummary, PacketR
 from pcapcheck.seq import HALF, MASK, MOD
 from pcapcheck.tcp import options as tcpopt
 from pcapcheck.tcp.events import ACK, FIN, RST, SYN, Gap, StreamEnd
-from pcapcheck.tcp.reassembly import TAIL_KEEP, Reassembler
+from pcapcheck.tcp.reassembly import TAIL_KEEP, Reassembler, SegmentSpill
 from pcapcheck.tcp.tracker import TcpTracker, flag_names
 from pcapcheck.tcp.window import ACCEPTED, ConntrackWindow
 
@@ -237,14 +237,15 @@ class ConvState:
         "packets0", "packets1", "bytes0", "bytes1", "first_frame", "last_frame", "start_ts", "end_ts",
         "flag_frames", "head", "tail", "marked", "odd", "head_max", "marked_max", "fin_frame",
         "rst_frames", "syn", "synack", "syn_opts", "synack_opts", "handshake_ack", "isn", "edge0", "edge1", "ended",
-        "icmp", "http_ends", "spill",
+        "icmp", "http_ends", "spill", "segments",
     )
 
     def __init__(self, conv: Conversation, input_index: int, options: Options, pkt: TcpPacket,
-                 spill: ExchangeSpill | None = None) -> None:
+                 spill: ExchangeSpill | None = None, segments: SegmentSpill | None = None) -> None:
         self.conv = conv
         self.options = options
         self.spill = spill  # for the HTTP analyzer of a long conversation (analyzers.http1.SPILL_AFTER)
+        self.segments = segments  # the run's buffered out-of-order segments beyond BUFFERED_IN_MEMORY
         self.input_index = input_index
         self.tracker = TcpTracker()
         self.window = ConntrackWindow(be_liberal=options.be_liberal)
@@ -254,10 +255,10 @@ class ConvState:
         self.http: Http1Analyzer | None = None
         self.http_ends: tuple[tuple, ...] = ()  # StreamEnd fields
         if options.http:
-            self.reasm = [Reassembler(partial(self._http_data, 0), partial(self._http_gap, 0)),
-                          Reassembler(partial(self._http_data, 1), partial(self._http_gap, 1))]
+            self.reasm = [Reassembler(partial(self._http_data, 0), partial(self._http_gap, 0), segments),
+                          Reassembler(partial(self._http_data, 1), partial(self._http_gap, 1), segments)]
         else:
-            self.reasm = [Reassembler(), Reassembler()]
+            self.reasm = [Reassembler(None, None, segments), Reassembler(None, None, segments)]
         client, server = conv.client, conv.server
         self.rst = RstAnalyzer(conv.id, endpoint_text(*client), endpoint_text(*server))
         self.wan = WindowAnalyzer(conv.id, kernel=options.kernel)
@@ -552,14 +553,15 @@ class SynOnly:
     the same packets in the same order (tests/test_pipeline.py replays every fixture both ways).
     """
 
-    __slots__ = ("conv", "input_index", "options", "end_ts", "pkts", "spill")
+    __slots__ = ("conv", "input_index", "options", "end_ts", "pkts", "spill", "segments")
 
     def __init__(self, conv: Conversation, input_index: int, options: Options, ts: int,
-                 spill: ExchangeSpill | None = None) -> None:
+                 spill: ExchangeSpill | None = None, segments: SegmentSpill | None = None) -> None:
         self.conv = conv
         self.input_index = input_index
         self.options = options
         self.spill = spill
+        self.segments = segments
         self.end_ts = ts
         self.pkts: list[tuple[int, TcpPacket]] = []
 
@@ -576,7 +578,7 @@ class SynOnly:
     def full(self) -> ConvState:
         """The conversation's ConvState, its SYNs analyzed; it replaces this object as ``conv.state``."""
         pkts = self.pkts
-        st = ConvState(self.conv, self.input_index, self.options, pkts[0][1], self.spill)
+        st = ConvState(self.conv, self.input_index, self.options, pkts[0][1], self.spill, self.segments)
         for d, pkt in pkts:
             st.packet(d, pkt)
         self.conv.state = st
@@ -652,6 +654,7 @@ class Analysis:
         self._unattached = UnattachedIcmp()  # the current input's ICMP errors without a conversation
         # long conversations' settled HTTP exchanges, until their results are written (analyzers.http1.SPILL_AFTER)
         self._spill = ExchangeSpill() if options.http else None
+        self._segments = SegmentSpill()  # out-of-order segments beyond BUFFERED_IN_MEMORY (tcp.reassembly)
 
     def seen_total(self) -> int:
         """Conversations created so far, over all inputs (identical in every shard)."""
@@ -663,6 +666,7 @@ class Analysis:
                 for i, path in enumerate(paths):
                     self._input(i, path)
         finally:
+            self._segments.close()
             if self._spill is not None:
                 self._spill.close()  # (a result a sink still holds reads its spilled exchanges in first)
         return self.totals
@@ -692,9 +696,9 @@ class Analysis:
         if conv.id % shard_n != shard_k:
             st: ConvState | SynOnly | Foreign = Foreign(conv, pkt[1])
         elif pkt[8] & _BARE == SYN and not pkt[12]:
-            st = SynOnly(conv, index, self.options, pkt[1], self._spill)
+            st = SynOnly(conv, index, self.options, pkt[1], self._spill, self._segments)
         else:
-            st = ConvState(conv, index, self.options, pkt, self._spill)  # type: ignore[arg-type]
+            st = ConvState(conv, index, self.options, pkt, self._spill, self._segments)  # type: ignore[arg-type]
         conv.state = st
         return st
 

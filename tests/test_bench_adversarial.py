@@ -54,7 +54,7 @@ def test_each_pattern_is_deterministic_and_analyzed(name: str, tmp_path: Path) -
     assert one == adversarial.write(pattern, N, tmp_path / "two.pcap").read_bytes()
     assert pattern.what and pattern.n > N
     results, codes = analyze(name, N, tmp_path)
-    many = name in ("port-reuse", "open-conversations")
+    many = name in ("port-reuse", "open-conversations", "holes-everywhere")
     assert len(results) == (N if many else 1)
     assert codes["conversation.end"] == len(results)
 
@@ -73,6 +73,11 @@ def test_body_patterns_reach_the_body(tmp_path: Path) -> None:
     assert response.body_length == N and tiny.packets[1] == 1 + response.end_offset  # the SYN-ACK, then 1 byte each
     (chunked,), _ = analyze("1-byte-chunks", N, tmp_path)
     assert chunked.http[0].response.chunks == N and chunked.http[0].response.body_length == N
+
+
+def test_holes_everywhere_buffer_beyond_a_hole(tmp_path: Path) -> None:
+    results, codes = analyze("holes-everywhere", 3, tmp_path)
+    assert codes["tcp.lost-segment"] == 3 and all(r.packets == (401, 0) for r in results)
 
 
 def test_fragments_are_reassembled(tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from fixtures import builder as b
 from pcapcheck.config import Options
 from pcapcheck.pipeline import Analysis
@@ -465,6 +467,43 @@ def test_an_open_http_conversation_keeps_bounded_state(tmp_path: Path) -> None:
     assert open_http == 2000 and len(sink.results) == 2000
     assert traced / 2000 < 16_000
     assert all(r.end == "capture-ended" and len(r.http) == 1 for r in sink.results)
+
+
+def test_buffered_segments_beyond_the_budget_wait_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Conversations that each buffer segments beyond a hole (one direction captured, its first segment lost) held
+    MAX_BUFFERED a direction in memory, together (100 of them: 170 MB). Beyond the run's BUFFERED_IN_MEMORY the
+    segments wait in a file; the results are the same."""
+    from pcapcheck.tcp import reassembly
+
+    w = b.PcapWriter(linktype=101)
+    t = 1_700_000_000_000_000_000
+    clients = [(f"10.2.0.{i + 1}", 3000 + i) for i in range(20)]
+    for i, (c, port) in enumerate(clients):
+        w.add(t + i, b.ipv4(c, S, b.tcp(port, 80, 999, 0, SYN, 64240, b"", src_ip=c, dst_ip=S)))
+    for k in range(2, 40):  # the first data segment of each is missing
+        for i, (c, port) in enumerate(clients):
+            payload = bytes([k + i]) * 1000
+            w.add(t + 1000 * k + i, b.ipv4(c, S, b.tcp(port, 80, 1000 + (k - 1) * 1000, 1, ACK, 64240, payload,
+                                                        src_ip=c, dst_ip=S)))
+    w.write(tmp_path / "holes.pcap")
+    results = []
+    held = []
+    real_keep = reassembly.SegmentSpill.keep
+
+    def keep(self, data):  # type: ignore[no-untyped-def]
+        out = real_keep(self, data)
+        held.append(self.held)
+        return out
+
+    monkeypatch.setattr(reassembly.SegmentSpill, "keep", keep)
+    for budget in (reassembly.BUFFERED_IN_MEMORY, 5000):
+        monkeypatch.setattr(reassembly, "BUFFERED_IN_MEMORY", budget)
+        held.clear()
+        sink = Collect()
+        Analysis(Options(), sink).run([str(tmp_path / "holes.pcap")])
+        results.append([r.to_json() for r in sink.results])
+        assert max(held) == min(budget, 20 * 38 * 1000) and len(held) == 20 * 38
+    assert results[0] == results[1] and len(results[0]) == 20
 
 
 def _flood(tmp_path: Path, n: int, answered: int) -> str:

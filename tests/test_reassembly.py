@@ -153,6 +153,38 @@ def test_metamorphic_same_stream_for_different_segmentations(case1, case2) -> No
     assert outs[0] == outs[1] == payload
 
 
+@given(segmentations(), st.integers(0, 64), st.booleans())
+@example((b"abcdef", 0, [(4, 6), (2, 5), (0, 3)]), 0, True)  # a longer copy at a buffered offset, on disk
+def test_buffered_segments_on_disk_change_nothing(case, budget, acked) -> None:
+    """With a SegmentSpill whose memory budget is small, buffered segments wait in its file: the stream, the gaps
+    and the mismatches are those of a reassembler that keeps them all in memory, and nothing stays counted."""
+    from pcapcheck.tcp import reassembly
+
+    payload, isn, order = case
+    outs = []
+    for spill in (None, reassembly.SegmentSpill()):
+        c = Collector()
+        r = Reassembler(c.on_data, c.on_gap, spill)
+        r.start(sq.add(isn, 1))
+        saved = reassembly.BUFFERED_IN_MEMORY
+        reassembly.BUFFERED_IN_MEMORY = budget
+        try:
+            for frame, (a, b) in enumerate(order, 1):
+                r.segment(sq.add(isn, 1 + a), payload[a:b], b - a, frame, 0)
+                if acked and frame == len(order) // 2:
+                    r.acked(sq.add(isn, 1 + len(payload) // 2), frame)
+                if spill is not None:
+                    assert spill.held <= budget
+            r.finish(len(order) + 1)
+        finally:
+            reassembly.BUFFERED_IN_MEMORY = saved
+        outs.append((bytes(c.data), c.frames, c.gaps, r.mismatches, r.pending_bytes))
+        if spill is not None:
+            assert spill.held == 0
+            spill.close()
+    assert outs[0] == outs[1]
+
+
 class ReassemblyMachine(RuleBasedStateMachine):
     """Drive the reassembler and a plain bytes model with the same deliveries."""
 

@@ -22,8 +22,11 @@ from operator import itemgetter
 
 from pcapcheck import seq as sq
 from pcapcheck.seq import MASK, MOD
+from pcapcheck.spool import Spool
 
 MAX_BUFFERED = 1 << 20  # out-of-order bytes buffered per direction before forcing a gap
+# out-of-order bytes of all the conversations of a run (a SegmentSpill) kept in memory; more go to a file
+BUFFERED_IN_MEMORY = 16 << 20
 TAIL_KEEP = 32 * 1024  # delivered bytes kept to compare retransmissions against
 HEAD_KEEP = 4096  # first bytes of the stream kept for the report ("follow stream")
 
@@ -67,6 +70,47 @@ class _RestartedTail:
                 tf.pop(0)
 
 
+class _OnDisk:
+    """A buffered segment's bytes in the SegmentSpill's file; ``len`` is theirs (pending_bytes counts them)."""
+
+    __slots__ = ("where",)
+
+    def __init__(self, where: tuple[int, int]) -> None:
+        self.where = where
+
+    def __len__(self) -> int:
+        return self.where[1]
+
+
+class SegmentSpill:
+    """Out-of-order segments of a whole run. Each direction buffers up to MAX_BUFFERED beyond a hole until the
+    hole fills or is declared lost, so what is buffered grows with the conversations that wait at once (a capture
+    of one direction with early loss: 100 conversations, 170 MB). Beyond BUFFERED_IN_MEMORY for the run, buffered
+    bytes wait in a temporary file until delivered. The output does not change: no hole is declared for memory's
+    sake (a run's conversations are sharded over processes, and the results must not depend on how)."""
+
+    __slots__ = ("held", "_spool")
+
+    def __init__(self) -> None:
+        self.held = 0  # buffered bytes in memory, over the run's reassemblers
+        self._spool = Spool("pcapcheck-segments-")
+
+    def keep(self, data: bytes) -> bytes | _OnDisk:
+        if self.held + len(data) > BUFFERED_IN_MEMORY:
+            return _OnDisk(self._spool.write(data))
+        self.held += len(data)
+        return data
+
+    def take(self, data: bytes | _OnDisk) -> bytes:
+        if type(data) is _OnDisk:
+            return self._spool.read(data.where)
+        self.held -= len(data)
+        return data  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._spool.close()
+
+
 class Reassembler:
     """One direction. Call ``segment`` for every packet with payload (or SYN/FIN).
 
@@ -80,10 +124,12 @@ class Reassembler:
     __slots__ = (
         "next_seq", "next_off", "started", "pending", "pending_bytes", "tail", "tail_off", "trim_at",
         "head", "head_open", "on_data", "on_gap", "mismatches", "gaps", "gap_bytes", "overflowed",
-        "fin_off", "retransmitted_bytes", "_restarted_off", "_order",
+        "fin_off", "retransmitted_bytes", "_restarted_off", "_order", "spill",
     )
 
-    def __init__(self, on_data: DataSink | None = None, on_gap: GapSink | None = None) -> None:
+    def __init__(self, on_data: DataSink | None = None, on_gap: GapSink | None = None,
+                 spill: SegmentSpill | None = None) -> None:
+        self.spill = spill  # where buffered segments go when the run holds many (None: all in memory)
         self.next_seq = 0
         self.next_off = 0
         self.started = False
@@ -179,14 +225,16 @@ class Reassembler:
         # beyond a hole: buffer (first copy wins among buffered ones too)
         prev = self.pending.get(off)
         if prev is None or prev[3] < wire_len:
+            spill = self.spill
             if prev is not None:
                 # a longer segment at the same offset: the first copy's bytes win, the rest is new
-                data = prev[0] + data[len(prev[0]):]
-                self.pending_bytes -= len(prev[0])
+                first = spill.take(prev[0]) if spill is not None else prev[0]
+                data = first + data[len(first):]
+                self.pending_bytes -= len(first)
                 frame, ts = prev[1], prev[2]
             else:
                 heappush(self._order, off)
-            self.pending[off] = (data, frame, ts, wire_len)
+            self.pending[off] = (data if spill is None else spill.keep(data), frame, ts, wire_len)
             self.pending_bytes += len(data)
             if self.pending_bytes > MAX_BUFFERED:
                 self.overflowed = True
@@ -252,6 +300,8 @@ class Reassembler:
             heappop(order)
             data, frame, ts, wire_len = pending.pop(best)
             self.pending_bytes -= len(data)
+            if self.spill is not None:
+                data = self.spill.take(data)
             if best + wire_len <= nxt:
                 self._compare(best, data, frame)
                 continue
