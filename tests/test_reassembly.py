@@ -109,6 +109,26 @@ def test_finish_declares_gaps_before_buffered_data() -> None:
     assert bytes(c.data) == b"aabb"
 
 
+def test_too_many_buffered_segments_declare_the_hole_lost() -> None:
+    """Beyond MAX_PENDING segments buffered (1-byte segments after a hole: the entries, not the bytes, are the
+    memory), the oldest hole is declared lost, as beyond MAX_BUFFERED bytes."""
+    from pcapcheck.tcp.reassembly import MAX_PENDING
+
+    r, c = make(0)
+    for i in range(MAX_PENDING + 1):
+        r.segment(sq.add(1, 1 + i), b"x", 1, i + 1, 0)  # byte 0 never comes
+        assert len(r.pending) <= MAX_PENDING
+    assert r.overflowed_segments and not r.overflowed and c.gaps == [(0, 1, "lost")]
+    assert bytes(c.data) == b"x" * (MAX_PENDING + 1) and not r.pending
+    from types import SimpleNamespace
+
+    from pcapcheck.analyzers.tcpflags import tcp_findings
+
+    (f,) = tcp_findings(7, {}, [r, make(0)[0]], SimpleNamespace(reuse_of=None))
+    assert f.code == "tcp.reassembly-capped" and f.detail == {"cap_segments": MAX_PENDING} and f.direction == "c2s"
+    assert "4,096 out-of-order segments" in f.message
+
+
 @st.composite
 def segmentations(draw):
     """A payload, an ISN (often near 2**32), and segments delivered in any order with duplicates."""

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pcapcheck.findings import Finding, Severity
+from pcapcheck.tcp.reassembly import MAX_PENDING
 from pcapcheck.tcp.tracker import FLAG_CODES
 
 # Severity per flag. Wireshark marks several of these "Warn"; in a forensic summary a
@@ -78,6 +79,13 @@ def tcp_findings(cid: int, flag_frames: dict[int, list], reasm: Sequence[Any], c
                 "more than 1 MiB of out-of-order data was buffered in one direction; the oldest hole was declared "
                 "a gap so analysis could continue",
                 conversation=cid, direction=("c2s", "s2c")[d], detail={"cap_bytes": 1 << 20},
+            ))
+        elif r.overflowed_segments:
+            out.append(Finding(
+                "tcp.reassembly-capped", Severity.NOTICE,
+                f"more than {MAX_PENDING:,} out-of-order segments were buffered in one direction; the oldest hole was "
+                "declared a gap so analysis could continue",
+                conversation=cid, direction=("c2s", "s2c")[d], detail={"cap_segments": MAX_PENDING},
             ))
     if conv.reuse_of is not None:
         out.append(Finding(

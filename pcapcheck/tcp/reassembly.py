@@ -25,6 +25,9 @@ from pcapcheck.seq import MASK, MOD
 from pcapcheck.spool import Spool
 
 MAX_BUFFERED = 1 << 20  # out-of-order bytes buffered per direction before forcing a gap
+# ... and segments: with small segments the entries, about 350 bytes each however small the segment, are the memory
+# (a MiB of 1-byte segments beyond a hole held 350 MB); 4,096 is 1 MiB of 256-byte segments
+MAX_PENDING = 4096
 # out-of-order bytes of all the conversations of a run (a SegmentSpill) kept in memory; more go to a file
 BUFFERED_IN_MEMORY = 16 << 20
 TAIL_KEEP = 32 * 1024  # delivered bytes kept to compare retransmissions against
@@ -123,7 +126,7 @@ class Reassembler:
 
     __slots__ = (
         "next_seq", "next_off", "started", "pending", "pending_bytes", "tail", "tail_off", "trim_at",
-        "head", "head_open", "on_data", "on_gap", "mismatches", "gaps", "gap_bytes", "overflowed",
+        "head", "head_open", "on_data", "on_gap", "mismatches", "gaps", "gap_bytes", "overflowed", "overflowed_segments",
         "fin_off", "retransmitted_bytes", "_restarted_off", "_order", "spill",
     )
 
@@ -149,7 +152,8 @@ class Reassembler:
         self.mismatches: list[Mismatch] = []
         self.gaps = 0
         self.gap_bytes = 0
-        self.overflowed = False
+        self.overflowed = False  # MAX_BUFFERED was passed (a hole declared lost to go on)
+        self.overflowed_segments = False  # MAX_PENDING was
         self._restarted_off = 0  # next_off when start() moved offset 0 (summed), for ``delivered``
         self.fin_off: int | None = None
         self.retransmitted_bytes = 0
@@ -238,6 +242,9 @@ class Reassembler:
             self.pending_bytes += len(data)
             if self.pending_bytes > MAX_BUFFERED:
                 self.overflowed = True
+                self.skip_to(self._order[0], frame, "lost")
+            elif len(self.pending) > MAX_PENDING:
+                self.overflowed_segments = True
                 self.skip_to(self._order[0], frame, "lost")
 
     def _deliver(self, off: int, data: bytes, wire_len: int, frame: int, ts: int) -> None:
