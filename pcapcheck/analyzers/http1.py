@@ -51,6 +51,9 @@ _REQUEST_INFO = {m: RequestInfo(m) for m in KNOWN_METHODS}
 # finding is never dropped; ``dropped`` counts those that were.
 KEEP_FIRST = 2000
 KEEP_LAST = 64
+# Interim (1xx) responses kept per exchange, besides those with a finding; later ones are counted
+# (HttpExchange.interim_omitted).
+INTERIM_KEPT = 16
 # Findings of one code reported one by one per conversation; further ones are counted in one more finding of the
 # code at finish (the same fault on every response of a long connection: each finding costs about 5 KB).
 FINDINGS_PER_CODE = 1000
@@ -63,9 +66,6 @@ DROPPED = MessageBuilder.__new__(MessageBuilder)
 # SPILL_LAG exchanges or so, not the KEEP_FIRST first ones (5 KB to 40 KB each with their heads: 10 to 80 MB a
 # connection, and a proxy keeps hundreds of them open). Pickling and loading an exchange again costs about 30 us,
 # as much as a seventh of analyzing it: a few long conversations stay in memory, and short ones never spill.
-# Interim (1xx) responses kept per exchange, besides those with a finding; later ones are counted
-# (HttpExchange.interim_omitted).
-INTERIM_KEPT = 16
 SPILL_AFTER = 128
 HELD_BUDGET = 8 << 20
 SPILL_LAG = KEEP_LAST
@@ -190,9 +190,7 @@ class Http1Analyzer:
     __slots__ = (  # (one per open conversation with data: see DirectionReader's)
         "conversation", "_spill", "_settled", "_spilled", "_spilled_count", "_unwritten", "_held", "_spilling",
         "_joins", "_c2s", "_s2c", "_findings", "_reserved", "_finals", "_interim", "_interim_omitted", "_interim_seen",
-        "_final_count",
-        "_result",
-        "dropped", "_admitted", "_repeated", "__weakref__",
+        "_final_count", "_result", "dropped", "_admitted", "_repeated", "__weakref__",
     )
 
     def __init__(self, conversation: int, spill: ExchangeSpill | None = None) -> None:
