@@ -309,12 +309,12 @@ PATTERNS = [
     Pattern("gap-first", gap_first, 5_000),
     Pattern("overlaps", overlaps, 5_000),
     Pattern("ip-fragments", fragments, 2_000),
-    Pattern("1-byte-chunks", chunks, 50_000),
+    Pattern("1-byte-chunks", chunks, 200_000),
     Pattern("300-field-heads", many_fields, 300),
     Pattern("open-head", open_head, 2_000),
     Pattern("interim-responses", interim, 20_000),
     Pattern("pipelined", pipelined, 20_000),
-    Pattern("garbage", garbage, 8_000),
+    Pattern("garbage", garbage, 16_000),
     Pattern("near-requests", near_requests, 10_000),
     Pattern("both-tiny", both_tiny, 10_000),
     Pattern("rst-storm", rst_storm, 100_000),
@@ -322,7 +322,7 @@ PATTERNS = [
     Pattern("dup-acks", dup_acks, 50_000),
     Pattern("zero-window", zero_window, 10_000),
     Pattern("port-reuse", port_reuse, 3_000),
-    Pattern("holes-everywhere", holes_everywhere, 50),
+    Pattern("holes-everywhere", holes_everywhere, 50, holds_state=True),
     Pattern("open-conversations", open_conversations, 5_000, holds_state=True),
 ]
 BY_NAME = {p.name: p for p in PATTERNS}
