@@ -237,7 +237,7 @@ class ConvState:
         "packets0", "packets1", "bytes0", "bytes1", "first_frame", "last_frame", "start_ts", "end_ts",
         "flag_frames", "head", "tail", "marked", "odd", "head_max", "marked_max", "fin_frame",
         "rst_frames", "syn", "synack", "syn_opts", "synack_opts", "handshake_ack", "isn", "edge0", "edge1", "ended",
-        "icmp", "http_ends", "spill", "segments",
+        "icmp", "http_ends", "spill",
     )
 
     def __init__(self, conv: Conversation, input_index: int, options: Options, pkt: TcpPacket,
@@ -245,7 +245,7 @@ class ConvState:
         self.conv = conv
         self.options = options
         self.spill = spill  # for the HTTP analyzer of a long conversation (analyzers.http1.SPILL_AFTER)
-        self.segments = segments  # the run's buffered out-of-order segments beyond BUFFERED_IN_MEMORY
+        # (``segments``: the run's buffered out-of-order segments beyond BUFFERED_IN_MEMORY, for the reassemblers)
         self.input_index = input_index
         self.tracker = TcpTracker()
         self.window = ConntrackWindow(be_liberal=options.be_liberal)

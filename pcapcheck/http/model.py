@@ -267,18 +267,7 @@ class HttpExchange:
             findings = json_ints(self.findings, dumps)
         else:
             findings = "[]"  # the common case, without the findings property's sort
-        if self.interim_omitted:
-            return _EXCHANGE_OMITTED_TEXT % (
-                findings,
-                json_value(self.index, dumps),
-                "[" + ", ".join([m.json_text(dumps, aside) for m in interim]) + "]",
-                json_value(self.interim_omitted, dumps),
-                json_value(self.pairing._value_, dumps),
-                request.json_text(dumps, aside) if request else "null",
-                response.json_text(dumps, aside) if response else "null",
-                json_value(self.tunnel, dumps),
-            )
-        return _EXCHANGE_TEXT % (
+        values = [
             findings,
             json_value(self.index, dumps),
             "[" + ", ".join([m.json_text(dumps, aside) for m in interim]) + "]" if interim else "[]",
@@ -286,7 +275,11 @@ class HttpExchange:
             request.json_text(dumps, aside) if request else "null",
             response.json_text(dumps, aside) if response else "null",
             json_value(self.tunnel, dumps),
-        )
+        ]
+        if self.interim_omitted:  # (the key only then: in sorted order, after "interim")
+            values.insert(3, json_value(self.interim_omitted, dumps))
+            return _EXCHANGE_OMITTED_TEXT % tuple(values)
+        return _EXCHANGE_TEXT % tuple(values)
 
 
 _EXCHANGE_TEXT = object_template("findings", "index", "interim", "pairing", "request", "response", "tunnel")

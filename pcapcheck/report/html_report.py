@@ -239,7 +239,7 @@ def _page_exchange(x: Any) -> Any:
     interim = tuple(_page_message(m) for m in x.interim)
     if request is x.request and response is x.response and all(a is b for a, b in zip(interim, x.interim)):
         return x  # (nothing dropped)
-    return HttpExchange(x.index, request, interim, response, x.pairing, x.tunnel, x.interim_omitted)
+    return dataclasses.replace(x, request=request, interim=interim, response=response)  # (any other field kept)
 
 
 def _page_message(m: Any) -> Any:
