@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -19,7 +20,7 @@ from pcapcheck.analyzers.http1 import ExchangeSpill, Http1Analyzer
 from pcapcheck.findings import C2S, S2C, Finding, Severity
 from pcapcheck.http.codes import CODES
 from pcapcheck.http.framing import Chunked, ContentLength, NoBody, Tunnel, Unframed, UntilClose
-from pcapcheck.http.model import MessageState, Pairing
+from pcapcheck.http.model import ExchangeJson, MessageState, Pairing
 from pcapcheck.http.peers import PEER_NAMES
 from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
 
@@ -751,6 +752,22 @@ def test_a_response_after_its_request_was_dropped(monkeypatch: pytest.MonkeyPatc
     assert all(a._s2c.messages[k] is http1.DROPPED for k in range(10, n - 4) if k != bad)
 
 
+def same_exchanges(got: Sequence[object], expected: Sequence[object]) -> int:
+    """``got`` (from an analyzer that spilled) holds ``expected``'s exchanges: each an equal one, or, for one no page
+    shows, its report.json text (ExchangeJson, for a whole exchange without a finding). Returns how many were text."""
+    got = list(got)
+    assert len(got) == len(expected)
+    texts = 0
+    for g, e in zip(got, expected):
+        if type(g) is ExchangeJson:
+            assert g.index == e.index and g.text == e.json_text() and g.to_json() == e.to_json()
+            assert not e.findings and e.request is not None and e.response is not None
+            texts += 1
+        else:
+            assert g == e
+    return texts
+
+
 def _spilled_and_not(events: list[tuple], monkeypatch: pytest.MonkeyPatch, after: int = 0) -> tuple[Run, Run]:
     """``events`` played with every settled exchange spilled (one final response behind the last, from exchange
     ``after`` on) and without."""
@@ -763,7 +780,7 @@ def _spilled_and_not(events: list[tuple], monkeypatch: pytest.MonkeyPatch, after
     monkeypatch.setattr(http1, "SPILL_CHUNK", 2)
     spill = ExchangeSpill()  # left open for the caller's reads (an unnamed temporary file: gone with the object)
     spilled = play(events, spill=spill)
-    assert spilled.analyzer.exchanges == kept.analyzer.exchanges
+    same_exchanges(spilled.analyzer.exchanges, kept.analyzer.exchanges)
     return spilled, kept
 
 
@@ -896,8 +913,9 @@ def test_spilling_never_changes_the_exchanges(data: st.DataObject) -> None:
     """Whatever the exchanges (HEAD, 100 Continue, 1xx beyond INTERIM_KEPT, faults in either direction), however far the requests run ahead
     of the responses or behind them, with one side missing or cut short, messages read in two pieces, and however
     small the spill's lag and chunks: the spilled analyzer reports the same exchanges, findings and drops as the
-    one that keeps all."""
+    one that keeps all; those it keeps only as their JSON text are none a page shows."""
     from pcapcheck.analyzers import http1
+    from pcapcheck.report import views
 
     kinds = data.draw(st.lists(st.sampled_from(sorted(_SPILL_REQUESTS)), min_size=1, max_size=30), label="kinds")
     sides = data.draw(st.sampled_from(["both", "requests", "responses"]), label="sides")
@@ -925,6 +943,13 @@ def test_spilling_never_changes_the_exchanges(data: st.DataObject) -> None:
         mp.setattr(http1, "KEEP_FIRST", data.draw(st.integers(1, 12), label="keep_first"))
         mp.setattr(http1, "KEEP_LAST", data.draw(st.integers(1, 4), label="keep_last"))
         mp.setattr(http1, "INTERIM_KEPT", data.draw(st.integers(0, 3), label="interim_kept"))
+        # what a page shows (the others may be spilled as their JSON text): as views.shown_exchanges reads it
+        for name, most in (("FIRST", 3), ("LAST", 2), ("MARKED", 3)):
+            value = data.draw(st.integers(0, most), label=f"page_{name.lower()}")
+            mp.setattr(http1, f"PAGE_EXCHANGES_{name}", value)
+            mp.setattr(views, f"PAGE_EXCHANGES_{name}", value)
+        mp.setattr(http1, "PAGE_EXCHANGES_ALL",
+                   http1.PAGE_EXCHANGES_FIRST + http1.PAGE_EXCHANGES_LAST + http1.PAGE_EXCHANGES_MARKED)
         kept = play(events)
         mp.setattr(http1, "SPILL_AFTER", data.draw(st.integers(0, 4), label="spill_after"))
         mp.setattr(http1, "HELD_BUDGET", -1)
@@ -933,7 +958,9 @@ def test_spilling_never_changes_the_exchanges(data: st.DataObject) -> None:
         spill = ExchangeSpill()
         try:
             spilled = play(events, spill=spill)
-            assert list(spilled.analyzer.exchanges) == list(kept.analyzer.exchanges)
+            got = list(spilled.analyzer.exchanges)
+            same_exchanges(got, list(kept.analyzer.exchanges))
+            assert not any(type(got[i]) is ExchangeJson for i in views.shown_exchanges(got))  # what a page shows
             assert spilled.findings == kept.findings and spilled.analyzer.dropped == kept.analyzer.dropped
         finally:
             spill.close()
@@ -995,7 +1022,8 @@ def test_a_long_connection_with_big_heads_spills_by_itself(monkeypatch: pytest.M
                 assert _held(a) <= (http1.SPILL_LAG + http1.SPILL_CHUNK) * 2 and a._spilled
             else:
                 assert peak[0] < http1.HELD_BUDGET / 2 and _held(a) == 2 * n and not a._spilled
-            assert a.exchanges == expected
+            # spilled: those from PAGE_EXCHANGES_ALL on as their JSON text (no page shows them)
+            assert (same_exchanges(a.exchanges, expected) > 0) == spilled
         finally:
             spill.close()
 
@@ -1047,18 +1075,51 @@ def test_spilled_exchanges_come_back_a_chunk_at_a_time() -> None:
         assert type(ex) is http1.ExchangeList and len(ex._chunks) == (n - http1.SPILL_LAG) // http1.SPILL_CHUNK
         reads.clear()
         assert ex.marked() == sorted(bad) and not reads
-        assert views.shown_exchanges(ex) == views.shown_exchanges(tuple(expected)) and not reads
+        shown = views.shown_exchanges(ex)
+        assert shown == views.shown_exchanges(tuple(expected)) and not reads
         assert ex[-1] == expected[-1] and ex[0] == expected[0] and ex[1] == expected[1] and len(reads) == 1
         assert ex[10:20] == tuple(expected[10:20]) and ex[-3:] == tuple(expected[-3:])
         with pytest.raises(IndexError):
             ex[n]
         reads.clear()
-        assert list(ex) == expected and len(reads) <= len(ex._chunks)  # each once (one may be cached)
-        assert ex == expected and expected == ex and ex == tuple(expected) and ex != expected[1:]
+        got = list(ex)
+        assert len(reads) <= len(ex._chunks)  # each once (one may be cached)
+        # the spilled ones without a finding from PAGE_EXCHANGES_ALL on are their JSON text; the page shows none
+        spilled = ex._starts[-1]  # (how many are in the spill)
+        assert same_exchanges(got, expected) == len(set(range(http1.PAGE_EXCHANGES_ALL, spilled)) - bad) > 0
+        assert not any(type(got[i]) is ExchangeJson for i in shown)
+        assert ex == got and got == ex and ex == tuple(got) and ex != got[1:] and ex != expected
         copy = pickle.loads(pickle.dumps(ex))
-        assert type(copy) is tuple and copy == tuple(expected)
+        assert type(copy) is tuple and copy == tuple(got)
         spill.close()
-        assert ex == expected and not ex._chunks
+        assert ex == got and not ex._chunks
+    finally:
+        spill.close()
+
+
+@pytest.mark.parametrize(("lag", "keep_last", "texts"), [(1, 4, 0), (4, 1, 0), (2, 2, 5), (3, 4, 4)])
+def test_exchanges_a_page_may_show_are_never_spilled_as_text(monkeypatch: pytest.MonkeyPatch, lag: int,
+                                                             keep_last: int, texts: int) -> None:
+    """An exchange is spilled as its JSON text only when no page can show it: not among the first (nor while all are
+    shown), and followed by at least PAGE_EXCHANGES_LAST kept exchanges, i.e. SPILL_LAG and KEEP_LAST both that many
+    (with a lag of 1 the exchange before the last would be one of a page's last two)."""
+    from pcapcheck.analyzers import http1
+    from pcapcheck.report import views
+
+    for name, value in (("FIRST", 1), ("LAST", 2), ("MARKED", 0)):
+        monkeypatch.setattr(http1, f"PAGE_EXCHANGES_{name}", value)
+        monkeypatch.setattr(views, f"PAGE_EXCHANGES_{name}", value)
+    monkeypatch.setattr(http1, "PAGE_EXCHANGES_ALL", 3)
+    monkeypatch.setattr(http1, "KEEP_LAST", keep_last)
+    events = _keep_alive(10)
+    expected = list(play(events).analyzer.exchanges)
+    for name, value in (("SPILL_AFTER", 0), ("HELD_BUDGET", -1), ("SPILL_LAG", lag), ("SPILL_CHUNK", 1)):
+        monkeypatch.setattr(http1, name, value)
+    spill = ExchangeSpill()
+    try:
+        got = list(play(events, spill=spill).analyzer.exchanges)
+        assert same_exchanges(got, expected) == texts  # exchanges 3 .. 9 - lag
+        assert not any(type(got[i]) is ExchangeJson for i in views.shown_exchanges(got))
     finally:
         spill.close()
 

@@ -27,7 +27,7 @@ from pcapcheck.http.abnf import KNOWN_METHODS
 from pcapcheck.http.codes import CODES
 from pcapcheck.http.framing import Tunnel
 from pcapcheck.http.issues import Issue
-from pcapcheck.http.model import HttpExchange, MessageState, Pairing
+from pcapcheck.http.model import ExchangeJson, HttpExchange, MessageState, Pairing
 from pcapcheck.http.peers import peers_for
 from pcapcheck.http.proxy import recognize
 from pcapcheck.http.reader import (
@@ -40,7 +40,7 @@ from pcapcheck.http.reader import (
 from pcapcheck.spool import Spool
 from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
 
-__all__ = ["ExchangeList", "ExchangeSpill", "Http1Analyzer", "HttpExchange"]
+__all__ = ["ExchangeJson", "ExchangeList", "ExchangeSpill", "Http1Analyzer", "HttpExchange"]
 
 # RequestInfo is immutable: one per well-known method serves every response (request_for runs for each one).
 _REQUEST_INFO = {m: RequestInfo(m) for m in KNOWN_METHODS}
@@ -70,6 +70,15 @@ SPILL_AFTER = 128
 HELD_BUDGET = 8 << 20
 SPILL_LAG = KEEP_LAST
 SPILL_CHUNK = 64
+# A conversation page shows at most this many exchanges in full (report.views.shown_exchanges): the first ones, the
+# last ones and those a finding points into; every one while there are at most PAGE_EXCHANGES_ALL. So an exchange
+# spilled at place PAGE_EXCHANGES_ALL or later without a finding is never on a page, and only its report.json text
+# is spilled (ExchangeJson; _write_chunk says why its place is known then): pickling it and loading it back was a
+# fifth of the run of a capture of long keep-alive connections, and its text is written anyway.
+PAGE_EXCHANGES_FIRST = 100
+PAGE_EXCHANGES_LAST = 20
+PAGE_EXCHANGES_MARKED = 200
+PAGE_EXCHANGES_ALL = PAGE_EXCHANGES_FIRST + PAGE_EXCHANGES_LAST + PAGE_EXCHANGES_MARKED
 _IN_PROGRESS = MessageState.IN_PROGRESS
 # The estimate of a message's memory, kept (tracemalloc: a bare exchange 2.7 KB; each byte of a head twice in its
 # fields, and once more in the raw head, up to RAW_HEAD_KEEP; each field 200 bytes more).
@@ -593,10 +602,22 @@ class Http1Analyzer:
         self._write_chunk()
 
     def _write_chunk(self) -> None:
-        """Spill the settled exchanges once there are SPILL_CHUNK of them."""
+        """Spill the settled exchanges once there are SPILL_CHUNK of them.
+
+        Those no page will show go as their JSON text only (ExchangeJson): exchange k with a request, a final
+        response and no finding, k >= PAGE_EXCHANGES_ALL. Such an exchange is one of the first KEEP_FIRST (beyond
+        them only those with a finding are spilled, _settle), which are all kept, and the requests before it came:
+        so its place in the result is k, and the page takes the first, the last and the marked ones (there are more
+        than PAGE_EXCHANGES_ALL). It is none of the first; not marked (its findings are settled); not one of the last
+        PAGE_EXCHANGES_LAST, since the SPILL_LAG exchanges after it are kept, or the last KEEP_LAST of the
+        conversation are. It is never joined to another piece (_joined): it is whole."""
         if len(self._unwritten) >= SPILL_CHUNK:
             chunk, first = self._unwritten, self._spilled_count
             marked = tuple(first + i for i, x in enumerate(chunk) if x.findings)
+            if min(SPILL_LAG, KEEP_LAST) >= PAGE_EXCHANGES_LAST:
+                chunk = [ExchangeJson(x.index, x.json_text()) if (
+                    x.index >= PAGE_EXCHANGES_ALL and type(x) is HttpExchange and x.request is not None
+                    and x.response is not None and not x.findings) else x for x in chunk]
             self._spilled.append((self._spill.write(chunk), len(chunk), marked))  # type: ignore[union-attr]
             self._spilled_count += len(chunk)
             self._unwritten = []

@@ -7,6 +7,7 @@ Python's unicode_escape, so the result is ASCII, reversible, and never markup).
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -285,3 +286,37 @@ class HttpExchange:
 _EXCHANGE_TEXT = object_template("findings", "index", "interim", "pairing", "request", "response", "tunnel")
 _EXCHANGE_OMITTED_TEXT = object_template(
     "findings", "index", "interim", "interim_omitted", "pairing", "request", "response", "tunnel")
+
+
+class ExchangeJson:
+    """A settled exchange kept only as its report.json text (``HttpExchange.json_text()``): what a long keep-alive
+    connection's spill holds for an exchange no page will show (analyzers.http1.ExchangeSpill). It has no finding,
+    a request and a final response; ``to_json()`` gives what the HttpExchange's gave, ``json_text()`` the same
+    text, whatever ``dumps`` (an exchange without findings has no value only ``dumps`` writes)."""
+
+    __slots__ = ("index", "text")
+    findings: tuple[int, ...] = ()
+
+    def __init__(self, index: int, text: str) -> None:
+        self.index = index
+        self.text = text
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(self.text)  # type: ignore[no-any-return]
+
+    def json_text(self, dumps: Callable[[Any], str] | None = None, aside: list[bytes] | None = None) -> str:
+        return self.text
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ExchangeJson):
+            return self.index == other.index and self.text == other.text
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.index, self.text))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ExchangeJson, (self.index, self.text))
+
+    def __repr__(self) -> str:
+        return f"ExchangeJson(index={self.index}, {len(self.text)} characters)"

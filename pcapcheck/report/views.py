@@ -29,6 +29,7 @@ from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 from pcapcheck import __version__
+from pcapcheck.analyzers.http1 import PAGE_EXCHANGES_FIRST, PAGE_EXCHANGES_LAST, PAGE_EXCHANGES_MARKED
 from pcapcheck.findings import Finding, Severity
 from pcapcheck.model import ConversationResult, ConversationSummary, InputSummary, PacketRow
 
@@ -1032,10 +1033,8 @@ def _detail_row(key: Any, value: Any, shown: frozenset[int] | set[int]) -> Detai
 
 # A conversation page shows at most this many HTTP exchanges in full: the first ones, the last ones and those a
 # finding points into (a keep-alive connection between a proxy and its backend can carry tens of thousands;
-# report.json has more of them, analyzers.http1.KEEP_FIRST).
-PAGE_EXCHANGES_FIRST = 100
-PAGE_EXCHANGES_LAST = 20
-PAGE_EXCHANGES_MARKED = 200
+# report.json has more of them, analyzers.http1.KEEP_FIRST): PAGE_EXCHANGES_FIRST, _LAST and _MARKED, imported from
+# the analyzer, which spills the others as their JSON text only (ExchangeJson).
 
 
 def shown_exchanges(http: Sequence[Any]) -> list[int]:
