@@ -171,6 +171,7 @@ MESSAGES = [
     {"first_frame": None, "last_frame": 2.5, "offset": True, "index": Level.HIGH, "after_loss": 1},
     {"direction": Name.ALICE, "end_reason": None, "headers": (header(b"A", b"b", None, False),)},
     {**RESPONSE, "start": StatusLine(b"HTTP/1.1", None, b"\xff")},
+    *({**RESPONSE, "framing": ContentLength(length)} for length in (0, 10**30, True, None, 2.5)),  # (its own text)
 ]
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pcapcheck.findings import dumps_sorted, escape_json, json_ints, json_str, json_value, object_template
 from pcapcheck.frozen import fast_frozen
-from pcapcheck.http.framing import BodyFraming, framing_json
+from pcapcheck.http.framing import BodyFraming, ContentLength, framing_json
 from pcapcheck.http.parser import HeaderField, RequestLine, StatusLine
 
 
@@ -196,7 +196,11 @@ class HttpMessage:
         framing = self.framing
         framing_text = _FRAMING_TEXT.get(type(framing))
         if framing_text is None:
-            framing_text = dumps(framing_json(framing))
+            length = getattr(framing, "length", None)
+            if type(framing) is ContentLength and type(length) is int:  # (half the responses: no dumps call)
+                framing_text = _CONTENT_LENGTH_TEXT % length
+            else:
+                framing_text = dumps(framing_json(framing))
             if getattr(type(framing), "__slots__", None) == () and not hasattr(framing, "__dict__"):
                 _FRAMING_TEXT[type(framing)] = framing_text  # no fields (NoBody, Chunked, ...): one text per type
         common = (
@@ -219,6 +223,7 @@ class HttpMessage:
 
 _SCALAR_TYPES = (bool,) * 3 + (str,) * 3 + (int,) * 9
 _FRAMING_TEXT: dict[type, str] = {}
+_CONTENT_LENGTH_TEXT = object_template("length", "type") % ("%d", json_str("content-length"))  # framing_json's
 # to_json's keys, sorted (json_text passes the values in this order); the first 16 are common to both
 _REQUEST_TEXT = object_template(
     "after_loss", "body_excerpt", "body_excerpt_truncated", "body_length", "body_missing", "chunks", "direction",
