@@ -784,6 +784,24 @@ def _spilled_and_not(events: list[tuple], monkeypatch: pytest.MonkeyPatch, after
     return spilled, kept
 
 
+def test_interim_responses_counted_in_both_pieces_of_a_joined_exchange(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request spilled before its final response came (the requests far ahead) goes with the 1xx responses
+    counted so far; those after it make a second piece, joined to the first at the end: the omitted 1xx of both
+    add up, as when nothing is spilled."""
+    from pcapcheck.analyzers import http1
+
+    monkeypatch.setattr(http1, "INTERIM_KEPT", 1)
+    post = _SPILL_REQUESTS["processing"]
+    processing = b"HTTP/1.1 102 Processing\r\n\r\n"
+    events = [("data", C2S, post), *(("data", S2C, processing) for _ in range(4)),
+              *(("data", C2S, post) for _ in range(3)), *(("data", S2C, processing) for _ in range(3)),
+              ("end", C2S, "fin"), ("end", S2C, "fin")]
+    spilled, kept = _spilled_and_not(events, monkeypatch)
+    first = kept.analyzer.exchanges[0]
+    assert first.response is None and len(first.interim) == 1 and first.interim_omitted == 6
+    assert spilled.analyzer._spilled  # (the request went to the spill with the first 1xx: _joined adds the counts)
+
+
 def test_spilled_exchanges_wait_for_late_requests(monkeypatch: pytest.MonkeyPatch) -> None:
     """Responses framed before their requests came (after an overflow): they are not spilled while the request
     side may still send those requests, so each exchange gets its request as when nothing is spilled."""
