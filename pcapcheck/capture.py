@@ -34,6 +34,8 @@ BATCH = 256  # pcapng records per batch (classic pcap: one batch per chunk)
 # custom blocks (copyable or not) and systemd journal export blocks.
 CUSTOM_BLOCKS = {0x00000BAD, 0x40000BAD, 0x00000009}
 NO_PACKET = -2  # Frame.linktype of such a record
+_EPB = dpkt.pcapng.PCAPNG_BT_EPB
+_MAX_BLOCK = 16 * MAX_RECORD + 1024  # a longer pcapng block is damage
 _tnew = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (half the cost)
 
 # classic pcap magic (as read little-endian) -> (byte order, nanosecond timestamps)
@@ -340,6 +342,7 @@ class CaptureReader:
         order = "<"
         path = self.path
         block_type_word = first
+        epb_order = ""  # the byte order epb_head and epb_trailer read (the fast path's)
         while True:
             offset = self._pos - len(block_type_word)
             if not block_type_word:
@@ -377,7 +380,7 @@ class CaptureReader:
                 body_len = blen - 12
                 prefix = b""
             btype = struct.unpack(order + "I", block_type_word)[0]
-            if blen < 12 or blen % 4 or blen > 16 * MAX_RECORD + 1024:
+            if blen < 12 or blen % 4 or blen > _MAX_BLOCK:
                 self._add("capture.corrupt",
                           f"{path}: pcapng block at byte offset {offset} has an impossible length {blen}: "
                           "the file is damaged from here on", offset=offset, frame=number + 1, fatal=True)
@@ -462,6 +465,34 @@ class CaptureReader:
                 # count them so frame numbers stay equal to frame.number; they carry no packet.
                 number += 1
                 batch.append((number, 0, NO_PACKET, 0, b"", 0, 0))
+            if interfaces:
+                # Fast path (as _iter_pcap's): the enhanced packet blocks that lie wholly in the buffer, each checked
+                # as the slow path checks it; anything else (another block, one that straddles the buffer's end or
+                # that the slow path would report) is left to the slow path.
+                if epb_order != order:
+                    epb_order = order
+                    epb_head = struct.Struct(order + "7I").unpack_from
+                    epb_trailer = struct.Struct(order + "I").unpack_from
+                buf = self._buf
+                p = self._bufpos
+                end_of_buf = len(buf)
+                known = len(interfaces)
+                append = batch.append
+                linktypes = self.linktypes
+                while p + 32 <= end_of_buf:
+                    btype, blen, iface_id, hi, lo, caplen, wirelen = epb_head(buf, p)
+                    # (caplen > blen - 32 also holds for a block too short to be one: blen < 32)
+                    if (btype != _EPB or blen & 3 or blen > _MAX_BLOCK or p + blen > end_of_buf or caplen > blen - 32
+                            or iface_id >= known or epb_trailer(buf, p + blen - 4)[0] != blen):
+                        break
+                    number += 1
+                    iface = interfaces[iface_id]
+                    linktype = iface.linktype
+                    linktypes[linktype] += 1
+                    append((number, ((hi << 32) | lo) * iface.mul // iface.div + iface.offset_ns, linktype,
+                            caplen if caplen > wirelen else wirelen, buf, p + 28, caplen))
+                    p += blen
+                self._bufpos = p
             if len(batch) >= BATCH:
                 yield batch
                 batch = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import socket
 import struct
 from types import SimpleNamespace
@@ -71,6 +72,124 @@ def test_pcapng_interfaces_resolutions_and_blocks() -> None:
     d = Decoder()
     assert all(d.decode(f) is not None for f in frames)
     assert r.format == "pcapng" and not r.problems
+
+
+BAD_EPB = ("bad-caplen", "bad-iface", "bad-trailer", "bad-length")
+
+
+def _bad_epb(endian: str, kind: str, interfaces: int) -> bytes:
+    """An enhanced packet block the reader reports: more captured bytes than it holds, an interface never
+    described, a trailing length unlike the leading one, or a length that is not a multiple of 4."""
+    payload = b"abcdefgh"
+    caplen = len(payload) + (8 if kind == "bad-caplen" else 0)
+    iface = interfaces + 1 if kind == "bad-iface" else 0
+    body = struct.pack(endian + "IIIII", iface, 0, 1000, caplen, len(payload)) + payload
+    if kind == "bad-length":  # 42 bytes, the last 4 of them 42 (as a trailer would say)
+        return struct.pack(endian + "II", 6, 42) + body + b"\0\0" + struct.pack(endian + "I", 42)
+    total = 12 + len(body)
+    trailer = total + (4 if kind == "bad-trailer" else 0)
+    return struct.pack(endian + "II", 6, total) + body + struct.pack(endian + "I", trailer)
+
+
+@pytest.mark.parametrize("kind", BAD_EPB)
+def test_pcapng_damaged_block_among_whole_ones(kind: str) -> None:
+    """A damaged enhanced packet block between good ones, all in the buffer at once, is reported as when each block
+    is read on its own (chunks of 16 bytes)."""
+    from pcapcheck import capture
+
+    w = b.PcapngWriter()
+    i = w.add_interface(1)
+    w.add_packet(i, T0, b"x" * 20).add_raw(_bad_epb(w.endian, kind, 1)).add_packet(i, T0, b"y" * 20)
+    w.add_block(0x99, struct.pack("<IIIII", 0, 0, 1000, 8, 8) + b"abcdefgh")  # unknown: skipped (but shaped alike)
+    w.add_packet(i, T0, b"z" * 20)
+    r, frames = read(w.to_bytes(), name="mem.pcapng")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(capture, "CHUNK", 16)
+        slow, slow_frames = read(w.to_bytes(), name="mem.pcapng")
+    assert frames == slow_frames and r.problems == slow.problems and r.problems
+    assert frames[0].data == b"x" * 20
+    if not any(p.fatal for p in r.problems):
+        assert [f.data for f in frames[-2:]] == [b"y" * 20, b"z" * 20]
+
+
+def test_pcapng_block_too_long_in_a_big_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block longer than any real one is damage even when the buffer holds all of it (chunks of 8 MiB)."""
+    from pcapcheck import capture
+
+    monkeypatch.setattr(capture, "CHUNK", 8 << 20)
+    w = b.PcapngWriter()
+    i = w.add_interface(1)
+    w.add_packet(i, T0, b"x" * 20).add_packet(i, T0, b"y" * (capture.MAX_RECORD * 17))
+    r, frames = read(w.to_bytes(), name="mem.pcapng")
+    assert len(frames) == 1 and [(p.code, p.fatal) for p in r.problems] == [("capture.corrupt", True)]
+
+
+@given(st.data())
+def test_pcapng_records_whatever_the_chunks_and_the_cut(data: st.DataObject) -> None:
+    """pcapng records read in bulk from the buffer (enhanced packet blocks) or one block at a time (the others,
+    and those across the buffer's end, here with chunks of a few bytes too): each record's number, time, link
+    type, lengths and bytes as written, in either byte order, among other blocks; cut anywhere, the whole blocks
+    before the cut and one fatal truncation."""
+    from pcapcheck import capture
+
+    w = b.PcapngWriter(big_endian=data.draw(st.booleans(), label="big_endian"))
+    ifaces = [(w.add_interface(lt, tsresol=res), lt, res) for lt, res in
+              data.draw(st.lists(st.tuples(st.sampled_from([1, 101]), st.sampled_from([3, 6, 9])), min_size=1,
+                                 max_size=3), label="interfaces")]
+    expected: list[tuple[int, int, int, int, bytes]] = []
+    ends: list[int] = []  # where each record's block ends
+    kinds = data.draw(st.lists(st.sampled_from(["epb", "epb", "epb", "custom", "nrb", "isb", "unknown", *BAD_EPB]),
+                               max_size=12), label="blocks")
+    for kind in kinds:
+        number = len(expected) + 1
+        if kind in BAD_EPB:
+            w.add_raw(_bad_epb(w.endian, kind, len(ifaces)))
+        elif kind == "unknown":  # a block type pcapcheck does not know, shaped like a packet block: skipped
+            w.add_block(0x99, struct.pack(w.endian + "IIIII", 0, 0, 1000, 8, 8) + b"abcdefgh")
+        elif kind == "epb":
+            iface, lt, res = data.draw(st.sampled_from(ifaces), label="iface")
+            payload = data.draw(st.binary(max_size=90), label="payload")
+            orig_len = max(0, len(payload) + data.draw(st.integers(-3, 3), label="orig_len_more"))
+            ts = T0 + data.draw(st.integers(0, 10**12), label="dt")
+            w.add_packet(iface, ts, payload, orig_len=orig_len,
+                         options=[(1, b"comment")] if data.draw(st.booleans(), label="options") else ())
+            # (a wire length shorter than the bytes captured is taken as that many)
+            expected.append((number, ts // 10 ** (9 - res) * 10 ** (9 - res), lt, max(orig_len, len(payload)), payload))
+        elif kind == "custom":
+            w.add_custom_block(b"x" * data.draw(st.integers(0, 9), label="custom"))
+            expected.append((number, 0, capture.NO_PACKET, 0, b""))
+        elif kind == "nrb":
+            w.add_name_resolution([("10.0.0.1", "a.example")])
+        else:
+            w.add_interface_statistics(0, T0, received=5)
+        if kind in ("epb", "custom"):
+            ends.append(len(w.to_bytes()))
+    raw = w.to_bytes()
+    boundaries = set(itertools.accumulate(map(len, w._blocks)))  # where a block ends
+    cut = data.draw(st.one_of(st.none(), st.integers(len(w._blocks[0]), len(raw) - 1)), label="cut")
+    if cut is not None:
+        raw = raw[:cut]
+        expected = [e for e, end in zip(expected, ends) if end <= cut]
+    chunk = data.draw(st.sampled_from([36, 100, 333, *[capture.CHUNK] * 3]), label="chunk")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(capture, "CHUNK", chunk)
+        r, frames = read(raw, name="mem.pcapng")
+        # Chunks of 16 bytes: never a whole block in the buffer beyond the one being read, so every block is read
+        # one at a time: the records and problems are the same
+        mp.setattr(capture, "CHUNK", 16)
+        slow, slow_frames = read(raw, name="mem.pcapng")
+    assert frames == slow_frames and r.problems == slow.problems and r.linktypes == slow.linktypes
+    if set(kinds) & set(BAD_EPB):
+        return
+    assert [(f.number, f.ts, f.linktype, f.wirelen, f.data) for f in frames] == expected
+    assert [f.caplen for f in frames] == [len(e[4]) for e in expected]
+    if cut is None or cut in boundaries:
+        assert not r.problems
+    else:
+        assert [(p.code, p.fatal) for p in r.problems] == [("capture.truncated", True)]
+    assert r.frames == len(expected) and r.format == "pcapng"
+    if cut is None:
+        assert r.linktypes == {lt: sum(e[2] == lt for e in expected) for _, lt, _ in ifaces}
 
 
 def test_gzip_is_detected_by_content() -> None:
