@@ -36,6 +36,58 @@ _FAST_PATHS = {
 }
 _FAST_PATHS = {lt: (unpack, lhl, want, lhl + 40) for lt, (unpack, lhl, want) in _FAST_PATHS.items()}
 _NO_FAST_PATH = (None, 0, None, 1 << 62)  # a link type without one: no record is that long
+# When that fails: Ethernet with one 802.1Q tag and IPv4, or IPv6 without extension headers carrying TCP, on the
+# link types of _FAST_PATHS (a trunk port's capture, a dual-stack network): _alt_headers.
+_ALT_LINKS = frozenset(_FAST_PATHS) | {229}
+_IP4_TCP_AT = struct.Struct("!" + _IP4_TCP).unpack_from
+_IP6_TCP_AT = struct.Struct("!IHBB16s16sHHIIHH").unpack_from
+
+
+def _alt_headers(buf: bytes, start: int, caplen: int, lt: int) -> tuple | None:
+    """The headers of the record ``buf[start : start + caplen]`` (link type ``lt``, one of _ALT_LINKS) when it is
+    Ethernet with one 802.1Q tag then IPv4 as _FAST_PATHS takes it, or IPv6 whose next header is TCP: (ip_id,
+    frag, ttl, src, dst, sport, dport, seq, ack, offflags, window, TCP header length, and, from ``start``: where
+    the TCP header ends, where the IP payload ends, where the TCP options begin), as ``Decoder._decode_link``
+    reads them; None for anything else (it takes those). Nothing is read beyond the record (``buf`` is the
+    reader's chunk)."""
+    if caplen < 58:  # shorter than either can be; and the link header, the IPv4 and TCP header fields read below
+        return None  # (36 bytes from off <= 20) are in the record
+    if lt == 1:
+        (etype,) = _u16(buf, start + 12)
+        off = 14
+        if etype == 0x8100:
+            (etype,) = _u16(buf, start + 16)
+            off = 18
+    elif lt == 113 or lt == 276:
+        (etype,) = _u16(buf, start + 14 if lt == 113 else start)
+        off = 16 if lt == 113 else 20
+    else:  # raw IP (228: IPv4 only; 229: IPv6 only, which has no _FAST_PATHS entry)
+        etype = ETH_IPV6 if lt == 229 or (lt != 228 and buf[start] >> 4 == 6) else 0
+        off = 0
+    if etype == ETH_IPV6:
+        if caplen < off + 60:
+            return None
+        vtf, plen, nh, hlim, src, dst, sport, dport, seqno, ackno, offflags, window = _IP6_TCP_AT(buf, start + off)
+        if vtf >> 28 != 6 or nh != 6:  # (a payload length of 0, a jumbogram's or TSO's: end < hend below)
+            return None
+        ip_id, frag, ttl = None, 0, hlim
+        doff = (offflags >> 12) * 4
+        hend = off + 40 + doff
+        end = off + 40 + plen
+    elif etype == ETH_IPV4:  # (behind a VLAN tag; without one this fails as _FAST_PATHS did)
+        vhl, total, ip_id, frag, ttl, proto, src, dst, sport, dport, seqno, ackno, offflags, window = (
+            _IP4_TCP_AT(buf, start + off))
+        if vhl != 0x45 or proto != 6 or frag & 0x3FFF or total < 40:
+            return None
+        doff = (offflags >> 12) * 4
+        hend = off + 20 + doff
+        end = off + total
+    else:
+        return None
+    if doff < 20 or hend > end or hend > caplen:
+        return None
+    return (ip_id, frag, ttl, src, dst, sport, dport, seqno, ackno, offflags, window, doff, hend, end,
+            hend - doff + 20)
 _u16le = struct.Struct("<H").unpack_from
 _u32le = struct.Struct("<I").unpack_from
 _u32be = struct.Struct(">I").unpack_from
@@ -280,11 +332,14 @@ class Decoder:
         tnew = _tnew
         last_lt = None  # the link type of the previous record, and its fast path (one per file in a pcap)
         unpack, lhl, want, shortest = _NO_FAST_PATH
+        alt = False
         for rec in records:
             number, ts, lt, wirelen, buf, start, caplen = rec
             if lt != last_lt:
                 last_lt = lt
                 unpack, lhl, want, shortest = _FAST_PATHS.get(lt, _NO_FAST_PATH)
+                alt = lt in _ALT_LINKS
+            ok = False
             if caplen >= shortest:
                 (etype, vhl, total, ip_id, frag, ttl, proto, src, dst,
                  sport, dport, seqno, ackno, offflags, window) = unpack(buf, start)
@@ -292,40 +347,48 @@ class Decoder:
                     doff = (offflags >> 12) * 4
                     hend = lhl + 20 + doff
                     end = lhl + total
-                    if doff >= 20 and hend <= end and hend <= caplen:
-                        fast += 1
-                        if skip is not None:
-                            key = (src, sport, dst, dport)
-                            if offflags & 0x07:
-                                if offflags & 0x02:
-                                    synkeys.add(key)
-                                    synkeys.add((dst, dport, src, sport))
-                            else:
-                                other = skip_get(key)
-                                if other is not None and key not in synkeys:
-                                    other.end_ts = ts
-                                    other.packets += 1
-                                    if end > caplen:
-                                        if wirelen > caplen:
-                                            self.snaplen_cut.add(number)
-                                        if wirelen < end:
-                                            end = wirelen
-                                            self.short_frames.add(number)
-                                    other.payload += end - hend
-                                    continue
-                        if end > caplen:
-                            payload = buf[start + hend : start + caplen]
-                            if wirelen > caplen:
-                                self.snaplen_cut.add(number)
-                            if wirelen < end:  # shorter on the wire than the IP header says (see _tcp)
-                                end = wirelen
-                                self.short_frames.add(number)
-                        else:
-                            payload = buf[start + hend : start + end]
-                        append(tnew(TcpPacket, (number, ts, src, dst, sport, dport, seqno, ackno, offflags & 0xFF,
-                                                window, buf[start + shortest : start + hend] if doff > 20 else b"",
-                                                payload, end - hend, ttl, ip_id, frag & 0x4000 != 0)))
-                        continue
+                    opts = shortest
+                    ok = doff >= 20 and hend <= end and hend <= caplen
+            if not ok and alt:  # a VLAN tag, or IPv6: the same in place, with other offsets (_alt_headers)
+                h = _alt_headers(buf, start, caplen, lt)
+                if h is not None:
+                    (ip_id, frag, ttl, src, dst, sport, dport, seqno, ackno, offflags, window, doff, hend, end,
+                     opts) = h
+                    ok = True
+            if ok:
+                fast += 1
+                if skip is not None:
+                    key = (src, sport, dst, dport)
+                    if offflags & 0x07:
+                        if offflags & 0x02:
+                            synkeys.add(key)
+                            synkeys.add((dst, dport, src, sport))
+                    else:
+                        other = skip_get(key)
+                        if other is not None and key not in synkeys:
+                            other.end_ts = ts
+                            other.packets += 1
+                            if end > caplen:
+                                if wirelen > caplen:
+                                    self.snaplen_cut.add(number)
+                                if wirelen < end:
+                                    end = wirelen
+                                    self.short_frames.add(number)
+                            other.payload += end - hend
+                            continue
+                if end > caplen:
+                    payload = buf[start + hend : start + caplen]
+                    if wirelen > caplen:
+                        self.snaplen_cut.add(number)
+                    if wirelen < end:  # shorter on the wire than the IP header says (see _tcp)
+                        end = wirelen
+                        self.short_frames.add(number)
+                else:
+                    payload = buf[start + hend : start + end]
+                append(tnew(TcpPacket, (number, ts, src, dst, sport, dport, seqno, ackno, offflags & 0xFF,
+                                        window, buf[start + opts : start + hend] if doff > 20 else b"",
+                                        payload, end - hend, ttl, ip_id, frag & 0x4000 != 0)))
+                continue
             pkt = self._decode_link(tnew(Frame, (number, ts, lt, caplen, wirelen, buf[start : start + caplen])))
             if pkt is not None:
                 append(pkt)
