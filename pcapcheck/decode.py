@@ -39,6 +39,7 @@ _NO_FAST_PATH = (None, 0, None, 1 << 62)  # a link type without one: no record i
 # When that fails: Ethernet with one 802.1Q tag and IPv4, or IPv6 without extension headers carrying TCP, on the
 # link types of _FAST_PATHS (a trunk port's capture, a dual-stack network): _alt_headers.
 _ALT_LINKS = frozenset(_FAST_PATHS) | {229}
+_ALT_TYPES = frozenset({0x8100, 0x86DD})  # the protocol field of the links of _FAST_PATHS that have one
 _IP4_TCP_AT = struct.Struct("!" + _IP4_TCP).unpack_from
 _IP6_TCP_AT = struct.Struct("!IHBB16s16sHHIIHH").unpack_from
 
@@ -328,7 +329,7 @@ class Decoder:
         synkeys: set[tuple] = set()
         skip_get = skip.get if skip is not None else None
         append = out.append
-        fast = 0
+        fast = not_tcp = 0
         tnew = _tnew
         last_lt = None  # the link type of the previous record, and its fast path (one per file in a pcap)
         unpack, lhl, want, shortest = _NO_FAST_PATH
@@ -349,7 +350,12 @@ class Decoder:
                     end = lhl + total
                     opts = shortest
                     ok = doff >= 20 and hend <= end and hend <= caplen
-            if not ok and alt:  # a VLAN tag, or IPv6: the same in place, with other offsets (_alt_headers)
+                elif proto != 6 and proto != 1 and etype == want and vhl == 0x45:
+                    not_tcp += 1  # UDP (DNS, QUIC), ...: an IPv4 frame, not TCP, as _ipv4 counts it
+                    continue
+            # A VLAN tag, or IPv6: the same in place, with other offsets (_alt_headers); not for what this path
+            # read and failed as IPv4 (UDP, say: the general decoder counts it, the alternative would not help).
+            if not ok and alt and (caplen < shortest or (etype != want and etype in _ALT_TYPES) or vhl >> 4 == 6):
                 h = _alt_headers(buf, start, caplen, lt)
                 if h is not None:
                     (ip_id, frag, ttl, src, dst, sport, dport, seqno, ackno, offflags, window, doff, hend, end,
@@ -396,6 +402,8 @@ class Decoder:
                     synkeys.add((pkt[2], pkt[4], pkt[3], pkt[5]))
                     synkeys.add((pkt[3], pkt[5], pkt[2], pkt[4]))
         self._fast_frames += fast
+        self._ip_frames += not_tcp
+        self.other_frames += not_tcp
         return out
 
     def _decode_link(self, f: Frame) -> TcpPacket | None:

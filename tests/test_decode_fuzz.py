@@ -89,7 +89,7 @@ _LINKS = {
 @st.composite
 def tcp_datagram(draw) -> tuple[bytes, bool]:
     """An IP datagram with a TCP segment, valid or damaged where the fast path decides: options or none, IPv4
-    options, a fragment, IPv6, a wrong IP total length (longer or shorter than the frame, 0 as with TCP
+    options, a fragment, another protocol, IPv6, a wrong IP total length (longer or shorter than the frame, 0 as with TCP
     segmentation offload), a TCP data offset below 20 or past the end."""
     payload = draw(st.binary(max_size=60))
     opts = draw(st.sampled_from([b"", b.opt_mss(1460), b.opt_nop() + b.opt_nop() + b.opt_wscale(7) + b.opt_nop()]))
@@ -111,7 +111,12 @@ def tcp_datagram(draw) -> tuple[bytes, bool]:
         elif kind == "version":
             ip[0] = draw(st.sampled_from([0x40, 0x70, 0x00]))
         return bytes(ip), True
-    kind = draw(st.sampled_from(["plain"] * 6 + ["long", "short", "zero", "frag", "ipopt"]))
+    kind = draw(st.sampled_from(["plain"] * 6 + ["long", "short", "zero", "frag", "ipopt", "udp", "icmp"]))
+    if kind == "udp":  # not TCP nor ICMP (UDP, ESP, ...), a fragment or not
+        return b.ipv4(src, dst, bytes(seg), proto=draw(st.sampled_from([17, 0, 50])),
+                      frag_offset=8 * draw(st.integers(0, 1)), mf=draw(st.booleans())), False
+    if kind == "icmp":  # an ICMP error quoting the segment
+        return b.icmp_error(DST4, SRC4, 3, draw(st.integers(0, 4)), b.ipv4(src, dst, bytes(seg))), False
     if kind == "long":
         return b.ipv4(src, dst, bytes(seg), total_length=20 + len(seg) + draw(st.integers(1, 40))), False
     if kind == "short":
@@ -148,7 +153,7 @@ def test_the_fast_path_decodes_as_the_full_decoder(link: str, datagrams: list[tu
     data = w.to_bytes()
 
     def decoder_state(d: Decoder) -> tuple:
-        return (d.tcp_frames, d.other_frames, d.snaplen_cut.frames, d.short_frames.frames,
+        return (d.tcp_frames, d.ip_frames, d.other_frames, d.snaplen_cut.frames, d.short_frames.frames,
                 sorted((s.code, s.reason, tuple(s.frames)) for s in d.skips.values()))
 
     fast = Decoder()
