@@ -43,6 +43,19 @@ _ALT_TYPES = frozenset({0x8100, 0x86DD})  # the protocol field of the links of _
 _IP4_TCP_AT = struct.Struct("!" + _IP4_TCP).unpack_from
 _IP6_TCP_AT = struct.Struct("!IHBB16s16sHHIIHH").unpack_from
 
+_u16le = struct.Struct("<H").unpack_from
+_u32le = struct.Struct("<I").unpack_from
+_u32be = struct.Struct(">I").unpack_from
+
+ETH_IPV4, ETH_IPV6 = dpkt.ethernet.ETH_TYPE_IP, dpkt.ethernet.ETH_TYPE_IP6
+VLAN_TYPES = {0x8100, 0x88A8, 0x9100, 0x9200}
+IPV6_EXT = {0, 43, 60, 51, 135, 139, 140}  # hop-by-hop, routing, dest opts, AH, mobility, HIP, shim6
+NULL_IPV6 = {24, 28, 30}
+# Pending IPv4 and IPv6 fragment sets are bounded; the oldest are dropped (and reported) beyond this.
+MAX_FRAGMENT_SETS = 1024
+_NEVER_COMPLETED = {3: "IPv4 fragment never completed", 4: "IPv6 fragment never completed"}  # by key length
+_tnew = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (half the cost)
+
 
 def _alt_headers(buf: bytes, start: int, caplen: int, lt: int) -> tuple | None:
     """The headers of the record ``buf[start : start + caplen]`` (link type ``lt``, one of _ALT_LINKS) when it is
@@ -89,18 +102,6 @@ def _alt_headers(buf: bytes, start: int, caplen: int, lt: int) -> tuple | None:
         return None
     return (ip_id, frag, ttl, src, dst, sport, dport, seqno, ackno, offflags, window, doff, hend, end,
             hend - doff + 20)
-_u16le = struct.Struct("<H").unpack_from
-_u32le = struct.Struct("<I").unpack_from
-_u32be = struct.Struct(">I").unpack_from
-
-ETH_IPV4, ETH_IPV6 = dpkt.ethernet.ETH_TYPE_IP, dpkt.ethernet.ETH_TYPE_IP6
-VLAN_TYPES = {0x8100, 0x88A8, 0x9100, 0x9200}
-IPV6_EXT = {0, 43, 60, 51, 135, 139, 140}  # hop-by-hop, routing, dest opts, AH, mobility, HIP, shim6
-NULL_IPV6 = {24, 28, 30}
-# Pending IPv4 and IPv6 fragment sets are bounded; the oldest are dropped (and reported) beyond this.
-MAX_FRAGMENT_SETS = 1024
-_NEVER_COMPLETED = {3: "IPv4 fragment never completed", 4: "IPv6 fragment never completed"}  # by key length
-_tnew = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (half the cost)
 
 
 class _Cover:
@@ -319,7 +320,7 @@ class Decoder:
         batch instead of one per record).
 
         ``skip`` maps keys (src, sport, dst, dport) to objects with ``end_ts``, ``packets`` and ``payload``: a
-        segment of the fast path (IPv4/TCP, _FAST_PATHS) without SYN, FIN or RST whose key is there is counted as
+        segment of the fast path (_FAST_PATHS, _alt_headers) without SYN, FIN or RST whose key is there is counted as
         decoded but not built; its time is stored in that ``end_ts`` and it is counted in ``packets`` and, by
         its segment length, ``payload`` (a sharded run's segments of conversations another process analyzes:
         all it keeps of them is the last packet time and those counts, see pipeline.Foreign). The caller routes the batch after this, so

@@ -616,8 +616,8 @@ class Http1Analyzer:
             marked = tuple(first + i for i, x in enumerate(chunk) if x.findings)
             if min(SPILL_LAG, KEEP_LAST) >= PAGE_EXCHANGES_LAST:
                 chunk = [ExchangeJson(x.index, x.json_text()) if (
-                    x.index >= PAGE_EXCHANGES_ALL and type(x) is HttpExchange and x.request is not None
-                    and x.response is not None and not x.findings) else x for x in chunk]
+                    x.index >= PAGE_EXCHANGES_ALL and x.request is not None and x.response is not None
+                    and not x.findings) else x for x in chunk]
             self._spilled.append((self._spill.write(chunk), len(chunk), marked))  # type: ignore[union-attr]
             self._spilled_count += len(chunk)
             self._unwritten = []
