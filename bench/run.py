@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -155,8 +156,8 @@ def ensure_capture(directory: Path, packets: int, seed: int, concurrency: int,
     pcap, stats_path = directory / f"{name}.pcap", directory / f"{name}.json"
     if pcap.exists() and stats_path.exists():
         return pcap, json.loads(stats_path.read_text())
-    for old in directory.glob("bench-*.pcap"):  # captures of an older generator are never used again
-        if not old.stem.endswith(digest):
+    for old in directory.glob("bench-*.pcap*"):  # captures of an older generator are never used again
+        if old.suffix in (".pcap", ".pcapng") and not old.stem.endswith(digest):  # (the forms' too, ensure_form)
             old.unlink()
             old.with_suffix(".json").unlink(missing_ok=True)
     print(f"generating {packets:,} packets (seed {seed}) -> {pcap}", file=sys.stderr)
@@ -173,6 +174,33 @@ def ensure_capture(directory: Path, packets: int, seed: int, concurrency: int,
         tmp.unlink(missing_ok=True)
         tmp_stats.unlink(missing_ok=True)
     return pcap, json.loads(stats_path.read_text())
+
+
+def _load_formats():  # bench/formats.py (beside this file, not a package)
+    spec = importlib.util.spec_from_file_location("bench_formats", HERE / "formats.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+FORMATS = _load_formats()
+FORM_NAMES = {"pcapng": "what dumpcap writes", "vlan": "one 802.1Q tag", "ipv6": "IPv6 headers"}
+
+
+def ensure_form(base: Path, form: str) -> Path:
+    """``base`` (a cached capture) in ``form`` (bench/formats.py), beside it under a name that ends with the same
+    generator hash (so ensure_capture deletes it with its capture); written unless present."""
+    prefix, digest = base.stem.rsplit("-", 1)
+    path = base.with_name(f"{prefix}-{form}-{digest}{FORMATS.SUFFIX[form]}")
+    if not path.exists():
+        print(f"writing {path}", file=sys.stderr)
+        part = path.with_name(path.name + f".{os.getpid()}.part")
+        try:
+            FORMATS.rewrite(base, part, form)
+            part.replace(path)
+        finally:
+            part.unlink(missing_ok=True)
+    return path
 
 
 def warm(path: Path) -> None:
@@ -373,6 +401,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--short", default="300000",
                     help="packets of a second capture of many short connections (bench/gen.py --short), on which\n"
                          "pcapcheck and tshark run once each after the rest; 0 for none (default 300000)")
+    ap.add_argument("--formats", default="0",
+                    help="packets of a capture timed again as pcapng, VLAN-tagged and over IPv6 (bench/formats.py),\n"
+                         "pcapcheck and tshark once each per form; 0 for none (default 0; 300k takes about 2 minutes)")
     ap.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
     ap.add_argument("--concurrency", type=int, default=200, help="generator concurrency (default 200)")
     ap.add_argument("--keep", metavar="DIR", type=Path,
@@ -395,10 +426,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.packets = parse_sizes(args.packets)[0]
         args.scaling = sorted(set(parse_sizes(args.scaling)))
         args.short = 0 if args.short.strip() == "0" else parse_sizes(args.short)[0]
+        args.formats = 0 if args.formats.strip() == "0" else parse_sizes(args.formats)[0]
     except (ValueError, IndexError):
-        ap.error("--packets, --scaling and --short take positive numbers such as 100000, 300k or 1m")
+        ap.error("--packets, --scaling, --short and --formats take positive numbers such as 100000, 300k or 1m")
     if args.quick:
-        args.packets, args.rounds, args.scaling, args.short = 100_000, 1, [], 0
+        args.packets, args.rounds, args.scaling, args.short, args.formats = 100_000, 1, [], 0, 0
     if args.rounds < 1 or args.scaling_rounds < 1:
         ap.error("--rounds and --scaling-rounds must be at least 1")
     return args
@@ -422,7 +454,8 @@ def _fmt_ratio(tshark: float, pcapcheck: float | None) -> str:
 
 
 def report(args: argparse.Namespace, pc: Tool | None, main: Tool, extras: list[Tool], captures: dict,
-           info: dict, short: tuple[Tool | None, Tool, tuple[Path, dict]] | None = None) -> list[str]:
+           info: dict, short: tuple[Tool | None, Tool, tuple[Path, dict]] | None = None,
+           forms: list[tuple[str, Path, Tool | None, Tool]] | None = None) -> list[str]:
     n = args.packets
     size = captures[n][1]["bytes"]
     lines = [
@@ -473,7 +506,17 @@ def report(args: argparse.Namespace, pc: Tool | None, main: Tool, extras: list[T
             ratio = "-" if tool is spc else _fmt_ratio(tool.median(k), spc.median(k) if spc else None)
             lines.append(f"{tool.label:<34} {tool.median(k):>9.2f} {tool.cpu(k):>7.2f} {tool.peak(k) / MIB:>9.1f} "
                          f"{tool.peak_pss(k) / MIB:>8.1f} {ratio:>17}")
+    if forms:
+        k = args.formats
+        lines += ["", f"capture formats (bench/formats.py): the {k:,}-packet capture in the forms real captures come in",
+                  f"{'form':<34} {'pcapcheck s':>12} {'tshark s':>9} {'tshark/pcapcheck':>17} {'pcapcheck/pcap':>15}"]
+        base = forms[0][2].median(k) if forms[0][2] else None
+        for form, _, fpc, fts in forms:
+            pcs = fpc.median(k) if fpc else None
+            lines.append(f"{form:<34} {'-' if pcs is None else f'{pcs:.2f}':>12} {fts.median(k):>9.2f} "
+                         f"{_fmt_ratio(fts.median(k), pcs):>17} {'-' if not pcs else f'{pcs / base:.2f}':>15}")
     tools = ([pc] if pc else []) + [main] + extras + ([t for t in short[:2] if t] if short else [])
+    tools += [t for f in forms or [] for t in f[2:] if t]
     noise = max(s.others for t in tools for v in t.samples.values() for s in v)
     lines += ["", f"other load during the runs: up to {noise:.2f} CPUs busy besides the tool"
               + (" -- NOT QUIET, the numbers are noisy" if noise > NOISY_CPUS else " (quiet)")]
@@ -562,7 +605,21 @@ def _bench(args: argparse.Namespace, tmp: Path) -> int:
         for tool in short[:2]:
             if tool:
                 run_tool(tool, short[2][0], args.short, time_bin, work)
-    lines = report(args, pc, main_tool, extras, captures, info, short)
+    forms = None
+    if args.formats:
+        print("capture formats", file=sys.stderr)
+        base, _ = captures[args.formats] if args.formats in captures else ensure_capture(
+            cache, args.formats, args.seed, args.concurrency)
+        forms = [("pcap (as generated)", base)] + [(f"{form} ({FORM_NAMES[form]})", ensure_form(base, form))
+                                                    for form in FORMATS.FORMS]
+        forms = [(name, path, Tool(pc.label, pc.argv, pc.ok_codes) if pc else None,
+                  Tool(main_tool.label, main_tool.argv)) for name, path in forms]
+        for _, path, fpc, fts in forms:
+            warm(path)
+            for tool in (fpc, fts):
+                if tool:
+                    run_tool(tool, path, args.formats, time_bin, work)
+    lines = report(args, pc, main_tool, extras, captures, info, short, forms)
     print("\n".join(lines))
     if args.json:
         tools = [t for t in (pc, main_tool, *extras) if t]
@@ -578,6 +635,10 @@ def _bench(args: argparse.Namespace, tmp: Path) -> int:
             "tools": {t.label: {str(k): [{"wall_s": round(s.wall, 3), "peak_rss_mib": round(s.rss / MIB, 1), "peak_pss_mib": round(s.pss / MIB, 1),
                                           "cpu_s": round(s.cpu, 2), "other_cpus": round(s.others, 2)}
                                          for s in v] for k, v in t.samples.items()} for t in tools},
+            "formats": ({name: {"capture": str(path), "tools": {t.label: [
+                {"wall_s": round(x.wall, 3), "peak_rss_mib": round(x.rss / MIB, 1), "cpu_s": round(x.cpu, 2),
+                 "other_cpus": round(x.others, 2)} for x in t.samples.get(args.formats, [])] for t in (fpc, fts) if t}}
+                for name, path, fpc, fts in forms} if forms else None),
             "summary": lines,
         }, indent=1, sort_keys=True) + "\n")
     return 0

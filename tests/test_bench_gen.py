@@ -195,3 +195,25 @@ def test_runner_fails_when_the_tool_fails(tmp_path):
     proc = _run_bench(tmp_path, 3)
     assert proc.returncode == 1
     assert "exited with status 3" in proc.stderr
+
+
+@needs_tshark
+def test_runner_times_every_capture_form(tmp_path):
+    """--formats: the capture of that size as generated, as pcapng, VLAN-tagged and over IPv6 (bench/formats.py),
+    each timed once with both tools, in a table of its own and in the JSON; the forms cached beside the capture
+    under names that end with its generator hash."""
+    import json
+
+    out = tmp_path / "bench.json"
+    proc = _run_bench(tmp_path, 0, "--formats", "1000", "--no-extra-modes", "--rounds", "1", "--scaling", "",
+                      "--short", "0", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    table = proc.stdout.split("capture formats (bench/formats.py): the 1,000-packet capture")[1]
+    rows = [line.split()[0] for line in table.splitlines()[2:6]]
+    assert rows == ["pcap", "pcapng", "vlan", "ipv6"]
+    digest = next(tmp_path.glob("bench-1000p-s1-c200-*.json")).stem.rsplit("-", 1)[1]
+    assert sorted(p.name for p in tmp_path.glob(f"bench-1000p-*-{digest}.pcap*")) == [
+        f"bench-1000p-s1-c200-{digest}.pcap", *(f"bench-1000p-s1-c200-{form}-{digest}{suffix}" for form, suffix in
+                                                (("ipv6", ".pcap"), ("pcapng", ".pcapng"), ("vlan", ".pcap")))]
+    formats = json.loads(out.read_text())["formats"]
+    assert len(formats) == 4 and all(len(v["tools"]) == 2 for v in formats.values())
