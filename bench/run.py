@@ -531,6 +531,11 @@ def report(args: argparse.Namespace, pc: Tool | None, main: Tool, extras: list[T
     return lines
 
 
+def _sample_json(s: Sample) -> dict:
+    return {"wall_s": round(s.wall, 3), "peak_rss_mib": round(s.rss / MIB, 1), "peak_pss_mib": round(s.pss / MIB, 1),
+            "cpu_s": round(s.cpu, 2), "other_cpus": round(s.others, 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="pcapcheck-bench-"))
@@ -628,16 +633,12 @@ def _bench(args: argparse.Namespace, tmp: Path) -> int:
             "captures": {str(k): {"path": str(v[0]), **v[1]} for k, v in captures.items()},
             "info": info, "rss_via": "time" if time_bin else "resource",
             "short": ({"packets": args.short, "capture": {"path": str(short[2][0]), **short[2][1]},
-                       "tools": {t.label: [{"wall_s": round(s.wall, 3), "peak_rss_mib": round(s.rss / MIB, 1), "peak_pss_mib": round(s.pss / MIB, 1),
-                                            "cpu_s": round(s.cpu, 2), "other_cpus": round(s.others, 2)}
-                                           for s in t.samples.get(args.short, [])] for t in short[:2] if t}}
+                       "tools": {t.label: [_sample_json(s) for s in t.samples.get(args.short, [])]
+                                 for t in short[:2] if t}}
                       if short else None),
-            "tools": {t.label: {str(k): [{"wall_s": round(s.wall, 3), "peak_rss_mib": round(s.rss / MIB, 1), "peak_pss_mib": round(s.pss / MIB, 1),
-                                          "cpu_s": round(s.cpu, 2), "other_cpus": round(s.others, 2)}
-                                         for s in v] for k, v in t.samples.items()} for t in tools},
-            "formats": ({name: {"capture": str(path), "tools": {t.label: [
-                {"wall_s": round(x.wall, 3), "peak_rss_mib": round(x.rss / MIB, 1), "cpu_s": round(x.cpu, 2),
-                 "other_cpus": round(x.others, 2)} for x in t.samples.get(args.formats, [])] for t in (fpc, fts) if t}}
+            "tools": {t.label: {str(k): [_sample_json(s) for s in v] for k, v in t.samples.items()} for t in tools},
+            "formats": ({name: {"capture": str(path), "tools": {
+                t.label: [_sample_json(s) for s in t.samples.get(args.formats, [])] for t in (fpc, fts) if t}}
                 for name, path, fpc, fts in forms} if forms else None),
             "summary": lines,
         }, indent=1, sort_keys=True) + "\n")
