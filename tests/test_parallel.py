@@ -74,6 +74,21 @@ def test_shards_give_the_same_bytes(tmp_path, busy_capture):
     assert len(list((tmp_path / "j1").glob("conv-*.html"))) > 50
 
 
+@pytest.mark.parametrize("form", ["pcapng", "vlan", "ipv6"])
+def test_shards_give_the_same_bytes_in_every_capture_form(tmp_path, busy_capture, form):
+    """The busy capture as pcapng, VLAN-tagged or over IPv6 (bench/formats.py): each shard skips the other's
+    segments on these paths too (decode._alt_headers, pcapng's bulk path), and the output is one process's."""
+    spec = importlib.util.spec_from_file_location("bench_formats_parallel", ROOT / "bench" / "formats.py")
+    formats = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(formats)
+    capture = tmp_path / f"busy{formats.SUFFIX[form]}"
+    formats.rewrite(busy_capture, capture, form)
+    for jobs in (1, 2):
+        assert _run(tmp_path / f"j{jobs}", [str(capture)], jobs) == 0
+    _same(tmp_path / "j1", tmp_path / "j2")
+    assert len(list((tmp_path / "j1").glob("conv-*.html"))) > 50
+
+
 def test_shards_several_inputs_and_gzip(tmp_path, busy_capture):
     gz = tmp_path / "busy.pcap.gz"
     gz.write_bytes(gzip.compress(busy_capture.read_bytes()))
