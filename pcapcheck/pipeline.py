@@ -31,7 +31,7 @@ from pcapcheck.flows import Conversation, FlowTable
 from pcapcheck.model import ConversationResult, Handshake, InputSummary, PacketRow
 from pcapcheck.seq import HALF, MASK, MOD
 from pcapcheck.tcp import options as tcpopt
-from pcapcheck.tcp.events import ACK, FIN, RST, SYN, Gap, StreamEnd
+from pcapcheck.tcp.events import ACK, FIN, RST, SYN, StreamEnd
 from pcapcheck.tcp.reassembly import TAIL_KEEP, Reassembler, SegmentSpill
 from pcapcheck.tcp.tracker import TcpTracker, flag_names
 from pcapcheck.tcp.window import ACCEPTED, ConntrackWindow
@@ -295,14 +295,8 @@ class ConvState:
         http = self.http
         if http is None:
             http = self.http = Http1Analyzer(self.conv.id, self.spill)
-            http_gap = http.gap
             for d, r in enumerate(self.reasm):
-                name = DIRS[d]
-
-                def on_gap(off: int, length: int, frame: int, reason: str, name: str = name) -> None:
-                    http_gap(Gap(name, off, length, frame, reason))
-
-                r.on_data, r.on_gap = http.sink(name), on_gap
+                r.on_data, r.on_gap = http.sink(DIRS[d]), http.gap_sink(DIRS[d])
             for ev in self.http_ends:  # the ends it missed (finish), in their order
                 http.end(StreamEnd(*ev))
         return http

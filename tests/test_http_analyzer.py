@@ -61,9 +61,11 @@ class Run:
         return found[0]
 
 
-def play(events: list[tuple], conversation: int = CONV, spill: ExchangeSpill | None = None) -> Run:
+def play(events: list[tuple], conversation: int = CONV, spill: ExchangeSpill | None = None,
+         sinks: bool = False) -> Run:
     """Events: ("data", dir, bytes[, offset]) | ("gap", dir, length) | ("end", dir, reason). Frames count up
-    from 1 in event order; offsets follow on per direction unless given."""
+    from 1 in event order; offsets follow on per direction unless given. ``sinks``: data and gaps through the
+    per-direction sinks the pipeline uses (``sink``, ``gap_sink``) instead of the event methods."""
     a = Http1Analyzer(conversation, spill)
     offsets = {C2S: 0, S2C: 0}
     for frame, ev in enumerate(events, start=1):
@@ -71,10 +73,16 @@ def play(events: list[tuple], conversation: int = CONV, spill: ExchangeSpill | N
         if kind == "data":
             data = ev[2]
             off = ev[3] if len(ev) > 3 else offsets[direction]
-            a.data(StreamData(direction, off, data, frame, frame * 1000))
+            if sinks:
+                a.sink(direction)(off, data, frame, frame * 1000)
+            else:
+                a.data(StreamData(direction, off, data, frame, frame * 1000))
             offsets[direction] = max(offsets[direction], off + len(data))
         elif kind == "gap":
-            a.gap(Gap(direction, offsets[direction], ev[2], frame, "lost"))
+            if sinks:
+                a.gap_sink(direction)(offsets[direction], ev[2], frame, "lost")
+            else:
+                a.gap(Gap(direction, offsets[direction], ev[2], frame, "lost"))
             offsets[direction] += ev[2]
         else:
             a.end(StreamEnd(direction, offsets[direction], frame, ev[2]))
@@ -766,6 +774,30 @@ def same_exchanges(got: Sequence[object], expected: Sequence[object]) -> int:
         else:
             assert g == e
     return texts
+
+
+def test_the_pipelines_sinks_give_what_the_events_give() -> None:
+    """Data and gaps through the per-direction sinks (``sink``, ``gap_sink``: no event objects, no resuming while
+    nothing is paused) leave the same findings and exchanges as the events, a gap that comes while its direction
+    is paused (a response waiting for its request) included: it is queued and replayed on resuming."""
+    body = b"x" * 40
+    cases = [
+        [("data", S2C, resp(b"Content-Length: 40\r\n", body)), ("gap", S2C, 30), ("data", S2C, b"HTTP/1.1 2"),
+         ("data", C2S, GET), ("data", C2S, GET), ("data", S2C, b"00 OK\r\nContent-Length: 0\r\n\r\n"),
+         ("end", C2S, "fin"), ("end", S2C, "fin")],
+        [("data", C2S, GET), ("data", S2C, resp(b"Content-Length: 100\r\n", body)), ("gap", S2C, 60),
+         ("data", C2S, GET), ("gap", C2S, 5), ("data", C2S, GET), ("data", S2C, resp(b"Content-Length: 0\r\n")),
+         ("end", C2S, "fin"), ("end", S2C, "fin")],
+    ]
+    for events in cases:
+        by_events, by_sinks = play(events), play(events, sinks=True)
+        assert by_sinks.findings == by_events.findings and by_sinks.findings
+        assert list(by_sinks.analyzer.exchanges) == list(by_events.analyzer.exchanges)
+    a = Http1Analyzer(CONV)
+    n = len(cases[0][0][2])
+    a.sink(S2C)(0, cases[0][0][2], 1, 1000)
+    a.gap_sink(S2C)(n, 30, 2, "lost")
+    assert a._s2c.pause is not None and len(a._s2c._queue) == 1  # (waiting for request 0: the gap queued)
 
 
 def _spilled_and_not(events: list[tuple], monkeypatch: pytest.MonkeyPatch, after: int = 0) -> tuple[Run, Run]:

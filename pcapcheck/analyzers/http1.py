@@ -255,6 +255,22 @@ class Http1Analyzer:
             reader.gap(ev)
             self._pump()
 
+    def gap_sink(self, direction: str) -> Callable[[int, int, int, str], None]:
+        """``gap`` for one direction, called as a reassembler reports a gap, ``(offset, length, frame, reason)``
+        (after every segment of a capture cut by a snaplen): no Gap made, and no resuming unless a reader is
+        paused (``_pump`` has nothing to do otherwise)."""
+        reader = self._reader(direction)
+        if reader is None:
+            raise ValueError(f"not a direction: {direction!r}")
+        gap_at, c2s, s2c = reader.gap_at, self._c2s, self._s2c
+
+        def on_gap(offset: int, length: int, frame: int, reason: str) -> None:
+            gap_at(offset, length, frame, reason)
+            if c2s.pause is not None or s2c.pause is not None:
+                self._pump()
+
+        return on_gap
+
     def end(self, ev: StreamEnd) -> None:
         reader = self._reader(ev.direction)
         if reader is not None and not reader.end_seen:

@@ -437,6 +437,14 @@ class DirectionReader:
             return
         self._gap(ev.offset, ev.length, ev.frame, ev.reason)
 
+    def gap_at(self, offset: int, length: int, frame: int, reason: str) -> None:
+        """``gap`` with the event's fields (the host's gap sink: in a capture cut by a snaplen, every segment is
+        followed by one); the Gap is made only to be queued."""
+        if self.pause is not None:
+            self._queue.append(Gap(self.direction, offset, length, frame, reason))
+            return
+        self._gap(offset, length, frame, reason)
+
     def end(self, ev: StreamEnd) -> None:
         self.end_seen = True
         if self.pause is not None:
