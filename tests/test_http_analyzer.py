@@ -800,6 +800,52 @@ def test_the_pipelines_sinks_give_what_the_events_give() -> None:
     assert a._s2c.pause is not None and len(a._s2c._queue) == 1  # (waiting for request 0: the gap queued)
 
 
+@given(st.data())
+def test_resynchronising_responses_skimmed_or_not(data: st.DataObject) -> None:
+    """A response direction looking for the next status-line (after a gap; in a capture cut by a snaplen, after every
+    segment) skips a segment without one in ``fast_data`` (``_skim_resync``): the findings, exchanges and counts
+    are those of the general path, however the bytes are cut, wherever the gaps and the status-lines fall (one may
+    be split across segments)."""
+    from pcapcheck.http.reader import DirectionReader
+
+    pieces = data.draw(st.lists(st.sampled_from([
+        resp(b"Content-Length: 5\r\n", b"hello"), b"junk " * 7, b"\r\nHTTP/1.1 2", b"00 OK\r\n\r\n", b"HTTP/1.",
+        b"HTTP/1.1 204 No Content\r\n\r\n", b"\x00\xff" * 20, b"\n"]), min_size=1, max_size=12), label="pieces")
+    stream = b"".join(pieces)
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, len(stream) - 1)), max_size=10), label="cuts")))
+    segments = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)]) if stream[a:b]]
+    events: list[tuple] = [("data", C2S, GET * 3)]
+    for seg in segments:
+        if data.draw(st.integers(0, 2), label="gap before") == 0:
+            events.append(("gap", S2C, data.draw(st.integers(1, 50), label="gap")))
+        events.append(("data", S2C, seg))
+    events += [("end", C2S, "fin"), ("end", S2C, "fin")]
+    skimmed = play(events, sinks=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(DirectionReader, "_skim_resync", lambda self, offset, chunk, frame: 0)
+        general = play(events, sinks=True)
+    assert skimmed.findings == general.findings
+    assert list(skimmed.analyzer.exchanges) == list(general.analyzer.exchanges)
+    for a, b in ((skimmed.analyzer._s2c, general.analyzer._s2c), (skimmed.analyzer._c2s, general.analyzer._c2s)):
+        assert (a.unparsed_bytes, a.lost_bytes, a.offset, a._last_offset, a.mode) == (
+            b.unparsed_bytes, b.lost_bytes, b.offset, b._last_offset, b.mode)
+
+
+def test_a_capture_cut_by_a_snaplen_skims_its_response_segments() -> None:
+    """Each segment of a long response body cut by a snaplen (its bytes, then a gap) is skimmed, not parsed."""
+    from pcapcheck.http.reader import DirectionReader
+
+    taken = []
+    real = DirectionReader._skim_resync
+    events: list[tuple] = [("data", C2S, GET), ("data", S2C, b"HTTP/1.1 200 OK\r\nContent-Le"), ("gap", S2C, 900)]
+    for _ in range(20):
+        events += [("data", S2C, b"x" * 134), ("gap", S2C, 1314)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(DirectionReader, "_skim_resync", lambda *a: taken.append(real(*a)) or taken[-1])
+        r = play(events + [("end", C2S, "fin"), ("end", S2C, "fin")], sinks=True)
+    assert taken == [1] * 20 and r.analyzer._s2c.unparsed_bytes == 20 * (134 - 6)
+
+
 def _spilled_and_not(events: list[tuple], monkeypatch: pytest.MonkeyPatch, after: int = 0) -> tuple[Run, Run]:
     """``events`` played with every settled exchange spilled (one final response behind the last, from exchange
     ``after`` on) and without."""

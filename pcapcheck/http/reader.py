@@ -402,6 +402,8 @@ class DirectionReader:
                     return 0
             else:
                 if self.mode is not _BODY:
+                    if self.mode is _RESYNC and not self.is_request:
+                        return self._skim_resync(offset, data, frame)
                     return 0
                 msg = self._msg
                 if remaining or not isinstance(msg.framing, UntilClose):
@@ -430,6 +432,25 @@ class DirectionReader:
             return 1
         self._message_done(msg, _INCOMPLETE if msg.body_missing else _COMPLETE)  # the body's last bytes
         return 2
+
+    def _skim_resync(self, offset: int, data: bytes, frame: int) -> int:
+        """``fast_data`` for a response direction looking for the next status-line (after a gap; in a capture cut
+        by a snaplen, after every segment): a segment that holds no "HTTP/1." is taken as ``_step_resync`` takes
+        it (the bytes skipped counted as unparsed, the last few kept in case a status-line starts there), without
+        the calls of ``data``. 1 when taken, 0 when not (it may hold a status-line, or is too short to skip any
+        byte: ``data`` then)."""
+        n = len(data)
+        keep = n - len(abnf.RESPONSE_PREFIX) + 1
+        if keep <= 0 or self.pause is not None or data.find(abnf.RESPONSE_PREFIX) >= 0:
+            return 0
+        st = self._stream
+        st.append(offset, data, frame)
+        st.consume(keep)
+        self.unparsed_bytes += keep  # (_boundary, which _step_resync also sets, is read for requests only)
+        end = offset + n
+        if end > self._last_offset:
+            self._last_offset = end
+        return 1
 
     def gap(self, ev: Gap) -> None:
         if self.pause is not None:
