@@ -366,7 +366,8 @@ class DirectionReader:
 
         Taken when nothing is buffered or waiting for later bytes (no pending finding), the segment follows on
         from the last one, and it lies inside a Content-Length body (possibly ending it), holds only chunk-data
-        and plain chunk-size lines (ChunkedDecoder.skim), or extends a body read until close. The state after
+        and plain chunk-size lines (ChunkedDecoder.skim), extends a body read until close, or holds no status-line
+        while the direction looks for one (``_skim_resync``). The state after
         it is exactly what ``data`` would leave: counters, excerpt, history bytes and the offset->frame map
         (only its last entries: it stays bounded). Never taken while paused: a paused reader is in a head, and
         a body being walked has ``pause`` None. (A direction that is not parsed at all is cheaper still: see
