@@ -129,6 +129,21 @@ def test_too_many_buffered_segments_declare_the_hole_lost() -> None:
     assert "4,096 out-of-order segments" in f.message
 
 
+def test_too_many_buffered_bytes_declare_the_hole_lost_and_say_so() -> None:
+    """Beyond MAX_BUFFERED bytes buffered after a hole, the hole is declared lost; the finding names that cap."""
+    from types import SimpleNamespace
+
+    from pcapcheck.analyzers.tcpflags import tcp_findings
+    from pcapcheck.tcp.reassembly import MAX_BUFFERED
+
+    r, c = make(0)
+    r.segment(sq.add(1, 10), b"x" * (MAX_BUFFERED + 1), MAX_BUFFERED + 1, 2, 0)  # bytes 0-9 never come
+    assert r.overflowed and c.gaps == [(0, 10, "lost")]
+    (f,) = tcp_findings(7, {}, [make(0)[0], r], SimpleNamespace(reuse_of=None))
+    assert f.code == "tcp.reassembly-capped" and f.detail == {"cap_bytes": MAX_BUFFERED} and f.direction == "s2c"
+    assert f.message.startswith("more than 1 MiB of out-of-order data was buffered in one direction; the oldest hole")
+
+
 @st.composite
 def segmentations(draw):
     """A payload, an ISN (often near 2**32), and segments delivered in any order with duplicates."""

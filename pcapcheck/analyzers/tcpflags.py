@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pcapcheck.findings import Finding, Severity
-from pcapcheck.tcp.reassembly import MAX_PENDING
+from pcapcheck.tcp.reassembly import MAX_BUFFERED, MAX_PENDING
 from pcapcheck.tcp.tracker import FLAG_CODES
 
 # Severity per flag. Wireshark marks several of these "Warn"; in a forensic summary a
@@ -73,19 +73,16 @@ def tcp_findings(cid: int, flag_frames: dict[int, list], reasm: Sequence[Any], c
                         "first_frame": m.first_frame, "policy": "first copy wins"},
                 rule="RFC 9293 3.10.7.4 (a retransmission carries the same bytes)",
             ))
-        if r.overflowed:
+        # which cap the reassembler reached (bytes first): the finding says what was buffered
+        capped = (("more than 1 MiB of out-of-order data was", {"cap_bytes": MAX_BUFFERED}) if r.overflowed
+                  else (f"more than {MAX_PENDING:,} out-of-order segments were", {"cap_segments": MAX_PENDING})
+                  if r.overflowed_segments else None)
+        if capped is not None:
+            what, detail = capped
             out.append(Finding(
                 "tcp.reassembly-capped", Severity.NOTICE,
-                "more than 1 MiB of out-of-order data was buffered in one direction; the oldest hole was declared "
-                "a gap so analysis could continue",
-                conversation=cid, direction=("c2s", "s2c")[d], detail={"cap_bytes": 1 << 20},
-            ))
-        elif r.overflowed_segments:
-            out.append(Finding(
-                "tcp.reassembly-capped", Severity.NOTICE,
-                f"more than {MAX_PENDING:,} out-of-order segments were buffered in one direction; the oldest hole was "
-                "declared a gap so analysis could continue",
-                conversation=cid, direction=("c2s", "s2c")[d], detail={"cap_segments": MAX_PENDING},
+                f"{what} buffered in one direction; the oldest hole was declared a gap so analysis could continue",
+                conversation=cid, direction=("c2s", "s2c")[d], detail=detail,
             ))
     if conv.reuse_of is not None:
         out.append(Finding(
