@@ -16,6 +16,9 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fixtures import builder as b  # noqa: E402
+
 FORMS = ("pcapng", "vlan", "ipv6")
 SUFFIX = {"pcapng": ".pcapng", "vlan": ".pcap", "ipv6": ".pcap"}
 
@@ -68,14 +71,15 @@ def rewrite(src: Path, dst: Path, form: str) -> None:
     linktype, snaplen, tsresol, recs = records(src)
     with open(dst, "wb") as out:
         if form == "pcapng":
-            out.write(_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)))
-            out.write(_block(1, struct.pack("<HHI", linktype, 0, snaplen)
-                             + struct.pack("<HH", 9, 1) + bytes([tsresol]) + bytes(3) + struct.pack("<HH", 0, 0)))
+            # The fixtures' writer encodes the blocks (its section and interface header here); the packet blocks
+            # are written as they are made, not held (the writer keeps its blocks in memory: ~1 GB at 1M packets).
+            w = b.PcapngWriter()
+            w.add_interface(linktype, tsresol=tsresol, snaplen=snaplen)
+            out.write(w.to_bytes())
             scale = 10**tsresol
             for sec, frac, wirelen, data in recs:
-                ts = sec * scale + frac
-                body = struct.pack("<IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, len(data), wirelen) + data
-                out.write(_block(6, body + bytes(-len(body) % 4)))
+                ts = sec * scale + frac  # (in the interface's units already)
+                out.write(w.block(w.EPB, struct.pack("<IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, len(data), wirelen) + data))
             return
         change: Callable[[bytes], bytes] = {"vlan": _vlan, "ipv6": _ipv6}[form]
         out.write(_FILE_HEADER.pack(0xA1B2C3D4 if tsresol == 6 else 0xA1B23C4D, 2, 4, 0, 0, snaplen + 20, linktype))
@@ -83,11 +87,6 @@ def rewrite(src: Path, dst: Path, form: str) -> None:
             new = change(data)
             out.write(_RECORD.pack(sec, frac, len(new), wirelen + len(new) - len(data)))
             out.write(new)
-
-
-def _block(btype: int, body: bytes) -> bytes:
-    total = 12 + len(body)
-    return struct.pack("<II", btype, total) + body + struct.pack("<I", total)
 
 
 def main(argv: list[str] | None = None) -> int:
