@@ -30,8 +30,9 @@ FIXTURES = ROOT / "fixtures"
 pytestmark = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork()")
 
 
-def _gen():
-    spec = importlib.util.spec_from_file_location("bench_gen_parallel", ROOT / "bench" / "gen.py")
+def _bench(name: str):
+    """bench/<name>.py (not a package) as a module."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}_parallel", ROOT / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -41,7 +42,7 @@ def _gen():
 @pytest.fixture(scope="module")
 def busy_capture(tmp_path_factory) -> Path:
     """A small benchmark capture with every rare event made common (port reuse, aborts, malformed bodies)."""
-    gen = _gen()
+    gen = _bench("gen")
     path = tmp_path_factory.mktemp("par") / "busy.pcap"
     profile = gen.Profile(loss=0.03, reorder=0.02, malformed=0.5, client_abort=0.15, server_abort=0.1,
                           server_forgot=0.1, port_reuse=0.3)
@@ -78,9 +79,7 @@ def test_shards_give_the_same_bytes(tmp_path, busy_capture):
 def test_shards_give_the_same_bytes_in_every_capture_form(tmp_path, busy_capture, form):
     """The busy capture as pcapng, VLAN-tagged or over IPv6 (bench/formats.py): each shard skips the other's
     segments on these paths too (decode._alt_headers, pcapng's bulk path), and the output is one process's."""
-    spec = importlib.util.spec_from_file_location("bench_formats_parallel", ROOT / "bench" / "formats.py")
-    formats = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(formats)
+    formats = _bench("formats")
     capture = tmp_path / f"busy{formats.SUFFIX[form]}"
     formats.rewrite(busy_capture, capture, form)
     for jobs in (1, 2):
@@ -227,7 +226,7 @@ def test_closed_conversations_linger_at_most_linger_max(tmp_path, monkeypatch):
             self.most_open = max(self.most_open, len(self.analysis._table))
 
     capture = tmp_path / "serial.pcap"  # few conversations open at once, many one after the other
-    _gen().generate(str(capture), 12000, seed=5, concurrency=6)
+    _bench("gen").generate(str(capture), 12000, seed=5, concurrency=6)
     monkeypatch.setattr(pipeline, "CHECK_EVERY", 256)  # check for conversations to finalize more often
     runs = {}
     for cap in (10**6, 4):
