@@ -354,6 +354,45 @@ def test_bytes_view_escapes_and_marks():
     assert views.utc(1) == "1970-01-01 00:00:00.000000001 UTC"
 
 
+
+def _hex_rows_per_byte(data, mask, start):
+    """hex_rows without a limit, a marked row byte by byte: a run grows while the class stays the same."""
+    rows = []
+    for off in range(0, len(data), 16):
+        chunk = data[off:off + 16]
+        if not any(mask[off:off + 16]):  # (a row without marks: one run a column, non-printables as "." unstyled)
+            asc_text = "".join(chr(b) if 0x20 <= b <= 0x7E else "." for b in chunk)
+            rows.append((f"{start + off:08x}", [(chunk.hex(" "), "")], [(asc_text, "")]))
+            continue
+        hx, asc = [], []
+        for i, b in enumerate(data[off:off + 16]):
+            m = "m" if mask[off + i] else ""
+            if hx and hx[-1][1] == m:
+                hx[-1] = (f"{hx[-1][0]} {b:02x}", m)
+            else:
+                hx.append((f"{b:02x}", m))
+            text, cls = (chr(b), m) if 0x20 <= b <= 0x7E else (".", f"{m} c".strip())
+            if asc and asc[-1][1] == cls:
+                asc[-1] = (asc[-1][0] + text, cls)
+            else:
+                asc.append((text, cls))
+        spaced = [hx[0]]
+        for r in hx[1:]:
+            spaced += [(" ", ""), r]
+        rows.append((f"{start + off:08x}", spaced, asc))
+    return rows
+
+
+@given(st.binary(max_size=80), st.lists(st.tuples(st.integers(-4, 84), st.integers(0, 40)), max_size=6),
+       st.integers(0, 1 << 20))
+def test_hex_rows_marked_runs(data, spans, start):
+    """Rows with marked bytes are split into runs by stretch (mark, printable or not): the same runs as
+    merging byte by byte, for any data and marks."""
+    mask = views._mask(len(data), ((s, s + n) for s, n in spans))
+    rows = views.hex_rows(data, mask, start)
+    assert [(r.offset, [tuple(x) for x in r.hex], [tuple(x) for x in r.ascii]) for r in rows] == \
+        _hex_rows_per_byte(data, mask, start)
+
 # -- the render worker --------------------------------------------------------------------------------------
 
 @pytest.fixture

@@ -287,6 +287,7 @@ def _piece_runs(data: bytes, start: int, stop: int, m: str) -> tuple[Run, ...]:
 
 
 _HEX_SPACE = Run(" ", "")
+_ASCII_PIECES = re.compile(rb"[\x20-\x7e]+|[^\x20-\x7e]+")  # printable runs and the others, for the ASCII column
 _ASCII_COLUMN = bytes(b if 0x20 <= b <= 0x7E else 0x2E for b in range(256))  # "." for the rest
 HEX_CONTEXT = 32  # bytes shown around marked bytes beyond a hex view's limit
 
@@ -322,22 +323,29 @@ def hex_rows(data: bytes, mask: bytearray, start: int, limit: int | None = None)
             asc = chunk.translate(_ASCII_COLUMN).decode("ascii")
             rows.append(HexRow(f"{start + off:08x}", (Run(chunk.hex(" "), ""),), (Run(asc, ""),)))
             continue
+        # A run per stretch of equally marked bytes in the hex column; in the ASCII column, each stretch split
+        # where bytes turn printable or not (classes m / "" and "m c" / "c"). Neighbouring runs always differ
+        # in class, so none needs merging (a snaplen-cut capture's pages have thousands of such rows).
         hx: list[Run] = []
         asc_runs: list[Run] = []
-        for i, b in enumerate(chunk):
-            m = "m" if mask[off + i] else ""
-            if hx and hx[-1].cls == m:
-                hx[-1] = Run(f"{hx[-1].text} {b:02x}", m)
-            else:
-                hx.append(Run(f"{b:02x}", m))
-            if 0x20 <= b <= 0x7E:
-                _append(asc_runs, chr(b), m)
-            else:
-                _append(asc_runs, ".", f"{m} c".strip())
-        spaced = [hx[0]]
-        for r in hx[1:]:
-            spaced += (_HEX_SPACE, r)
-        rows.append(HexRow(f"{start + off:08x}", tuple(spaced), tuple(asc_runs)))
+        i, stop = off, off + len(chunk)
+        while i < stop:
+            m = mask[i]
+            j = mask.find(0 if m else 1, i, stop)
+            if j < 0:
+                j = stop
+            cls, esc = ("m", "m c") if m else ("", "c")
+            if hx:
+                hx.append(_HEX_SPACE)
+            hx.append(Run(data[i:j].hex(" "), cls))
+            for piece in _ASCII_PIECES.finditer(data, i, j):
+                p = piece.group()
+                if 0x20 <= p[0] <= 0x7E:
+                    asc_runs.append(Run(p.decode("ascii"), cls))
+                else:
+                    asc_runs.append(Run("." * len(p), esc))
+            i = j
+        rows.append(HexRow(f"{start + off:08x}", tuple(hx), tuple(asc_runs)))
     if limit is not None and prev + 16 < len(data):
         rows.append(HexRow("", (Run(f"... {len(data) - prev - 16} bytes not shown ...", "c"),), ()))
     return tuple(rows)
