@@ -148,6 +148,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_tuple_new = tuple.__new__  # _tuple_new(Run, (...)): a NamedTuple without its Python-level __new__ (a lambda)
+
+
 class Run(NamedTuple):
     """A piece of text with one style: ``cls`` is "", "c" (escaped control/non-ASCII), "m" (marked), "m c"."""
 
@@ -199,9 +202,9 @@ def _partitions(mask: bytearray) -> list[tuple[int, int, bool]]:
 
 def _append(runs: list[Run], text: str, cls: str) -> None:
     if runs and runs[-1].cls == cls:
-        runs[-1] = Run(runs[-1].text + text, cls)
+        runs[-1] = _tuple_new(Run, (runs[-1].text + text, cls))
     else:
-        runs.append(Run(text, cls))
+        runs.append(_tuple_new(Run, (text, cls)))
 
 
 class Line(NamedTuple):
@@ -245,14 +248,14 @@ def text_lines(data: bytes, mask: bytearray) -> tuple[Line, ...]:
                     Run(f" ... {body_end - cut} more bytes of binary data", "c"),)
             else:
                 runs = _piece_runs(data, start, body_end, "") if body_end > start else ()
-            lines.append(Line(runs, end))
+            lines.append(_tuple_new(Line, (runs, end)))
         elif body_end - start > 2 * BINARY_LINE_SHOWN and is_binary(data[start:body_end]) \
                 and not any(mask[start:body_end]):
             cut = start + BINARY_LINE_SHOWN
             runs = _runs(data, mask, start, cut) + (Run(f" ... {body_end - cut} more bytes of binary data", "c"),)
-            lines.append(Line(runs, end))
+            lines.append(_tuple_new(Line, (runs, end)))
         else:
-            lines.append(Line(_runs(data, mask, start, body_end), end))
+            lines.append(_tuple_new(Line, (_runs(data, mask, start, body_end), end)))
         start = stop
     return tuple(lines)
 
@@ -274,15 +277,15 @@ _PRINTABLE = re.compile(rb"[\x20-\x7e]+")
 
 def _piece_runs(data: bytes, start: int, stop: int, m: str) -> tuple[Run, ...]:
     if _PRINTABLE.fullmatch(data, start, stop):  # the common case: one piece of plain text
-        return (Run(data[start:stop].decode("ascii"), m),)
+        return (_tuple_new(Run, (data[start:stop].decode("ascii"), m)),)
     c = f"{m} c".strip()
     out: list[Run] = []
     for piece in _LINE_PIECES.finditer(data, start, stop):
         p = piece.group()
         if 0x20 <= p[0] <= 0x7E:
-            out.append(Run(p.decode("ascii"), m))
+            out.append(_tuple_new(Run, (p.decode("ascii"), m)))
         else:
-            out.append(Run("".join([_ESC_TABLE[b] for b in p]), c))
+            out.append(_tuple_new(Run, ("".join([_ESC_TABLE[b] for b in p]), c)))
     return tuple(out)
 
 
@@ -321,7 +324,8 @@ def hex_rows(data: bytes, mask: bytearray, start: int, limit: int | None = None)
         chunk = data[off:off + 16]
         if not marked or not any(mask[off:off + 16]):  # the common case: one run per column
             asc = chunk.translate(_ASCII_COLUMN).decode("ascii")
-            rows.append(HexRow(f"{start + off:08x}", (Run(chunk.hex(" "), ""),), (Run(asc, ""),)))
+            rows.append(_tuple_new(HexRow, (f"{start + off:08x}", (_tuple_new(Run, (chunk.hex(" "), "")),),
+                                             (_tuple_new(Run, (asc, "")),))))
             continue
         # A run per stretch of equally marked bytes in the hex column; in the ASCII column, each stretch split
         # where bytes turn printable or not (classes m / "" and "m c" / "c"). Neighbouring runs always differ
@@ -337,15 +341,15 @@ def hex_rows(data: bytes, mask: bytearray, start: int, limit: int | None = None)
             cls, esc = ("m", "m c") if m else ("", "c")
             if hx:
                 hx.append(_HEX_SPACE)
-            hx.append(Run(data[i:j].hex(" "), cls))
+            hx.append(_tuple_new(Run, (data[i:j].hex(" "), cls)))
             for piece in _ASCII_PIECES.finditer(data, i, j):
                 p = piece.group()
                 if 0x20 <= p[0] <= 0x7E:
-                    asc_runs.append(Run(p.decode("ascii"), cls))
+                    asc_runs.append(_tuple_new(Run, (p.decode("ascii"), cls)))
                 else:
-                    asc_runs.append(Run("." * len(p), esc))
+                    asc_runs.append(_tuple_new(Run, ("." * len(p), esc)))
             i = j
-        rows.append(HexRow(f"{start + off:08x}", tuple(hx), tuple(asc_runs)))
+        rows.append(_tuple_new(HexRow, (f"{start + off:08x}", tuple(hx), tuple(asc_runs))))
     if limit is not None and prev + 16 < len(data):
         rows.append(HexRow("", (Run(f"... {len(data) - prev - 16} bytes not shown ...", "c"),), ()))
     return tuple(rows)
@@ -1287,7 +1291,6 @@ def build_conversation(r: ConversationResult, *, input_path: str | None = None,
 
 _FRAME = attrgetter("frame")
 _FLAG_TEXT = [flag_text(f) for f in range(256)]
-_tuple_new = tuple.__new__  # _tuple_new(LadderRow, (...)): a NamedTuple without its Python-level __new__
 _SEVERITY_LABEL = {int(s): s.label for s in Severity}
 
 
