@@ -3,7 +3,12 @@
 segments; only the container or the headers around the segments change, so pcapcheck's results are the same but
 for the addresses (tests/test_bench_formats.py checks it).
 
-    python bench/formats.py IN.pcap OUT FORM      # FORM: pcapng, vlan or ipv6
+Two more forms are the same capture as it often arrives damaged (DEGRADED): cut by a snaplen of 200 bytes
+(``tcpdump -s 200``: the headers and the first bytes of each payload, the wire length kept), and missing one record
+in 20 (a capture that dropped packets under load; the same records every time). They are not the same traffic: the
+tools find holes everywhere, which is what they time.
+
+    python bench/formats.py IN.pcap OUT FORM      # FORM: pcapng, vlan, ipv6, snaplen or loss
 
 ``bench/run.py --formats N`` times pcapcheck and tshark on the N-packet capture in every form.
 """
@@ -11,6 +16,7 @@ for the addresses (tests/test_bench_formats.py checks it).
 from __future__ import annotations
 
 import argparse
+import random
 import struct
 import sys
 from collections.abc import Callable, Iterator
@@ -19,8 +25,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures import builder as b  # noqa: E402
 
-FORMS = ("pcapng", "vlan", "ipv6")
-SUFFIX = {"pcapng": ".pcapng", "vlan": ".pcap", "ipv6": ".pcap"}
+SAME_TRAFFIC = ("pcapng", "vlan", "ipv6")
+DEGRADED = ("snaplen", "loss")
+FORMS = SAME_TRAFFIC + DEGRADED
+SUFFIX = {"pcapng": ".pcapng", "vlan": ".pcap", "ipv6": ".pcap", "snaplen": ".pcap", "loss": ".pcap"}
+SNAPLEN = 200  # the snaplen form's
+LOSS = 20  # the loss form misses about one record in LOSS
+LOSS_SEED = 1
 
 _FILE_HEADER = struct.Struct("<IHHiIII")  # classic pcap, little-endian (what bench/gen.py writes)
 _RECORD = struct.Struct("<IIII")
@@ -81,8 +92,20 @@ def rewrite(src: Path, dst: Path, form: str) -> None:
                 ts = sec * scale + frac  # (in the interface's units already)
                 out.write(w.block(w.EPB, struct.pack("<IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, len(data), wirelen) + data))
             return
+        magic = 0xA1B2C3D4 if tsresol == 6 else 0xA1B23C4D
+        if form in DEGRADED:
+            out.write(_FILE_HEADER.pack(magic, 2, 4, 0, 0, SNAPLEN if form == "snaplen" else snaplen, linktype))
+            missed = random.Random(LOSS_SEED).random  # one draw per record
+            for sec, frac, wirelen, data in recs:
+                if form == "snaplen":
+                    data = data[:SNAPLEN]
+                elif missed() * LOSS < 1:
+                    continue
+                out.write(_RECORD.pack(sec, frac, len(data), wirelen))
+                out.write(data)
+            return
         change: Callable[[bytes], bytes] = {"vlan": _vlan, "ipv6": _ipv6}[form]
-        out.write(_FILE_HEADER.pack(0xA1B2C3D4 if tsresol == 6 else 0xA1B23C4D, 2, 4, 0, 0, snaplen + 20, linktype))
+        out.write(_FILE_HEADER.pack(magic, 2, 4, 0, 0, snaplen + 20, linktype))
         for sec, frac, wirelen, data in recs:
             new = change(data)
             out.write(_RECORD.pack(sec, frac, len(new), wirelen + len(new) - len(data)))

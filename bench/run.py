@@ -184,7 +184,8 @@ def _load_formats():  # bench/formats.py (beside this file, not a package)
 
 
 FORMATS = _load_formats()
-FORM_NAMES = {"pcapng": "what dumpcap writes", "vlan": "one 802.1Q tag", "ipv6": "IPv6 headers"}
+FORM_NAMES = {"pcapng": "what dumpcap writes", "vlan": "one 802.1Q tag", "ipv6": "IPv6 headers",
+              "snaplen": "cut at 200 bytes", "loss": "1 record in 20 missing"}
 
 
 def ensure_form(base: Path, form: str) -> Path:
@@ -402,8 +403,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="packets of a second capture of many short connections (bench/gen.py --short), on which\n"
                          "pcapcheck and tshark run once each after the rest; 0 for none (default 300000)")
     ap.add_argument("--formats", default="0",
-                    help="packets of a capture timed again as pcapng, VLAN-tagged and over IPv6 (bench/formats.py),\n"
-                         "pcapcheck and tshark once each per form; 0 for none (default 0; 300k takes about 2 minutes)")
+                    help="packets of a capture timed again as pcapng, VLAN-tagged, over IPv6, cut by a snaplen and\n"
+                         "with records missing (bench/formats.py), pcapcheck and tshark once each per form; 0 for none\n"
+                         "(default 0; 300k takes about 3 minutes)")
     ap.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
     ap.add_argument("--concurrency", type=int, default=200, help="generator concurrency (default 200)")
     ap.add_argument("--keep", metavar="DIR", type=Path,
