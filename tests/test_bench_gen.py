@@ -199,9 +199,9 @@ def test_runner_fails_when_the_tool_fails(tmp_path):
 
 @needs_tshark
 def test_runner_times_every_capture_form(tmp_path):
-    """--formats: the capture of that size as generated, as pcapng, VLAN-tagged and over IPv6 (bench/formats.py),
-    each timed once with both tools, in a table of its own and in the JSON; the forms cached beside the capture
-    under names that end with its generator hash."""
+    """--formats: the capture of that size as generated, as pcapng, VLAN-tagged, over IPv6, cut by a snaplen and
+    with records missing (bench/formats.py), each timed once with both tools, in a table of its own and in the JSON;
+    the forms cached beside the capture under names that end with its generator hash."""
     import json
 
     out = tmp_path / "bench.json"
@@ -209,11 +209,12 @@ def test_runner_times_every_capture_form(tmp_path):
                       "--short", "0", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     table = proc.stdout.split("capture formats (bench/formats.py): the 1,000-packet capture")[1]
-    rows = [line.split()[0] for line in table.splitlines()[2:6]]
-    assert rows == ["pcap", "pcapng", "vlan", "ipv6"]
+    rows = [line.split()[0] for line in table.splitlines()[2:8]]
+    assert rows == ["pcap", "pcapng", "vlan", "ipv6", "snaplen", "loss"]
     digest = next(tmp_path.glob("bench-1000p-s1-c200-*.json")).stem.rsplit("-", 1)[1]
     assert sorted(p.name for p in tmp_path.glob(f"bench-1000p-*-{digest}.pcap*")) == [
         f"bench-1000p-s1-c200-{digest}.pcap", *(f"bench-1000p-s1-c200-{form}-{digest}{suffix}" for form, suffix in
-                                                (("ipv6", ".pcap"), ("pcapng", ".pcapng"), ("vlan", ".pcap")))]
+                                                (("ipv6", ".pcap"), ("loss", ".pcap"), ("pcapng", ".pcapng"),
+                                                 ("snaplen", ".pcap"), ("vlan", ".pcap")))]
     formats = json.loads(out.read_text())["formats"]
-    assert len(formats) == 4 and all(len(v["tools"]) == 2 for v in formats.values())
+    assert len(formats) == 6 and all(len(v["tools"]) == 2 for v in formats.values())
