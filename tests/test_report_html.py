@@ -704,3 +704,28 @@ def test_detail_rows_by_key():
         assert views._detail_row("k\x00frame", 5, shown) == views.DetailRow("k\\x00frame", "5")
         assert views._detail_row(3, "x", shown) == views.DetailRow("3", "x")
         assert views._detail_row("framing", {"type": "chunked"}, shown) == views.DetailRow("framing", "chunked")
+
+
+@pytest.mark.parametrize("name", ["incident1-te-duplicate", "http-chunk-bare-lf", "http-body-truncated",
+                                  "http-pipelined-ok", "http-obs-fold", "incident3-plaintext-to-tls"])
+def test_exchange_views_from_bytes_are_those_from_report_json(name) -> None:
+    """A page's exchanges are built from their messages' bytes (to_json(page=True)), not from the escaped text
+    report.json has: the same views, marks and body notes as from that text (heads, bodies, empty bodies)."""
+    from pcapcheck.config import Options
+    from pcapcheck.pipeline import Analysis
+
+    results = []
+
+    class Sink:
+        def conversation(self, r) -> None:
+            results.append(r)
+
+    Analysis(Options(), Sink()).run([str(FIXTURES / f"{name}.pcap")])
+    seen = 0
+    for r in results:
+        marks = views._Marks(r.findings)
+        shown = frozenset(row.frame for row in r.timeline)
+        for i, x in enumerate(r.http):
+            assert views.exchange_view(i, x, marks, shown) == views.exchange_view(i, x.to_json(), marks, shown)
+            seen += 1
+    assert seen

@@ -127,7 +127,10 @@ class HttpMessage:
     def reason(self) -> bytes | None:
         return self.start.reason if isinstance(self.start, StatusLine) else None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, page: bool = False) -> dict[str, Any]:
+        """The message as report.json has it. ``page``: the same, but for the raw head and the body excerpt, which
+        are the bytes themselves (a page shows bytes: escaping them only to unescape them again was a tenth of
+        building a page)."""
         # json_text() writes this as JSON without building it: a change here is a change there
         body = self.body_excerpt[:JSON_BODY_EXCERPT]
         out: dict[str, Any] = {
@@ -138,13 +141,13 @@ class HttpMessage:
                 {"name": escape(h.name), "value": escape(h.value), "frame": h.frame, "offset": h.offset}
                 for h in self.headers
             ],
-            "raw_head": escape(self.raw_head),
+            "raw_head": self.raw_head if page else escape(self.raw_head),
             "raw_head_truncated": self.raw_head_truncated,
             "framing": framing_json(self.framing),
             "body_length": self.body_length,
             "wire_body_length": self.wire_body_length,
             "body_missing": self.body_missing,
-            "body_excerpt": escape(body),
+            "body_excerpt": body if page else escape(body),
             "body_excerpt_truncated": len(body) < self.body_length - self.body_missing,
             "trailers": [
                 {"name": escape(h.name), "value": escape(h.value), "frame": h.frame, "offset": h.offset}
@@ -253,13 +256,14 @@ class HttpExchange:
         msgs = [m for m in (self.request, *self.interim, self.response) if m is not None]
         return tuple(sorted(i for m in msgs for i in m.findings))
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, page: bool = False) -> dict[str, Any]:
+        """The exchange as report.json has it; ``page``: its messages' bytes as bytes (HttpMessage.to_json)."""
         # json_text() writes this as JSON without building it: a change here is a change there
         return {
             "index": self.index,
-            "request": self.request.to_json() if self.request else None,
-            "interim": [m.to_json() for m in self.interim],
-            "response": self.response.to_json() if self.response else None,
+            "request": self.request.to_json(page=page) if self.request else None,
+            "interim": [m.to_json(page=page) for m in self.interim],
+            "response": self.response.to_json(page=page) if self.response else None,
             "pairing": self.pairing.value,
             "tunnel": self.tunnel,
             "findings": list(self.findings),

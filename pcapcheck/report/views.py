@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 from pcapcheck import __version__
 from pcapcheck.analyzers.http1 import PAGE_EXCHANGES_FIRST, PAGE_EXCHANGES_LAST, PAGE_EXCHANGES_MARKED
 from pcapcheck.findings import Finding, Severity
+from pcapcheck.http.model import HttpExchange
 from pcapcheck.model import ConversationResult, ConversationSummary, InputSummary, PacketRow
 
 SEVERITIES = tuple(s.label for s in sorted(Severity, reverse=True))  # ("error", "warning", "notice", "info")
@@ -990,7 +991,7 @@ def _message_view(kind: str, m: Mapping[str, Any], direction: str, marks: _Marks
         b = m.get(k)
         if isinstance(b, Mapping):  # {"excerpt": ..., "length": ...}
             b = next((b[x] for x in ("excerpt", "data", "text") if b.get(x) is not None), None)
-        if b is not None and not isinstance(b, (int, bool)) and b != "":
+        if b is not None and not isinstance(b, (int, bool)) and b != "" and b != b"":
             data = unescape(b) if isinstance(b, str) and k in _ESCAPED_KEYS else as_bytes(b)
             limit = BODY_HEX_SHOWN if is_binary(data) else BODY_TEXT_SHOWN
             shown_data = data[:limit]
@@ -1079,7 +1080,10 @@ def _exchange_index(exchange: Any, default: int) -> int:
 
 def exchange_view(i: int, exchange: Any, marks: _Marks, shown: frozenset[int] | set[int]) -> ExchangeView:
     """One request/response exchange from its ``to_json()`` (pcapcheck.http.model), read defensively."""
-    data = exchange.to_json() if hasattr(exchange, "to_json") else exchange
+    if type(exchange) is HttpExchange:
+        data = exchange.to_json(page=True)  # (the raw heads and body excerpts as bytes, not escaped text)
+    else:
+        data = exchange.to_json() if hasattr(exchange, "to_json") else exchange
     data = data if isinstance(data, Mapping) else {"exchange": data}
     messages = []
     parts: list[tuple[str, Any, str]] = [("request", data.get("request"), "c2s")]
