@@ -89,7 +89,8 @@ def _fast_escape() -> Callable[[Any], str]:
     page, 22 times an index row. MarkupSafe 3 made ``escape`` a Python function that builds its result with
     ``Markup(...)``, whose ``__new__`` is Python too: two calls each time, 15% of a page's rendering. Here
     a str is escaped by the same C function (``markupsafe._escape_inner``, where it exists); an int's text
-    (digits, "-") needs no escaping; anything else goes to ``markupsafe.escape``.
+    (digits, "-") needs no escaping; a Markup (a macro's result) is safe as it is; anything else goes to
+    ``markupsafe.escape``.
 
     The result of a str or an int is that text as a plain str, not a Markup: the compiled code only ever puts
     ``escape``'s result into output (yielded, or appended to a buffer that is joined), and jinja2 wraps every
@@ -107,6 +108,8 @@ def _fast_escape() -> Callable[[Any], str]:
             return inner(s)  # type: ignore[no-any-return]
         if kind is int:
             return str(s)
+        if kind is Markup:  # a macro's result: already safe (markupsafe.escape would copy it into a new Markup)
+            return s  # type: ignore[no-any-return]
         return markupsafe.escape(s)
 
     probes = ["", "plain", "1 < 2 & 'a' > \"b\" &amp;", "\x00\u212a\U0001f600", 0, -12, 2**70, True, 2.5, None,
