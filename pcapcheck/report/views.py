@@ -1079,7 +1079,8 @@ def _exchange_index(exchange: Any, default: int) -> int:
 
 
 def exchange_view(i: int, exchange: Any, marks: _Marks, shown: frozenset[int] | set[int]) -> ExchangeView:
-    """One request/response exchange from its ``to_json()`` (pcapcheck.http.model), read defensively."""
+    """One request/response exchange from its ``to_json()`` (pcapcheck.http.model), read defensively; an HttpExchange's
+    with its messages' bytes as they are (``page=True``), the same view as from report.json's escaped text."""
     if type(exchange) is HttpExchange:
         data = exchange.to_json(page=True)  # (the raw heads and body excerpts as bytes, not escaped text)
     else:
