@@ -74,7 +74,8 @@ def tcp_findings(cid: int, flag_frames: dict[int, list], reasm: Sequence[Any], c
                 rule="RFC 9293 3.10.7.4 (a retransmission carries the same bytes)",
             ))
         # which cap the reassembler reached (bytes first): the finding says what was buffered
-        capped = (("more than 1 MiB of out-of-order data was", {"cap_bytes": MAX_BUFFERED}) if r.overflowed
+        capped = ((f"more than {MAX_BUFFERED / (1 << 20):g} MiB of out-of-order data was", {"cap_bytes": MAX_BUFFERED})
+                  if r.overflowed
                   else (f"more than {MAX_PENDING:,} out-of-order segments were", {"cap_segments": MAX_PENDING})
                   if r.overflowed_segments else None)
         if capped is not None:
