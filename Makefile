@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= fixtures/incident1-te-duplicate.pcap
 
-.PHONY: install test test-thorough lint fixtures demo crosscheck bench bench-quick bench-micro bench-adversarial clean
+.PHONY: install test test-thorough lint fixtures demo crosscheck bench bench-quick bench-micro bench-adversarial bench-compiled clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,13 @@ bench-micro: $(STAMP)
 bench-adversarial: $(STAMP)
 	$(BIN)/python -m compileall -q pcapcheck
 	$(BIN)/python bench/adversarial.py $(BENCH_ARGS)
+
+# An experiment for the owner's decision on a compiled core (docs/performance.md): the same source with a few modules
+# compiled by mypyc, checked for the same report and timed against the pure Python. mypy is installed into the venv
+# for it (pcapcheck itself never needs it).
+bench-compiled: $(STAMP)
+	$(BIN)/python -c "import mypyc" 2>/dev/null || $(BIN)/python -m pip install --quiet mypy
+	$(BIN)/python bench/compiled.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) report build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""What compiling part of pcapcheck with mypyc would buy: an experiment for the owner's decision on a compiled core.
+
+pcapcheck is pure Python (the owner's choice) and ships no compiled code. mypyc (part of mypy, on PyPI) compiles
+type-annotated Python modules into C extensions, as black is built; the source stays the same and runs without
+it. This script measures that, without touching the repository or its environment beyond reading it:
+
+    pip install mypy                      # not a pcapcheck dependency: only this experiment needs it
+    python bench/compiled.py              # the benchmark's 1M capture (bench/.cache, as make bench makes it)
+    python bench/compiled.py --capture some.pcap --modules seq,tcp/tracker --rounds 3
+
+It copies ``pcapcheck/`` into a temporary directory, lets ``frozen.py`` there accept compiled classes (a compiled
+class has no ``__slots__`` to reuse: its plain constructor is used instead, ``compat_source``), compiles the
+modules asked for with mypyc (gcc and the Python headers needed), then
+
+1. checks that the compiled copy writes the same report as the repository's code: ``pcapcheck analyze -j 1`` on
+   the capture with each, every file compared byte for byte (a difference is reported and ends the run, status 1);
+2. times both, alternately, in separate processes: ``pcapcheck analyze`` as ``make bench`` runs it (wall and CPU
+   seconds, medians over the rounds).
+
+Measured on 2026-12-05 (docs/performance.md, "A compiled core, measured"): the default modules (seq, the TCP
+tracker and window, TCP options) compile as they are; other modules need their annotations made exact first
+(mypy reports the errors; with them ignored, the compiled code crashed).
+
+Exit status: 0 when both runs agree (whatever the times), 1 when they differ or a step failed, 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DEFAULT_MODULES = ("seq", "tcp/tracker", "tcp/window", "tcp/options")
+
+# frozen.py's builders reuse a frozen dataclass's __slots__ (frozen_builder); a class compiled by mypyc has none.
+_COMPAT = (
+    ("    names = tuple(f.name for f in fields(cls))\n    assert cls.__slots__ == names",
+     "    names = tuple(f.name for f in fields(cls))\n    if not hasattr(cls, '__slots__'):  # compiled\n"
+     "        return None  # type: ignore[return-value]\n    assert cls.__slots__ == names"),
+    ('    names = tuple(f.name for f in fields(cls))\n    env: dict[str, object] = {"_Builder"',
+     "    names = tuple(f.name for f in fields(cls))\n    if not hasattr(cls, '__slots__'):  # compiled\n"
+     '        return cls\n    env: dict[str, object] = {"_Builder"'),
+)
+
+# Runs pcapcheck's command line from a given source tree (argv[1]) rather than the installed one.
+_RUNNER = """import sys
+sys.path.insert(0, sys.argv[1])
+import pcapcheck
+assert pcapcheck.__file__.startswith(sys.argv[1]), pcapcheck.__file__
+from pcapcheck.cli import main
+main(sys.argv[2:])
+"""
+
+
+class Failed(Exception):
+    """A step failed: reported in one line, exit status 1."""
+
+
+def compat_source(text: str) -> str:
+    """frozen.py's source with its builders falling back to the plain constructor for compiled classes."""
+    for old, new in _COMPAT:
+        if text.count(old) != 1:
+            raise Failed("pcapcheck/frozen.py changed: this script's compatibility patch no longer applies")
+        text = text.replace(old, new)
+    return text
+
+
+def module_paths(modules: list[str]) -> list[str]:
+    """``seq``, ``tcp/tracker`` -> the files under pcapcheck/ (checked to exist)."""
+    paths = []
+    for m in modules:
+        rel = f"pcapcheck/{m.strip().removesuffix('.py')}.py"
+        if not (ROOT / rel).is_file():
+            raise Failed(f"no module {rel}")
+        paths.append(rel)
+    return paths
+
+
+def build(workdir: Path, modules: list[str]) -> Path:
+    """A copy of pcapcheck/ in ``workdir`` with ``modules`` compiled by mypyc; returns the tree's root."""
+    tree = workdir / "compiled"
+    shutil.copytree(ROOT / "pcapcheck", tree / "pcapcheck", ignore=shutil.ignore_patterns("__pycache__"))
+    frozen = tree / "pcapcheck" / "frozen.py"
+    frozen.write_text(compat_source(frozen.read_text()))
+    files = module_paths(modules)
+    print(f"compiling {', '.join(files)} with mypyc ...", file=sys.stderr)
+    proc = subprocess.run([sys.executable, "-m", "mypyc", *files], cwd=tree, capture_output=True, text=True)
+    if proc.returncode:
+        errors = [line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "error" in line]
+        raise Failed("mypyc failed: " + (" / ".join(errors[:5]) or proc.stderr.strip()[-300:]))
+    for rel in files:
+        mod = rel.removesuffix(".py").replace("/", ".")
+        probe = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tree)!r}); import {mod}; "
+                                f"print({mod}.__file__)"], capture_output=True, text=True)
+        if probe.returncode or not probe.stdout.strip().endswith(".so"):
+            raise Failed(f"{mod} did not load compiled: {probe.stdout.strip() or probe.stderr.strip()[-200:]}")
+    # both trees' bytecode compiled beforehand, as an installed package's is (make bench does the same)
+    for root in (tree, ROOT):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "pcapcheck")], check=True)
+    return tree
+
+
+def run(tree: Path, capture: Path, out: Path, jobs: int | None) -> tuple[float, float]:
+    """``pcapcheck analyze`` from ``tree``; (wall, CPU seconds of it and its children)."""
+    argv = [sys.executable, "-c", _RUNNER, str(tree), "analyze", str(capture), "-o", str(out), "--fail-on", "never"]
+    if jobs:
+        argv += ["-j", str(jobs)]
+    before = os.times()
+    start = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = os.times()
+    if proc.returncode:
+        raise Failed(f"pcapcheck analyze from {tree} failed: {proc.stderr.strip()[-300:]}")
+    return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system)
+
+
+def differences(a: Path, b: Path) -> list[str]:
+    """Files that are not byte for byte the same in the two report directories (or in one only)."""
+    cmp = filecmp.dircmp(a, b)
+    diff = list(cmp.left_only) + list(cmp.right_only)
+    _, mismatch, errors = filecmp.cmpfiles(a, b, cmp.common_files, shallow=False)
+    return sorted(diff + mismatch + errors)
+
+
+def default_capture() -> Path:
+    """The 1M-packet benchmark capture (bench/run.py's cache; generated when missing)."""
+    sys.path.insert(0, str(HERE))
+    import run as bench_run  # bench/run.py
+
+    path, _ = bench_run.ensure_capture(bench_run.DEFAULT_CACHE, 1_000_000, 1, 200)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--capture", type=Path, help="capture to analyze (default: the benchmark's 1M-packet capture)")
+    ap.add_argument("--modules", default=",".join(DEFAULT_MODULES),
+                    help=f"modules under pcapcheck/ to compile, comma-separated (default {','.join(DEFAULT_MODULES)})")
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds of each (default 3)")
+    ap.add_argument("--jobs", type=int, default=None, help="pcapcheck's -j for the timed runs (default: its own)")
+    args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
+    try:
+        import mypyc  # noqa: F401
+    except ImportError:
+        print("mypyc is not installed: pip install mypy (only this experiment needs it)", file=sys.stderr)
+        return 1
+    try:
+        capture = args.capture or default_capture()
+        if not capture.is_file():
+            raise Failed(f"no capture {capture}")
+        with tempfile.TemporaryDirectory(prefix="pcapcheck-compiled-") as tmp:
+            work = Path(tmp)
+            tree = build(work, args.modules.split(","))
+            print("comparing the reports (-j 1) ...", file=sys.stderr)
+            run(ROOT, capture, work / "out-python", 1)
+            run(tree, capture, work / "out-compiled", 1)
+            diff = differences(work / "out-python", work / "out-compiled")
+            if diff:
+                raise Failed(f"the compiled copy's report differs: {', '.join(diff[:5])}"
+                             + (f" and {len(diff) - 5} more" if len(diff) > 5 else ""))
+            times: dict[str, list[tuple[float, float]]] = {"python": [], "compiled": []}
+            for i in range(args.rounds):
+                order = [("python", ROOT), ("compiled", tree)]
+                for name, root in order if i % 2 == 0 else order[::-1]:
+                    times[name].append(run(root, capture, work / f"t-{name}", args.jobs))
+                    shutil.rmtree(work / f"t-{name}")
+    except Failed as e:
+        print(f"bench/compiled.py: {e}", file=sys.stderr)
+        return 1
+    print(f"capture: {capture}")
+    print(f"compiled with mypyc: {', '.join(module_paths(args.modules.split(',')))}; the reports are identical")
+    print(f"{'':10} {'wall s':>8} {'cpu s':>8}   (medians of {args.rounds})")
+    medians = {}
+    for name, samples in times.items():
+        medians[name] = (statistics.median(w for w, _ in samples), statistics.median(c for _, c in samples))
+        print(f"{name:10} {medians[name][0]:8.2f} {medians[name][1]:8.2f}")
+    print(f"compiled / python: wall {medians['compiled'][0] / medians['python'][0]:.2f}, "
+          f"cpu {medians['compiled'][1] / medians['python'][1]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

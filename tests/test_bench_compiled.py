@@ -1,0 +1,78 @@
+"""bench/compiled.py, the mypyc experiment: the parts that need no compiler. Its patch of frozen.py must still apply
+to the module as it is (a change there would otherwise surface only when someone runs the experiment), and the
+patched builders must give the same objects for the classes pcapcheck builds with them; a report that differs in
+one file must be caught."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.test_bench_gen import ROOT, _load
+
+compiled = _load("compiled")
+
+
+def _patched_frozen():
+    source = compiled.compat_source((ROOT / "pcapcheck" / "frozen.py").read_text())
+    spec = importlib.util.spec_from_loader("frozen_patched", loader=None)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["frozen_patched"] = module  # (dataclasses look the module up)
+    try:
+        exec(compile(source, "frozen_patched.py", "exec"), module.__dict__)
+    finally:
+        del sys.modules["frozen_patched"]
+    return module
+
+
+def test_the_frozen_patch_applies_and_changes_nothing_for_python_classes() -> None:
+    frozen = _patched_frozen()
+
+    @dataclass(frozen=True, slots=True)
+    class Point:
+        x: int
+        y: int
+
+    make = frozen.frozen_maker(Point)
+    assert make(1, 2) == Point(1, 2) and type(make(1, 2)) is Point
+    assert frozen.frozen_builder(Point) is not None
+
+
+def test_the_frozen_patch_takes_the_constructor_of_a_class_without_slots() -> None:
+    """A mypyc-compiled class has no __slots__: the builders fall back to it."""
+    frozen = _patched_frozen()
+
+    @dataclass(frozen=True)
+    class Plain:
+        x: int
+
+    assert frozen.frozen_maker(Plain) is Plain
+    assert frozen.frozen_builder(Plain) is None
+
+
+def test_the_patch_fails_loudly_when_frozen_py_changed() -> None:
+    with pytest.raises(compiled.Failed, match="frozen.py changed"):
+        compiled.compat_source("def frozen_builder(cls):\n    return cls\n")
+
+
+def test_module_paths() -> None:
+    assert compiled.module_paths(["seq", "tcp/tracker.py"]) == ["pcapcheck/seq.py", "pcapcheck/tcp/tracker.py"]
+    with pytest.raises(compiled.Failed, match="no module"):
+        compiled.module_paths(["tcp/nothing"])
+
+
+def test_differences_names_every_file_that_differs(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    for d in (a, b):
+        (d / "index.html").write_text("same")
+    (a / "report.json").write_text("1")
+    (b / "report.json").write_text("2")
+    (a / "conv-1.html").write_text("only here")
+    assert compiled.differences(a, b) == ["conv-1.html", "report.json"]
+    assert compiled.differences(a, a) == []
