@@ -17,7 +17,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import dpkt
+import dpkt  # type: ignore[import-untyped]
 
 from pcapcheck.capture import LINKTYPE_NAMES, Frame
 
@@ -28,14 +28,15 @@ _u16 = struct.Struct("!H").unpack_from
 # field, then the IPv4 and TCP fixed headers. By link type: (unpack, link header length, the protocol field's
 # value for IPv4, shortest record). Raw IP has no protocol field: a zero-length field, b"", stands for it.
 _IP4_TCP = "BxHHHBBxx4s4sHHIIHH"
-_FAST_PATHS = {
+_FAST_PATH_LINKS: dict[int, tuple[Any, int, Any]] = {
     1: (struct.Struct("!12xH" + _IP4_TCP).unpack_from, 14, 0x0800),  # Ethernet II
     113: (struct.Struct("!14xH" + _IP4_TCP).unpack_from, 16, 0x0800),  # Linux cooked v1 (tcpdump -i any)
     276: (struct.Struct("!H18x" + _IP4_TCP).unpack_from, 20, 0x0800),  # Linux cooked v2
     **{lt: (struct.Struct("!0s" + _IP4_TCP).unpack_from, 0, b"") for lt in (101, 12, 14, 228)},  # raw IP
 }
-_FAST_PATHS = {lt: (unpack, lhl, want, lhl + 40) for lt, (unpack, lhl, want) in _FAST_PATHS.items()}
-_NO_FAST_PATH = (None, 0, None, 1 << 62)  # a link type without one: no record is that long
+_FAST_PATHS: dict[int, tuple[Any, int, Any, int]] = {
+    lt: (unpack, lhl, want, lhl + 40) for lt, (unpack, lhl, want) in _FAST_PATH_LINKS.items()}
+_NO_FAST_PATH: tuple[Any, int, Any, int] = (None, 0, None, 1 << 62)  # a link type without one: no record is that long
 # When that fails: Ethernet with one 802.1Q tag and IPv4, or IPv6 without extension headers carrying TCP, on the
 # link types of _FAST_PATHS (a trunk port's capture, a dual-stack network): _alt_headers.
 _ALT_LINKS = frozenset(_FAST_PATHS) | {229}
@@ -274,12 +275,12 @@ class Decoder:
         s.add(frame)
 
     # -- link layer ------------------------------------------------------------
-    def decode(self, f: Frame) -> TcpPacket | None:
+    def decode(self, f: Frame) -> TcpPacket | IcmpError | None:
         data = f.data
         return self.decode_record(f.number, f.ts, f.linktype, f.wirelen, data, 0, len(data), f)
 
     def decode_record(self, number: int, ts: int, lt: int, wirelen: int, buf: bytes, start: int, caplen: int,
-                      frame: Frame | None = None) -> TcpPacket | None:
+                      frame: Frame | None = None) -> TcpPacket | IcmpError | None:
         """Decode the record ``buf[start : start + caplen]`` (the tuples of ``CaptureReader.records()``).
 
         The common case (Ethernet II, Linux cooked or raw IP; IPv4 with a 20-byte header, not a fragment; TCP)
@@ -314,7 +315,7 @@ class Decoder:
             frame = _tnew(Frame, (number, ts, lt, caplen, wirelen, buf[start : start + caplen]))
         return self._decode_link(frame)
 
-    def decode_batch(self, records: list[tuple], skip: dict[tuple, Any] | None = None) -> list[TcpPacket]:
+    def decode_batch(self, records: list[tuple], skip: dict[tuple, Any] | None = None) -> list[TcpPacket | IcmpError]:
         """The TCP segments among records of ``CaptureReader.record_batches()``, in order (the others are
         counted and skipped as by ``decode_record``, whose fast path this loop repeats inline: one call per
         batch instead of one per record).
@@ -326,9 +327,9 @@ class Decoder:
         all it keeps of them is the last packet time and those counts, see pipeline.Foreign). The caller routes the batch after this, so
         ``skip`` is as it was before the batch: segments of a 4-tuple that had a SYN earlier in the batch are
         not skipped (the SYN may open a new conversation on it)."""
-        out: list[TcpPacket] = []
+        out: list[TcpPacket | IcmpError] = []
         synkeys: set[tuple] = set()
-        skip_get = skip.get if skip is not None else None
+        skip_get: Any = skip.get if skip is not None else None
         append = out.append
         fast = not_tcp = 0
         tnew = _tnew
@@ -407,7 +408,7 @@ class Decoder:
         self.other_frames += not_tcp
         return out
 
-    def _decode_link(self, f: Frame) -> TcpPacket | None:
+    def _decode_link(self, f: Frame) -> TcpPacket | IcmpError | None:
         data = f.data
         lt = f.linktype
         n = len(data)
@@ -490,7 +491,7 @@ class Decoder:
         self.other_frames += 1
         return None
 
-    def _nflog(self, f: Frame) -> TcpPacket | None:
+    def _nflog(self, f: Frame) -> TcpPacket | IcmpError | None:
         data = f.data
         if len(data) < 4:
             self._skip("capture.undecodable", "NFLOG header cut short", f.number)
@@ -515,7 +516,7 @@ class Decoder:
         return None
 
     # -- IP ----------------------------------------------------------------------
-    def _ipv4(self, f: Frame, data: bytes, off: int) -> TcpPacket | None:
+    def _ipv4(self, f: Frame, data: bytes, off: int) -> TcpPacket | IcmpError | None:
         if len(data) < off + 20:
             self._skip("capture.undecodable", "IPv4 header cut short", f.number)
             return None
@@ -539,7 +540,7 @@ class Decoder:
             return self._fragment(f, data, off, ihl, total, ip_id, frag, ttl, src, dst)
         return self._tcp(f, data, off + ihl, off + total, src, dst, ttl, ip_id, bool(frag & 0x4000))
 
-    def _fragment(self, f, data, off, ihl, total, ip_id, frag, ttl, src, dst) -> TcpPacket | None:
+    def _fragment(self, f, data, off, ihl, total, ip_id, frag, ttl, src, dst) -> TcpPacket | IcmpError | None:
         """Reassemble IPv4 fragments; the TCP segment belongs to the frame that completes it (as in Wireshark)."""
         done = self._reassemble((src, dst, ip_id), (frag & 0x1FFF) * 8, data[off + ihl : off + total], total - ihl,
                                 not frag & 0x2000, (ttl, bool(frag & 0x4000)), f.number)
@@ -590,7 +591,7 @@ class Decoder:
         del self._fragments[key]
         return bytes(buf[: entry["total"]]), entry["hdr"]
 
-    def _ipv6(self, f: Frame, data: bytes, off: int) -> TcpPacket | None:
+    def _ipv6(self, f: Frame, data: bytes, off: int) -> TcpPacket | IcmpError | None:
         if len(data) < off + 40:
             self._skip("capture.undecodable", "IPv6 header cut short", f.number)
             return None
@@ -622,7 +623,7 @@ class Decoder:
         return self._tcp(f, data, pos, end, src, dst, hop, None, False)
 
     def _fragment6(self, f: Frame, data: bytes, pos: int, end: int, offm: int, src: bytes, dst: bytes,
-                   hop: int) -> TcpPacket | None:
+                   hop: int) -> TcpPacket | IcmpError | None:
         """Reassemble IPv6 fragments (RFC 8200 4.5; ``pos``: this fragment's Fragment header). As for IPv4, the
         segment belongs to the frame that completes the datagram, as in Wireshark."""
         (ident,) = _u32be(data, pos + 4)
@@ -693,7 +694,7 @@ class Decoder:
 
     # -- TCP -------------------------------------------------------------------
     def _tcp(self, f: Frame, data: bytes, off: int, end: int, src: bytes, dst: bytes, ttl: int,
-             ip_id: int | None, df: bool) -> TcpPacket | None:
+             ip_id: int | None, df: bool) -> TcpPacket | IcmpError | None:
         if len(data) < off + 20:
             self._skip("capture.undecodable", "TCP header cut short", f.number)
             return None

@@ -289,7 +289,7 @@ class RstAnalyzer:
             t = (pkt, judgement, index, mask, prev)
             s.recent.append(t)
             odd = s.odd
-            if odd.__class__ is tuple:
+            if isinstance(odd, tuple):
                 odd = s.odd = deque(maxlen=ODD_HISTORY)
             odd.append(t)
 
@@ -307,6 +307,7 @@ class RstAnalyzer:
         while moved and s.ooo:
             moved = False
             c = s.contig
+            assert c is not None
             for i, (a, b) in enumerate(s.ooo):
                 if sq.le(a, c):
                     if sq.gt(b, c):
@@ -509,7 +510,7 @@ class RstAnalyzer:
         for rec in self._records:
             self._final_stats(rec)
             retry = rec.trigger_kind == "syn" and rec.trigger is not None
-            if reset_by is not None and not (retry and rec.trigger.frame > reset_by):
+            if reset_by is not None and not (retry and rec.trigger is not None and rec.trigger.frame > reset_by):
                 rec.prior_reset_frame = reset_by
             rec.receiver_dead = dead[1 - rec.d] if not retry else None
             v = origin(rec)
