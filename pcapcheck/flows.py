@@ -13,6 +13,7 @@ linger; a small tombstone keeps their id so late packets still get the right id.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from pcapcheck.decode import IcmpError, TcpPacket
 from pcapcheck.tombstones import Tombstones
@@ -56,7 +57,7 @@ class Conversation:
         self.closed_at: int | None = None
         self.saw_fin = False
         self.saw_rst = False
-        self.state = None
+        self.state: Any = None  # the pipeline's state of it (pipeline.ConvState, SynOnly or Foreign) while open
         self.reuse_of: int | None = None
         self.reuse_frame: int | None = None
         # 1; 2, 3 ... for the parts of a conversation resumed after it was finalized (a late packet, its tombstone)
@@ -124,8 +125,8 @@ class FlowTable:
             from_a = key == conv.key_ab
             s = 0 if from_a else 1
             if flags & SYN and not flags & ACK:
-                base = conv.base[s]
-                if base is not None and base != pkt.seq:
+                mine = conv.base[s]
+                if mine is not None and mine != pkt.seq:
                     # port reuse: a new ISN on a known 4-tuple (Wireshark's reused_ports)
                     old = conv
                     if old.bare:  # superseded: no longer in the table
@@ -143,9 +144,9 @@ class FlowTable:
         found = self._tomb(key) if self._tombstones else None
         if found is not None:
             tkey, side, (cid, base_a, base_b, part) = found
-            base = base_b if side else base_a
+            isn = base_b if side else base_a
             self._tombstones.pop(tkey)
-            if not (flags & SYN and not flags & ACK and base >= 0 and base != pkt.seq):
+            if not (flags & SYN and not flags & ACK and isn >= 0 and isn != pkt.seq):
                 # a late packet of an evicted conversation: resume it under the same id
                 conv = Conversation(cid, pkt)
                 conv.part = part + 1

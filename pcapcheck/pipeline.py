@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from pcapcheck import seq as sq
 from pcapcheck.analyzers.http1 import ExchangeList, ExchangeSpill, Http1Analyzer, HttpExchange
@@ -203,7 +203,7 @@ class Timeline(Sequence):
             rows = sorted([*rows, *self._odd])  # frames are unique: sorted by frame
         per_dir, start, verdicts = self._per_dir, self._start, self._verdicts
         names: dict[int, tuple[str, ...]] = {}  # analysis flag mask -> flag names
-        out = []
+        out: list[PacketRow] = []
         append = out.append
         # (x - base) mod 2**32 for x < 2**32 is x - base, plus 2**32 when negative: one operation, not two.
         for frame, ts, d, flags, seqno, ackno, seglen, window, mask, verdict, edge, eack, ewin, esyn in rows:
@@ -304,11 +304,15 @@ class ConvState:
     def _http_data(self, d: int, off: int, data: bytes, frame: int, ts: int) -> None:
         """Direction d's first bytes: make the analyzer (which replaces this sink), then hand them over."""
         self._http_start()
-        self.reasm[d].on_data(off, data, frame, ts)
+        sink = self.reasm[d].on_data
+        assert sink is not None  # (set by _http_start)
+        sink(off, data, frame, ts)
 
     def _http_gap(self, d: int, off: int, length: int, frame: int, reason: str) -> None:
         self._http_start()
-        self.reasm[d].on_gap(off, length, frame, reason)
+        sink = self.reasm[d].on_gap
+        assert sink is not None  # (set by _http_start)
+        sink(off, length, frame, reason)
 
     # -- per packet (the hot path) ---------------------------------------------
     def packet(self, d: int, pkt: TcpPacket) -> None:
@@ -355,10 +359,11 @@ class ConvState:
         else:
             self.wan.judged(d, pkt, j, mask)
             text = j.new if j.new != "ACCEPT" else f"{j.old} (<6.1)"
-            verdict = _VERDICT_INDEX.get(text)
-            if verdict is None:
-                verdict = _VERDICT_INDEX[text] = len(_VERDICT_TEXT)
+            known = _VERDICT_INDEX.get(text)
+            if known is None:
+                known = _VERDICT_INDEX[text] = len(_VERDICT_TEXT)
                 _VERDICT_TEXT.append(text)
+            verdict = known
         if mask:
             ff = self.flag_frames
             bit = 1
@@ -462,6 +467,7 @@ class ConvState:
             r = self.reasm[d]
             r.finish(last)  # (may deliver bytes or a gap, and so make the HTTP analyzer)
             if http_on:
+                frame: int | None
                 if rst:
                     reason, frame = "rst", self.rst_frames[0]
                 elif self.fin_frame[d] is not None:
@@ -483,7 +489,7 @@ class ConvState:
         end, sentence, more = self.rst.finish(
             findings=findings,
             heads=(bytes(self.reasm[0].head), bytes(self.reasm[1].head)),
-            fin_frames=tuple(self.fin_frame),
+            fin_frames=(self.fin_frame[0], self.fin_frame[1]),
             capture_ended=capture_ended,
             midstream=self.syn is None and self.synack is None,
             client_guessed=conv.guessed,
@@ -666,9 +672,9 @@ class Analysis:
         return self.totals
 
     def _emit(self, st: ConvState | SynOnly | Foreign, table: FlowTable, capture_ended: bool) -> None:
-        if st.__class__ is SynOnly:
-            st = st.full()  # type: ignore[union-attr]
-        elif st.__class__ is Foreign:
+        if isinstance(st, SynOnly):
+            st = st.full()
+        elif isinstance(st, Foreign):
             conv = st.conv
             if self._skip:
                 self._skip.pop(conv.key_ab, None)
@@ -734,6 +740,8 @@ class Analysis:
         # is finalized (_emit: eviction, idle, replaced by port reuse), so every entry's state is current.
         skip: dict[tuple, Foreign] | None = {} if shard_n > 1 else None
         self._skip = skip
+        batch: list[tuple] | None
+        pkt: Any  # a TcpPacket, or an IcmpError (flags & ICMP_EVENT)
         try:
             for batch in reader.record_batches():
                 if first_ts is None:
@@ -787,7 +795,7 @@ class Analysis:
                     # clients, data in flight when a RST went out), but at most linger_max of them and about
                     # linger_bytes of their state, oldest closed first: memory stays bounded when
                     # conversations close faster than the linger lets them go
-                    while closing and (closing[0][0].closed_at + linger < now or len(closing) > linger_max
+                    while closing and (cast(int, closing[0][0].closed_at) + linger < now or len(closing) > linger_max
                                        or held > linger_bytes):
                         c, size = closing.popleft()
                         held -= size
@@ -881,14 +889,15 @@ def packet_annotations(path: str) -> Iterator[tuple[int, int, int]]:
     decoder = Decoder()
     table = FlowTable()
     trackers: dict[int, TcpTracker] = {}
+    pkt: Any  # a TcpPacket, or an IcmpError (flags & ICMP_EVENT)
     try:
         for frame in reader:
             pkt = decoder.decode(frame)
             if pkt is None:
                 continue
             if pkt.flags & ICMP_EVENT:  # an ICMP error: its frame has the quoted segment's tcp.stream, no flags
-                found = table.icmp(pkt)  # type: ignore[arg-type]
-                if found is not None and pkt.numbered:  # type: ignore[union-attr]
+                found = table.icmp(pkt)
+                if found is not None and pkt.numbered:
                     yield pkt.frame, found[0].id, 0
                 continue
             conv, d, _ = table.route(pkt)

@@ -19,6 +19,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from heapq import heappop, heappush
 from operator import itemgetter
+from typing import cast
 
 from pcapcheck import seq as sq
 from pcapcheck.seq import MASK, MOD
@@ -136,7 +137,8 @@ class Reassembler:
         self.next_seq = 0
         self.next_off = 0
         self.started = False
-        self.pending: dict[int, tuple[bytes, int, int, int]] = {}  # offset -> (data, frame, ts, wire length)
+        # offset -> (data, frame, ts, wire length); data is bytes, or _OnDisk when the spill keeps them
+        self.pending: dict[int, tuple[bytes | _OnDisk, int, int, int]] = {}
         self.pending_bytes = 0
         # pending's offsets as a heap: the first buffered segment without a scan of them all (loss recovery
         # over a large window buffers thousands; one scan per segment delivered or ACK seen was quadratic)
@@ -232,7 +234,7 @@ class Reassembler:
             spill = self.spill
             if prev is not None:
                 # a longer segment at the same offset: the first copy's bytes win, the rest is new
-                first = spill.take(prev[0]) if spill is not None else prev[0]
+                first = spill.take(prev[0]) if spill is not None else cast(bytes, prev[0])  # (bytes without a spill)
                 data = first + data[len(first):]
                 self.pending_bytes -= len(first)
                 frame, ts = prev[1], prev[2]
@@ -305,10 +307,9 @@ class Reassembler:
             if best > nxt:
                 return
             heappop(order)
-            data, frame, ts, wire_len = pending.pop(best)
-            self.pending_bytes -= len(data)
-            if self.spill is not None:
-                data = self.spill.take(data)
+            kept, frame, ts, wire_len = pending.pop(best)
+            self.pending_bytes -= len(kept)
+            data = self.spill.take(kept) if self.spill is not None else cast(bytes, kept)  # (bytes without a spill)
             if best + wire_len <= nxt:
                 self._compare(best, data, frame)
                 continue
@@ -322,14 +323,16 @@ class Reassembler:
         if not data:
             return
         tail = self.tail
-        restarted = type(tail) is not list
-        tail_off = tail.off if restarted else self.tail_off
-        tail_end = tail.off + len(tail.buf) if restarted else self.next_off  # the kept bytes end at next_off
+        if isinstance(tail, _RestartedTail):
+            tail_off, tail_end = tail.off, tail.off + len(tail.buf)
+        else:
+            tail_off, tail_end = self.tail_off, self.next_off  # the kept bytes end at next_off
         start = max(off, tail_off)
         end = min(off + len(data), tail_end)
         if start >= end:
             return
-        if restarted:
+        frames: list[tuple[int, int]]
+        if isinstance(tail, _RestartedTail):
             first = bytes(tail.buf[start - tail_off : end - tail_off])
             frames = tail.frames
         else:
