@@ -166,12 +166,8 @@ class Timeline(Sequence):
         self._verdicts = verdicts  # the verdict text by index, as of the conversation's finish
         self._rows: tuple[PacketRow, ...] | None = None
 
-    def __getstate__(self) -> tuple:
-        return (self._packed, self._odd, self._start, self._per_dir, self._verdicts)
-
-    def __setstate__(self, state: tuple) -> None:
-        self._packed, self._odd, self._start, self._per_dir, self._verdicts = state
-        self._rows = None
+    def __reduce__(self) -> tuple:
+        return (Timeline, (self._packed, self._odd, self._start, self._per_dir, self._verdicts))
 
     def __len__(self) -> int:
         return len(self._packed) // _ROW.size + len(self._odd)
@@ -720,7 +716,8 @@ class Analysis:
         table = self._table = FlowTable()
         options = self.options
         shard_n = self.shard[1] if self.shard is not None else 1
-        first_ts = last_ts = None
+        first_ts: int | None = None  # the first and the last record's time
+        last_ts: int | None = None
         readable = True
         fatal: str | None = None
         closing: deque[tuple[Conversation, int]] = deque()  # closed, oldest first, with held_bytes
@@ -779,12 +776,8 @@ class Analysis:
                             st = self._new_state(conv, index, pkt)
                         elif st.__class__ is Foreign and rt is not None and rt[0] is conv:
                             skip[(pkt[2], pkt[4], pkt[3], pkt[5])] = st  # type: ignore[index]
-                        if flags & _FR and conv.closed_at is None:
-                            st.packet(d, pkt)
-                            if conv.closed_at is not None:  # only a FIN or RST closes
-                                size = conv.state.held_bytes()  # not st: a SynOnly has become a ConvState
-                                held += size
-                                closing.append((conv, size))
+                        if flags & _FR and conv.closed_at is None:  # (only a FIN or RST closes)
+                            held += _closing_packet(st, conv, d, pkt, closing)
                         else:
                             st.packet(d, pkt)
                     if batch is None:
@@ -843,6 +836,19 @@ class Analysis:
             frames=number, tcp_frames=decoder.tcp_frames, conversations=table.next_id,
             first_ns=first_ts, last_ns=last_ts, findings=tuple(findings), readable=readable,
         ))
+
+
+def _closing_packet(st: ConvState | SynOnly | Foreign, conv: Conversation, d: int, pkt: TcpPacket,
+                    closing: deque[tuple[Conversation, int]]) -> int:
+    """A FIN or RST of an open conversation: hand it to the state; if that closed the conversation, queue it in
+    ``closing`` with its held_bytes and return those (else 0). (A function of its own: the caller's test that the
+    conversation was open does not hold after the packet, which a type checker would assume.)"""
+    st.packet(d, pkt)
+    if conv.closed_at is None:
+        return 0
+    size: int = conv.state.held_bytes()  # not st: a SynOnly has become a ConvState
+    closing.append((conv, size))
+    return size
 
 
 def _capture_findings(path: str, reader: CaptureReader, decoder: Decoder, fatal: str | None) -> list[Finding]:
