@@ -110,7 +110,7 @@ class ExchangeSpill:
         self.held = 0  # estimated bytes of the messages kept by the analyzers that do not spill (HELD_BUDGET)
         self._lists: weakref.WeakValueDictionary[int, ExchangeList] = weakref.WeakValueDictionary()  # reading from here
 
-    def write(self, exchanges: list[HttpExchange]) -> tuple[int, int]:
+    def write(self, exchanges: list[HttpExchange | ExchangeJson]) -> tuple[int, int]:
         """Store ``exchanges``; returns where, for ``read``."""
         return self._spool.write(pickle.dumps(exchanges, pickle.HIGHEST_PROTOCOL))
 
@@ -628,12 +628,15 @@ class Http1Analyzer:
         PAGE_EXCHANGES_LAST, since the SPILL_LAG exchanges after it are kept, or the last KEEP_LAST of the
         conversation are. It is never joined to another piece (_joined): it is whole."""
         if len(self._unwritten) >= SPILL_CHUNK:
-            chunk, first = self._unwritten, self._spilled_count
-            marked = tuple(first + i for i, x in enumerate(chunk) if x.findings)
+            settled, first = self._unwritten, self._spilled_count
+            marked = tuple(first + i for i, x in enumerate(settled) if x.findings)
+            chunk: list[HttpExchange | ExchangeJson]
             if min(SPILL_LAG, KEEP_LAST) >= PAGE_EXCHANGES_LAST:
                 chunk = [ExchangeJson(x.index, x.json_text()) if (
                     x.index >= PAGE_EXCHANGES_ALL and x.request is not None and x.response is not None
-                    and not x.findings) else x for x in chunk]
+                    and not x.findings) else x for x in settled]
+            else:
+                chunk = list(settled)
             self._spilled.append((self._spill.write(chunk), len(chunk), marked))  # type: ignore[union-attr]
             self._spilled_count += len(chunk)
             self._unwritten = []

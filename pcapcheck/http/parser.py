@@ -150,7 +150,7 @@ def parse_clean_fields(start_line: bytes, fields_at: int, block: bytes, frame: i
             return None
         frames = frames_of(starts)
     at = fields_at
-    fields = []
+    fields: list[HeaderField] = []
     append = fields.append
     for (raw, name, value), frame in zip(found, frames):
         f = _HeaderFieldBuilder()  # = HeaderField(name, value, frame, at, raw), see frozen_builder

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from itertools import accumulate, count
 from operator import add
-from typing import Protocol
+from typing import Any, Protocol
 
 from pcapcheck.findings import C2S
 from pcapcheck.http import abnf, codes
@@ -270,7 +270,8 @@ class DirectionReader:
         self.host = host
         self.mode = Mode.DETECT
         self.is_http = False
-        self.messages: list[MessageBuilder] = []
+        # the messages, in order; the host may put markers in the place of those it settled (analyzers.http1)
+        self.messages: list[Any] = []
         self.pause: Pause | None = None
         self.end_reason = ""
         self.unparsed_bytes = 0  # bytes skipped while resynchronising
@@ -381,6 +382,7 @@ class DirectionReader:
             ends = remaining == n  # this segment ends the body, and the message
             self._cl_remaining = remaining - n
             msg = self._msg
+            assert msg is not None  # (a body has its message)
             msg.body_length += n
             msg.wire_body_length += n
             excerpt = msg.excerpt
@@ -407,6 +409,7 @@ class DirectionReader:
                         return self._skim_resync(offset, data, frame)
                     return 0
                 msg = self._msg
+                assert msg is not None  # (a body has its message)
                 if remaining or not isinstance(msg.framing, UntilClose):
                     return 0
                 msg.body_length += n
@@ -431,6 +434,7 @@ class DirectionReader:
             self._last_offset = end
         if not ends:
             return 1
+        assert msg is not None  # (ends only in a Content-Length body)
         self._message_done(msg, _INCOMPLETE if msg.body_missing else _COMPLETE)  # the body's last bytes
         return 2
 
