@@ -19,10 +19,11 @@ modules asked for with mypyc (gcc and the Python headers needed), then
    seconds, medians over the rounds).
 
 Measured on 2026-12-05 (docs/performance.md, "A compiled core, measured"): the default modules are the per-packet
-path that mypy passes without an error, all but the HTTP reader and analyzer (pcapcheck/http/reader.py,
-analyzers/http1.py: their message lists hold markers beside the messages, which the annotations do not say yet).
-mypyc trusts annotations: compiled with mypy's errors ignored, modules crashed the interpreter; where mypy narrows a
-type the code then changes (an attribute tested, then set by a call), the compiled code raises TypeError.
+path, all of which mypy passes without an error since then, except the header parser (pcapcheck/http/parser.py:
+HeaderField is built through frozen_builder, which a compiled class cannot use). mypyc trusts annotations: compiled
+with mypy's errors ignored, modules crashed the interpreter; where mypy narrows a type the code then changes (an
+attribute tested, then set by a call), the compiled code raises TypeError; a class pickled through
+__getstate__/__setstate__ does not load once compiled (__reduce__ does).
 
 Exit status: 0 when both runs agree (whatever the times), 1 when they differ or a step failed, 2 on bad arguments.
 """
@@ -43,7 +44,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_MODULES = ("seq", "tcp/tracker", "tcp/window", "tcp/options", "tcp/reassembly", "analyzers/rst",
-                   "analyzers/window", "decode", "flows", "pipeline", "http/chunked", "http/streambuf", "http/framing")
+                   "analyzers/window", "decode", "flows", "pipeline", "http/chunked", "http/streambuf", "http/framing",
+                   "http/reader", "analyzers/http1")
 
 # frozen.py's builders reuse a frozen dataclass's __slots__ (frozen_builder); a class compiled by mypyc has none.
 _COMPAT = (
