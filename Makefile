@@ -67,7 +67,7 @@ bench-adversarial: $(STAMP)
 # for it (pcapcheck itself never needs it).
 bench-compiled: $(STAMP)
 	$(BIN)/python -c "import mypyc" 2>/dev/null || $(BIN)/python -m pip install --quiet mypy
-	$(BIN)/python bench/compiled.py $(BENCH_ARGS)
+	$(BIN)/python bench/compiled.py --tshark $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) report build *.egg-info .pytest_cache .hypothesis

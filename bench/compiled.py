@@ -8,6 +8,7 @@ it. This script measures that, without touching the repository or its environmen
     pip install mypy                      # not a pcapcheck dependency: only this experiment needs it
     python bench/compiled.py              # the benchmark's 1M capture (bench/.cache, as make bench makes it)
     python bench/compiled.py --capture some.pcap --modules seq,tcp/tracker --rounds 3
+    python bench/compiled.py --tshark     # tshark -2 -q -z expert too, in the same rounds: make bench's ratio
 
 It copies ``pcapcheck/`` into a temporary directory, lets ``frozen.py`` there accept compiled classes (a compiled
 class has no ``__slots__`` to reuse: its plain constructor is used instead, ``compat_source``), compiles the
@@ -16,7 +17,8 @@ modules asked for with mypyc (gcc and the Python headers needed), then
 1. checks that the compiled copy writes the same report as the repository's code: ``pcapcheck analyze -j 1`` on
    the capture with each, every file compared byte for byte (a difference is reported and ends the run, status 1);
 2. times both, alternately, in separate processes: ``pcapcheck analyze`` as ``make bench`` runs it (wall and CPU
-   seconds, medians over the rounds).
+   seconds, medians over the rounds); with ``--tshark`` (as ``make bench-compiled`` runs it) tshark as well, and the
+   ratio ``make bench`` prints for each.
 
 Measured on 2026-12-05 (docs/performance.md, "A compiled core, measured"). The default modules are the per-packet
 path but the HTTP reader and analyzer: those two compile too (``--modules ...,http/reader,analyzers/http1``) and give
@@ -121,13 +123,18 @@ def run(tree: Path, capture: Path, out: Path, jobs: int | None) -> tuple[float, 
     argv = [sys.executable, "-c", _RUNNER, str(tree), "analyze", str(capture), "-o", str(out), "--fail-on", "never"]
     if jobs:
         argv += ["-j", str(jobs)]
+    return timed(argv, f"pcapcheck analyze from {tree}")
+
+
+def timed(argv: list[str], what: str, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Run ``argv``; (wall, CPU seconds of it and its children). A non-zero exit is a Failed."""
     before = os.times()
     start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True)
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     after = os.times()
     if proc.returncode:
-        raise Failed(f"pcapcheck analyze from {tree} failed: {proc.stderr.strip()[-300:]}")
+        raise Failed(f"{what} failed: {proc.stderr.strip()[-300:]}")
     return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system)
 
 
@@ -139,11 +146,16 @@ def differences(a: Path, b: Path) -> list[str]:
     return sorted(diff + mismatch + errors)
 
 
+def _bench_run():  # bench/run.py (beside this file, not a package)
+    sys.path.insert(0, str(HERE))
+    import run as bench_run
+
+    return bench_run
+
+
 def default_capture() -> Path:
     """The 1M-packet benchmark capture (bench/run.py's cache; generated when missing)."""
-    sys.path.insert(0, str(HERE))
-    import run as bench_run  # bench/run.py
-
+    bench_run = _bench_run()
     path, _ = bench_run.ensure_capture(bench_run.DEFAULT_CACHE, 1_000_000, 1, 200)
     return path
 
@@ -156,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"modules under pcapcheck/ to compile, comma-separated (default {','.join(DEFAULT_MODULES)})")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds of each (default 3)")
     ap.add_argument("--jobs", type=int, default=None, help="pcapcheck's -j for the timed runs (default: its own)")
+    ap.add_argument("--tshark", action="store_true",
+                    help="time `tshark -2 -q -z expert` too, in the same rounds (as make bench runs it), for the ratios")
     args = ap.parse_args(argv)
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
@@ -179,11 +193,25 @@ def main(argv: list[str] | None = None) -> int:
                 raise Failed(f"the compiled copy's report differs: {', '.join(diff[:5])}"
                              + (f" and {len(diff) - 5} more" if len(diff) > 5 else ""))
             times: dict[str, list[tuple[float, float]]] = {"python": [], "compiled": []}
+            order: list[tuple[str, Path | None]] = [("python", ROOT), ("compiled", tree)]
+            if args.tshark:
+                bench_run = _bench_run()
+                try:
+                    tshark = bench_run.ensure_tshark()
+                except bench_run.BenchError as e:
+                    raise Failed(str(e)) from None
+                (work / "wireshark-config").mkdir()  # tshark's default preferences only, as make bench runs it
+                env = dict(os.environ, WIRESHARK_CONFIG_DIR=str(work / "wireshark-config"))
+                tshark_argv = [tshark, "-r", str(capture), *bench_run.MAIN_TSHARK.split()]
+                times["tshark"] = []
+                order.append(("tshark", None))
             for i in range(args.rounds):
-                order = [("python", ROOT), ("compiled", tree)]
                 for name, root in order if i % 2 == 0 else order[::-1]:
-                    times[name].append(run(root, capture, work / f"t-{name}", args.jobs))
-                    shutil.rmtree(work / f"t-{name}")
+                    if root is None:
+                        times[name].append(timed(tshark_argv, "tshark", env))
+                    else:
+                        times[name].append(run(root, capture, work / f"t-{name}", args.jobs))
+                        shutil.rmtree(work / f"t-{name}")
     except Failed as e:
         print(f"bench/compiled.py: {e}", file=sys.stderr)
         return 1
@@ -196,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:10} {medians[name][0]:8.2f} {medians[name][1]:8.2f}")
     print(f"compiled / python: wall {medians['compiled'][0] / medians['python'][0]:.2f}, "
           f"cpu {medians['compiled'][1] / medians['python'][1]:.2f}")
+    if "tshark" in medians:
+        print(f"tshark / pcapcheck (wall, make bench's ratio): python {medians['tshark'][0] / medians['python'][0]:.1f}x, "
+              f"compiled {medians['tshark'][0] / medians['compiled'][0]:.1f}x")
     return 0
 
 

@@ -76,3 +76,10 @@ def test_differences_names_every_file_that_differs(tmp_path: Path) -> None:
     (a / "conv-1.html").write_text("only here")
     assert compiled.differences(a, b) == ["conv-1.html", "report.json"]
     assert compiled.differences(a, a) == []
+
+
+def test_timed_measures_a_command_and_fails_on_its_exit_status() -> None:
+    wall, cpu = compiled.timed([sys.executable, "-c", "sum(range(10**6))"], "a loop")
+    assert wall > 0 and cpu > 0
+    with pytest.raises(compiled.Failed, match="a failure failed: boom"):
+        compiled.timed([sys.executable, "-c", "import sys; sys.exit('boom')"], "a failure")
