@@ -62,9 +62,9 @@ bench-adversarial: $(STAMP)
 	$(BIN)/python -m compileall -q pcapcheck
 	$(BIN)/python bench/adversarial.py $(BENCH_ARGS)
 
-# An experiment for the owner's decision on a compiled core (docs/performance.md): the same source with a few modules
-# compiled by mypyc, checked for the same report and timed against the pure Python. mypy is installed into the venv
-# for it (pcapcheck itself never needs it).
+# An experiment for the owner's decision on a compiled core (docs/performance.md): the same source with the per-packet
+# path compiled by mypyc, checked for the same report, timed against the pure Python and tshark in the same rounds.
+# mypy is installed into the venv for it (pcapcheck itself never needs it).
 bench-compiled: $(STAMP)
 	$(BIN)/python -c "import mypyc" 2>/dev/null || $(BIN)/python -m pip install --quiet mypy
 	$(BIN)/python bench/compiled.py --tshark $(BENCH_ARGS)
