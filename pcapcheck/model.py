@@ -59,7 +59,7 @@ class ConversationResult:
     timeline: Sequence[PacketRow]  # a tuple, or the pipeline's Timeline (decoded when first read)
     timeline_total: int
     timeline_capped: bool
-    http: Sequence[Any]  # HttpExchange objects (with .to_json()): a tuple, or an analyzers.http1.ExchangeList
+    http: Sequence[Any]  # HttpExchange objects (with .to_json()): a tuple, or an http.spill.ExchangeList
     stream_heads: tuple[bytes, bytes]  # first bytes of each direction (follow-stream excerpt)
     isn: tuple[int | None, int | None]
     part: int = 1  # 2, 3 ...: packets that came after the conversation's earlier part was finalized (resumed)

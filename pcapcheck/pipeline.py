@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any, Protocol, cast
 
 from pcapcheck import seq as sq
-from pcapcheck.analyzers.http1 import ExchangeList, ExchangeSpill, Http1Analyzer, HttpExchange
+from pcapcheck.analyzers.http1 import Http1Analyzer, HttpExchange
 from pcapcheck.analyzers.icmp import IcmpRecord, UnattachedIcmp, icmp_findings
 from pcapcheck.analyzers.rst import RstAnalyzer
 from pcapcheck.analyzers.tcpflags import tcp_findings
@@ -28,6 +28,7 @@ from pcapcheck.config import Options
 from pcapcheck.decode import ICMP_EVENT, Decoder, IcmpError, TcpPacket, endpoint_text
 from pcapcheck.findings import Finding, Severity, sort_key
 from pcapcheck.flows import Conversation, FlowTable
+from pcapcheck.http.spill import ExchangeList, ExchangeSpill
 from pcapcheck.model import ConversationResult, Handshake, InputSummary, PacketRow
 from pcapcheck.seq import HALF, MASK, MOD
 from pcapcheck.tcp import options as tcpopt

@@ -16,12 +16,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pcapcheck.analyzers.http1 import ExchangeSpill, Http1Analyzer
+from pcapcheck.analyzers.http1 import Http1Analyzer
 from pcapcheck.findings import C2S, S2C, Finding, Severity
 from pcapcheck.http.codes import CODES
 from pcapcheck.http.framing import Chunked, ContentLength, NoBody, Tunnel, Unframed, UntilClose
 from pcapcheck.http.model import ExchangeJson, MessageState, Pairing
 from pcapcheck.http.peers import PEER_NAMES
+from pcapcheck.http.spill import ExchangeList, ExchangeSpill
 from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
 
 CONV = 7
@@ -1168,7 +1169,7 @@ def test_spilled_exchanges_come_back_a_chunk_at_a_time() -> None:
     spill.read = lambda where: reads.append(where) or real_read(where)  # type: ignore[method-assign]
     try:
         ex = play(events, spill=spill).analyzer.exchanges
-        assert type(ex) is http1.ExchangeList and len(ex._chunks) == (n - http1.SPILL_LAG) // http1.SPILL_CHUNK
+        assert type(ex) is ExchangeList and len(ex._chunks) == (n - http1.SPILL_LAG) // http1.SPILL_CHUNK
         reads.clear()
         assert ex.marked() == sorted(bad) and not reads
         shown = views.shown_exchanges(ex)

@@ -20,6 +20,7 @@ import pytest
 from pcapcheck import parallel, pipeline
 from pcapcheck.cli import main
 from pcapcheck.config import Options
+from pcapcheck.http import spill as spill_mod
 from pcapcheck.pipeline import Analysis, Totals
 from pcapcheck.report import html_report
 from pcapcheck.report.html_report import HtmlReport
@@ -411,13 +412,13 @@ def test_spilled_exchanges_give_the_same_report(tmp_path, monkeypatch):
     path = write(tmp_path, segs)
     assert _run(tmp_path / "kept", [path], 1, "--pages", "all") == 0
     made = []
-    real_init = http1.ExchangeList.__init__
+    real_init = spill_mod.ExchangeList.__init__
 
     def init(self, *args):
         made.append(len(args[1]))
         real_init(self, *args)
 
-    monkeypatch.setattr(http1.ExchangeList, "__init__", init)
+    monkeypatch.setattr(spill_mod.ExchangeList, "__init__", init)
     monkeypatch.setattr(http1, "HELD_BUDGET", -1)
     monkeypatch.setattr(http1, "SPILL_CHUNK", 7)
     for jobs in (1, 2):

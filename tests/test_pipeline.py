@@ -8,6 +8,7 @@ import pytest
 
 from fixtures import builder as b
 from pcapcheck.config import Options
+from pcapcheck.http import spill as spill_mod
 from pcapcheck.pipeline import Analysis
 from tests.conftest import CORPUS, FIXTURES
 
@@ -384,13 +385,13 @@ def test_long_conversations_spill_their_exchanges_with_the_same_results(tmp_path
                   and p.stat().st_size < 2_000_000]
     in_memory = {p: _results_json(p) for p in paths}
     writes = []
-    real_write = http1.ExchangeSpill.write
+    real_write = spill_mod.ExchangeSpill.write
 
     def counted_write(self, exchanges):
         writes.append(len(exchanges))
         return real_write(self, exchanges)
 
-    monkeypatch.setattr(http1.ExchangeSpill, "write", counted_write)
+    monkeypatch.setattr(spill_mod.ExchangeSpill, "write", counted_write)
     monkeypatch.setattr(http1, "SPILL_AFTER", 0)
     monkeypatch.setattr(http1, "HELD_BUDGET", -1)
     monkeypatch.setattr(http1, "SPILL_LAG", 1)

@@ -14,20 +14,17 @@ the direction.
 
 from __future__ import annotations
 
-import bisect
-import itertools
-import pickle
-import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pcapcheck.findings import C2S, S2C, Finding
 from pcapcheck.http import codes, proxy
 from pcapcheck.http.abnf import KNOWN_METHODS
 from pcapcheck.http.codes import CODES
-from pcapcheck.http.framing import Tunnel
+from pcapcheck.http.framing import Tunnel, analyze_headers
 from pcapcheck.http.issues import Issue
 from pcapcheck.http.model import ExchangeJson, HttpExchange, MessageState, Pairing
+from pcapcheck.http.parser import RequestLine
 from pcapcheck.http.peers import peers_for
 from pcapcheck.http.proxy import recognize
 from pcapcheck.http.reader import (
@@ -37,10 +34,10 @@ from pcapcheck.http.reader import (
     MessageBuilder,
     RequestInfo,
 )
-from pcapcheck.spool import Spool
+from pcapcheck.http.spill import ExchangeList, ExchangeSpill
 from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
 
-__all__ = ["ExchangeJson", "ExchangeList", "ExchangeSpill", "Http1Analyzer", "HttpExchange"]
+__all__ = ["ExchangeJson", "Http1Analyzer", "HttpExchange"]
 
 # RequestInfo is immutable: one per well-known method serves every response (request_for runs for each one).
 _REQUEST_INFO = {m: RequestInfo(m) for m in KNOWN_METHODS}
@@ -57,8 +54,12 @@ INTERIM_KEPT = 16
 # Findings of one code reported one by one per conversation; further ones are counted in one more finding of the
 # code at finish (the same fault on every response of a long connection: each finding costs about 5 KB).
 FINDINGS_PER_CODE = 1000
-# In a reader's ``messages``: a message no longer held (of an exchange dropped, or spilled).
-DROPPED = MessageBuilder.__new__(MessageBuilder)
+# In a reader's ``messages``: a message no longer held (of an exchange dropped, or spilled). Only ever compared by
+# identity; a complete instance all the same (a class compiled for speed has no attributes until __init__ sets them).
+DROPPED = MessageBuilder(direction="", index=-1, start=RequestLine(b"", b"", b""), headers=(), raw_head=b"",
+                         raw_head_truncated=False,
+                         header_framing=analyze_headers((), is_request=True, version=b"HTTP/1.1"), offset=0,
+                         head_end=0, first_frame=0, after_loss=False, elided=True)
 # A conversation with an ExchangeSpill writes its settled exchanges there once it has had SPILL_AFTER final
 # responses, while the messages the run's analyzers hold are estimated at more than HELD_BUDGET bytes: those
 # SPILL_LAG final responses behind the last one (the point where _drop judges them, so nothing about them can
@@ -99,100 +100,6 @@ class _Unanswered:
 
 
 _UNANSWERED = {m: _Unanswered(m) for m in KNOWN_METHODS}
-
-
-class ExchangeSpill:
-    """Where long conversations' settled exchanges wait for their report: a Spool (one per Analysis, shared by its
-    conversations; the space is not reused: it grows as the exchanges report.json will list)."""
-
-    def __init__(self) -> None:
-        self._spool = Spool("pcapcheck-http-")
-        self.held = 0  # estimated bytes of the messages kept by the analyzers that do not spill (HELD_BUDGET)
-        self._lists: weakref.WeakValueDictionary[int, ExchangeList] = weakref.WeakValueDictionary()  # reading from here
-
-    def write(self, exchanges: list[HttpExchange | ExchangeJson]) -> tuple[int, int]:
-        """Store ``exchanges``; returns where, for ``read``."""
-        return self._spool.write(pickle.dumps(exchanges, pickle.HIGHEST_PROTOCOL))
-
-    def read(self, where: tuple[int, int]) -> list[HttpExchange]:
-        return pickle.loads(self._spool.read(where))
-
-    def close(self) -> None:
-        """Drop the file; an ExchangeList still reading from it (a result kept after its run) loads it all first."""
-        for exchanges in list(self._lists.values()):
-            exchanges.load()
-        self._spool.close()
-
-
-class ExchangeList(Sequence[HttpExchange]):
-    """A conversation's exchanges, some still in the spill: read back a chunk at a time as they are iterated or
-    indexed (a result's report.json line and page go through them in order), so a long keep-alive connection's
-    2,064 kept exchanges are never all in memory at once. Equal to the tuple of them, and pickled as that tuple."""
-
-    __slots__ = ("_spill", "_chunks", "_starts", "_marked", "_tail", "_cached", "__weakref__")
-
-    def __init__(self, spill: ExchangeSpill, chunks: list[tuple[tuple[int, int], int, tuple[int, ...]]],
-                 tail: list[HttpExchange]) -> None:
-        self._spill: ExchangeSpill | None = spill
-        self._chunks = [where for where, _, _ in chunks]  # where, in exchange order
-        self._starts = list(itertools.accumulate((n for _, n, _ in chunks), initial=0))  # each chunk's first; the tail's
-        self._marked = [i for _, _, marked in chunks for i in marked]
-        self._tail = tail
-        self._cached: tuple[int, list[HttpExchange]] = (-1, [])
-        spill._lists[id(self)] = self  # (by identity: hashing would read every exchange back)
-
-    def __len__(self) -> int:
-        return self._starts[-1] + len(self._tail)
-
-    def _chunk(self, c: int) -> list[HttpExchange]:
-        if self._cached[0] != c:
-            self._cached = (c, self._spill.read(self._chunks[c]))  # type: ignore[union-attr]
-        return self._cached[1]
-
-    def __getitem__(self, i):  # type: ignore[no-untyped-def]
-        if isinstance(i, slice):
-            return tuple(self[k] for k in range(*i.indices(len(self))))
-        n = len(self)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError("exchange index out of range")
-        first = self._starts[-1]
-        if i >= first:
-            return self._tail[i - first]
-        c = bisect.bisect_right(self._starts, i) - 1
-        return self._chunk(c)[i - self._starts[c]]
-
-    def __iter__(self) -> Iterator[HttpExchange]:
-        for c in range(len(self._chunks)):
-            yield from self._chunk(c)
-        yield from self._tail
-
-    def marked(self) -> list[int]:
-        """The places of the exchanges with a finding (without reading the spilled ones back)."""
-        first = self._starts[-1]
-        return self._marked + [first + i for i, x in enumerate(self._tail) if x.findings]
-
-    def load(self) -> None:
-        """Read every spilled exchange into memory (before the spill is closed)."""
-        if self._chunks:
-            self._tail = list(self)
-            self._chunks, self._starts, self._marked, self._cached = [], [0], [], (-1, [])
-        self._spill = None
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, (tuple, list, ExchangeList)):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(tuple(self))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (tuple, (tuple(self),))
-
-    def __repr__(self) -> str:
-        return f"ExchangeList({len(self)} exchanges, {len(self._chunks)} chunks spilled)"
 
 
 class Http1Analyzer:

@@ -299,7 +299,7 @@ _EXCHANGE_OMITTED_TEXT = object_template(
 
 class ExchangeJson:
     """A settled exchange kept only as its report.json text (``HttpExchange.json_text()``): what a long keep-alive
-    connection's spill holds for an exchange no page will show (analyzers.http1.ExchangeSpill). It has no finding,
+    connection's spill holds for an exchange no page will show (http.spill.ExchangeSpill). It has no finding,
     a request and a final response; ``to_json()`` gives what the HttpExchange's gave, ``json_text()`` the same
     text, whatever ``dumps`` (an exchange without findings has no value only ``dumps`` writes)."""
 
