@@ -64,7 +64,8 @@ bench-adversarial: $(STAMP)
 
 # An experiment for the owner's decision on a compiled core (docs/performance.md): the same source with the per-packet
 # path compiled by mypyc, checked for the same report, timed against the pure Python and tshark in the same rounds.
-# mypy is installed into the venv for it (pcapcheck itself never needs it).
+# mypy is installed into the venv for it (pcapcheck itself never needs it). BENCH_ARGS=--suite: the test suite run
+# against the compiled copy instead.
 bench-compiled: $(STAMP)
 	$(BIN)/python -c "import mypyc" 2>/dev/null || $(BIN)/python -m pip install --quiet mypy
 	$(BIN)/python bench/compiled.py --tshark $(BENCH_ARGS)
