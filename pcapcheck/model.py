@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -60,7 +61,7 @@ class ConversationResult:
     timeline_total: int
     timeline_capped: bool
     http: Sequence[Any]  # HttpExchange objects (with .to_json()): a tuple, or an http.spill.ExchangeList
-    stream_heads: tuple[bytes, bytes]  # first bytes of each direction (follow-stream excerpt)
+    stream_heads: tuple[builtins.bytes, builtins.bytes]  # first bytes of each direction (follow-stream excerpt)
     isn: tuple[int | None, int | None]
     part: int = 1  # 2, 3 ...: packets that came after the conversation's earlier part was finalized (resumed)
     http_omitted: int = 0  # exchanges not kept for the report (analyzers.http1.KEEP_FIRST); report.json says so
@@ -102,7 +103,7 @@ class ConversationResult:
             "wireshark_filter": f"tcp.stream eq {self.id}",
         }
 
-    def json_text(self, dumps: Callable[[Any], str] | None = None, aside: list[bytes] | None = None) -> str:
+    def json_text(self, dumps: Callable[[Any], str] | None = None, aside: list[builtins.bytes] | None = None) -> str:
         """``dumps(self.to_json())`` without building the dicts. Keep in step with to_json.
 
         ``dumps`` is ``json.dumps(value, sort_keys=True, default=...)`` (the report's), for the values this does
@@ -144,7 +145,7 @@ class ConversationResult:
             v(f"tcp.stream eq {self.id}", dumps),
         )
 
-    def json_parts(self, dumps: Callable[[Any], str] | None = None) -> Iterator[bytes]:
+    def json_parts(self, dumps: Callable[[Any], str] | None = None) -> Iterator[builtins.bytes]:
         """``json_text`` as ASCII bytes in pieces (``b"".join`` them), each long byte string copied once. The
         exchanges' pieces come one exchange at a time (a long keep-alive connection's can be tens of MB, and its
         exchanges may be read back from a spill as they are iterated)."""
@@ -167,7 +168,7 @@ class ConversationResult:
             yield from aside_pieces(text(dumps, aside), aside)
         yield b"]" + after.encode("ascii")
 
-    def json_bytes(self, dumps: Callable[[Any], str] | None = None) -> bytes:
+    def json_bytes(self, dumps: Callable[[Any], str] | None = None) -> builtins.bytes:
         """``json_text`` as ASCII bytes."""
         return b"".join(self.json_parts(dumps))
 
