@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -47,3 +48,14 @@ def fixture_path(name: str) -> Path:
     if not p.exists():
         raise FileNotFoundError(f"{p} is missing: run `python fixtures/make_fixtures.py`")
     return p
+
+
+def interpreted(*modules: ModuleType) -> None:
+    """Skip the calling test where one of ``modules`` is compiled (``bench/compiled.py --suite`` runs the suite against
+    a copy with the per-packet path compiled by mypyc): the test watches that code by patching, subclassing or
+    inspecting it, or feeds it values its annotations exclude, which compiled code refuses. Interpreted, as always
+    in make test, it runs."""
+    compiled = [m.__name__ for m in modules if not (m.__file__ or "").endswith(".py")]
+    if compiled:
+        pytest.skip(f"needs {', '.join(compiled)} interpreted (patched, subclassed or inspected, or given values its "
+                    "annotations exclude), and it is compiled here")

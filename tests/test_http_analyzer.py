@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import pcapcheck.http.reader as _reader_module
 from pcapcheck.analyzers.http1 import Http1Analyzer
 from pcapcheck.findings import C2S, S2C, Finding, Severity
 from pcapcheck.http.codes import CODES
@@ -24,6 +25,7 @@ from pcapcheck.http.model import ExchangeJson, MessageState, Pairing
 from pcapcheck.http.peers import PEER_NAMES
 from pcapcheck.http.spill import ExchangeList, ExchangeSpill
 from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
+from tests.conftest import interpreted
 
 CONV = 7
 SPLITS = ["whole", "bytes", 1, 2, 3]
@@ -834,6 +836,7 @@ def test_resynchronising_responses_skimmed_or_not(data: st.DataObject) -> None:
 
 def test_a_capture_cut_by_a_snaplen_skims_its_response_segments() -> None:
     """Each segment of a long response body cut by a snaplen (its bytes, then a gap) is skimmed, not parsed."""
+    interpreted(_reader_module)
     from pcapcheck.http.reader import DirectionReader
 
     taken = []

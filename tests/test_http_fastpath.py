@@ -19,6 +19,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+import pcapcheck.analyzers.http1 as _http1_module
+import pcapcheck.http.chunked as _chunked_module
 from pcapcheck.analyzers.http1 import Http1Analyzer
 from pcapcheck.findings import C2S, S2C
 from pcapcheck.http import codes
@@ -36,6 +38,7 @@ from pcapcheck.http.parser import (
 from pcapcheck.http.reader import BODY_KEEP, DETAILED_MESSAGES, PAUSE_LIMIT
 from pcapcheck.http.streambuf import HISTORY
 from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
+from tests.conftest import interpreted
 from tests.test_http_analyzer import SPLITS, key, play, segments
 
 SEG = 1448
@@ -235,6 +238,7 @@ def state(dec: ChunkedDecoder) -> dict:
 
 @given(chunked_wires(), st.integers(0, 2**16), st.sampled_from([0, 3, 4096]))
 def test_skim_leaves_the_decoder_as_feed_does(wire, seed, keep) -> None:
+    interpreted(_chunked_module)
     rnd = random.Random(seed)
     fed, skimmed = ChunkedDecoder(500, keep=keep), ChunkedDecoder(500, keep=keep)
     bufs = {id(fed): bytearray(), id(skimmed): bytearray()}
@@ -470,6 +474,7 @@ def test_a_sink_is_for_one_of_the_two_directions() -> None:
 
 
 def test_a_finished_analyzer_is_freed_without_the_cycle_collector() -> None:
+    interpreted(_http1_module)
     a = Http1Analyzer(1)
     a.data(StreamData(C2S, 0, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1, 1))
     a.data(StreamData(S2C, 0, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello", 2, 2))

@@ -6,11 +6,14 @@ from pathlib import Path
 
 import pytest
 
+import pcapcheck.analyzers.http1 as _http1_module
+import pcapcheck.pipeline as _pipeline_module
+import pcapcheck.tcp.reassembly as _reassembly_module
 from fixtures import builder as b
 from pcapcheck.config import Options
 from pcapcheck.http import spill as spill_mod
 from pcapcheck.pipeline import Analysis
-from tests.conftest import CORPUS, FIXTURES
+from tests.conftest import CORPUS, FIXTURES, interpreted
 
 C, S = "192.168.1.10", "10.1.1.1"
 SYN, ACK, RST, PSH = 0x02, 0x10, 0x04, 0x08
@@ -276,6 +279,7 @@ def test_the_http_analyzer_is_made_at_the_first_byte_with_the_same_results(tmp_p
     and conversations whose only bytes come after a hole, delivered when the conversation is finalized (in the
     server's direction: the analyzer is made after the client's end, which it must still see first; in the
     client's; in both)."""
+    interpreted(_http1_module, _pipeline_module)
     import pcapcheck.analyzers.http1 as http1
     import pcapcheck.pipeline as pl
 
@@ -432,6 +436,7 @@ def _held_at_end(path: str, options: Options, sink, measure):
 def test_a_syn_flood_keeps_little_state_per_conversation(tmp_path: Path) -> None:
     """100,000 unanswered SYNs are 100,000 conversations open at once (Wireshark's tcp.stream): each holds its
     SYN (pipeline.SynOnly), not a full analysis state (about 16 KB): here about 1.4 KB each in all."""
+    interpreted(_pipeline_module)
     from pcapcheck.pipeline import SynOnly
 
     w = b.PcapWriter(linktype=101)
@@ -454,6 +459,7 @@ def test_an_open_http_conversation_keeps_bounded_state(tmp_path: Path) -> None:
     each holds its whole analysis state until it ends. One with a handshake and a request held 19.8 KB (traced)
     until 2026-12-05: deques of 760 bytes even when empty or never used (the timeline's tail, the reassembler's
     tail, the RST analyzer's odd segments) and the HTTP readers' attribute dicts. Now about 13.6 KB."""
+    interpreted(_pipeline_module)
     w = b.PcapWriter(linktype=101)
     req = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
     for i in range(2000):
@@ -474,6 +480,7 @@ def test_buffered_segments_beyond_the_budget_wait_on_disk(tmp_path: Path, monkey
     """Conversations that each buffer segments beyond a hole (one direction captured, its first segment lost) held
     MAX_BUFFERED a direction in memory, together (100 of them: 170 MB). Beyond the run's BUFFERED_IN_MEMORY the
     segments wait in a file; the results are the same."""
+    interpreted(_reassembly_module, _pipeline_module)
     from pcapcheck.tcp import reassembly
 
     w = b.PcapWriter(linktype=101)
@@ -531,6 +538,7 @@ def test_connection_attempts_beyond_the_limit_are_finalized_oldest_first(tmp_pat
     ``Options.attempts_max`` conversations of bare SYNs stay open, the oldest are finalized. A later packet of
     one resumes it under the same id as part 2 (Wireshark's tcp.stream stays); answered attempts are not
     counted. The same in one process and in two."""
+    interpreted(_pipeline_module)
     import pcapcheck.pipeline as pl
 
     monkeypatch.setattr(pl, "CHECK_EVERY", 16)
@@ -638,6 +646,7 @@ def test_the_linger_estimate_is_close_to_what_short_connections_hold(tmp_path: P
     """The linger budget (Options.linger_bytes) counts held_estimate() per closed conversation: for short HTTP
     connections it must be near what their state really holds (tracemalloc), or lingering conversations take
     several times the budget (they did, 3x, with 10 KB per conversation for the objects)."""
+    interpreted(_pipeline_module)
     from pcapcheck.pipeline import ConvState
 
     w = b.PcapWriter(linktype=1)

@@ -34,6 +34,7 @@ from pcapcheck.tcp.tracker import (
     flag_names,
     tshark_fields,
 )
+from tests.conftest import interpreted
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 MS = 1_000_000
@@ -447,6 +448,7 @@ _event = st.tuples(
 @given(events=st.lists(_event, max_size=40), isn=st.sampled_from([1000, 0xFFFFFF00, 0x7FFFFFF0]),
        wsopt=st.sampled_from([b"", ws(0), ws(7)]))
 def test_fast_path_matches_the_rules(events, isn, wsopt):
+    interpreted(tr)
     fast, slow = TcpTracker(), SlowTracker()
     nxt = [isn, (isn + 0x10000000) & 0xFFFFFFFF]
     acked = [0, 0]
@@ -501,6 +503,7 @@ def test_fast_path_matches_the_rules(events, isn, wsopt):
 
 
 def test_options_are_parsed_only_on_syn(monkeypatch):
+    interpreted(tr)
     calls = []
     real = tr.parse_options
     monkeypatch.setattr(tr, "parse_options", lambda raw: calls.append(raw) or real(raw))
