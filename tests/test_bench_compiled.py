@@ -92,3 +92,16 @@ def test_the_suite_deselects_only_tests_that_exist() -> None:
     for node in compiled._SUITE_DESELECT:
         path, name = node.split("::")
         assert path == "tests/" + Path(__file__).name and f"def {name}(" in here
+
+
+def test_interpreted_skips_only_where_a_module_is_compiled() -> None:
+    """tests.conftest.interpreted: what lets --suite leave out the tests that watch compiled code by patching it."""
+    from types import ModuleType
+
+    from tests.conftest import interpreted
+
+    source, compiled_one = ModuleType("pcapcheck.x"), ModuleType("pcapcheck.y")
+    source.__file__, compiled_one.__file__ = "/a/pcapcheck/x.py", "/a/pcapcheck/y.cpython-311-x86_64-linux-gnu.so"
+    interpreted(source)  # nothing happens
+    with pytest.raises(pytest.skip.Exception, match=r"needs pcapcheck\.y interpreted"):
+        interpreted(source, compiled_one)
