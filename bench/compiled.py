@@ -22,16 +22,17 @@ modules asked for with mypyc (gcc and the Python headers needed), then
    ratio ``make bench`` prints for each.
 
 Measured on 2026-12-05 (docs/performance.md, "A compiled core, measured"): the default modules are the per-packet
-path with the HTTP reader and analyzer. ``--suite`` runs the test suite (tests/, fixtures/, docs/ and bench/ copied
-beside the compiled package, ../shared linked when it exists) against the compiled copy: what a compiled build would have to
-pass. Its failures on 2026-12-05 are the tests' techniques (monkeypatching, subclassing or vars() of a compiled
-class; a weak reference to one) and two tests that give the JSON writer a float or None where the annotations say
-int: none a different report. mypyc trusts annotations: compiled with mypy's errors ignored, modules crashed the
-interpreter; where mypy narrows a type that the code then changes (an attribute tested, then set by a call), the
-compiled code raises TypeError; a class pickled through __getstate__/__setstate__ does not load once compiled
-(__reduce__ does); a compiled class does not clear the weak references to it when freed (mypyc/mypyc#1102), so
-http/spill.py, whose registry is weak, stays interpreted. The header parser stays Python: its HeaderField is built
-through frozen_builder, which a compiled class cannot use.
+path with the HTTP reader and analyzer. ``--suite`` runs the test suite against the compiled copy instead (tests/,
+fixtures/, docs/ and bench/ copied beside it, ../shared linked when it exists): what a compiled build would have to
+pass. The tests that need a module interpreted (they patch, subclass or inspect it, or give it values its
+annotations exclude) skip themselves there (tests.conftest.interpreted).
+
+mypyc trusts annotations: compiled with mypy's errors ignored, modules crashed the interpreter; where mypy narrows a
+type that the code then changes (an attribute tested, then set by a call), the compiled code raises TypeError; a
+class pickled through __getstate__/__setstate__ does not load once compiled (__reduce__ does); a compiled class does
+not clear the weak references to it when freed (mypyc/mypyc#1102), so http/spill.py, whose registry is weak, stays
+interpreted. The header parser stays Python: its HeaderField is built through frozen_builder, which a compiled class
+cannot use.
 
 Exit status: 0 when both runs agree (whatever the times), 1 when they differ or a step failed, 2 on bad arguments;
 with ``--suite``, pytest's.
