@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,9 +46,10 @@ def _fields_text(fields: tuple[HeaderField, ...], dumps: Callable[[Any], str]) -
             template = None
         if template is None:
             template = _field_template(name, value)
-        if type(frame) is not int or type(offset) is not int:
-            frame, offset = json_value(frame, dumps), json_value(offset, dumps)
-        out.append(template % (frame, offset))
+        if type(frame) is int and type(offset) is int:
+            out.append(template % (frame, offset))
+        else:
+            out.append(template % (json_value(frame, dumps), json_value(offset, dumps)))
     return "[" + ", ".join(out) + "]"
 
 
@@ -184,15 +185,14 @@ class HttpMessage:
                    self.state._value_,  # _value_: .value without the enum descriptor's cost
                    self.index, self.body_length, self.wire_body_length, self.body_missing, self.chunks,
                    self.first_frame, self.last_frame, self.offset, self.end_offset)
+        texts: Sequence[Any]  # each scalar's JSON text, or an int as it is (the templates' %s writes it)
         if tuple(map(type, scalars)) == _SCALAR_TYPES:  # as annotated: all checked at once
-            (after_loss, elided, raw_head_truncated, direction, end_reason, state, index, body_length,
-             wire_body_length, body_missing, chunks, first_frame, last_frame, offset, end_offset) = (
-                _BOOL_TEXT[scalars[0]], _BOOL_TEXT[scalars[1]], _BOOL_TEXT[scalars[2]], json_str(scalars[3]),
-                json_str(scalars[4]), json_str(scalars[5]), *scalars[6:])
+            texts = (_BOOL_TEXT[scalars[0]], _BOOL_TEXT[scalars[1]], _BOOL_TEXT[scalars[2]], json_str(scalars[3]),
+                     json_str(scalars[4]), json_str(scalars[5]), *scalars[6:])
         else:
-            (after_loss, elided, raw_head_truncated, direction, end_reason, state, index, body_length,
-             wire_body_length, body_missing, chunks, first_frame, last_frame, offset, end_offset) = (
-                [json_value(x, dumps) for x in scalars])
+            texts = [json_value(x, dumps) for x in scalars]
+        (after_loss, elided, raw_head_truncated, direction, end_reason, state, index, body_length,
+         wire_body_length, body_missing, chunks, first_frame, last_frame, offset, end_offset) = texts
         body = self.body_excerpt
         if len(body) > JSON_BODY_EXCERPT:
             body = body[:JSON_BODY_EXCERPT]

@@ -22,7 +22,7 @@ import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from pcapcheck import __version__
 from pcapcheck.findings import Severity
@@ -156,7 +156,8 @@ class JsonReport:
     def __init__(self, path: str | os.PathLike[str], *, timestamp: str | None = None) -> None:
         self.path = Path(path)
         self.timestamp = timestamp
-        self._spool: BinaryIO | None = tempfile.TemporaryFile(prefix="pcapcheck-json-", buffering=_SPOOL_BUFFER)  # noqa: SIM115 (closed in finish/close)
+        self._spool: BinaryIO | None = cast(BinaryIO, tempfile.TemporaryFile(  # noqa: SIM115 (closed in finish/close)
+            prefix="pcapcheck-json-", buffering=_SPOOL_BUFFER))
         self._index = records.Spill(_ENTRY.size)  # _ENTRY per conversation
         self._pos = 0
         self._others: list[BinaryIO] = []  # spool files of other shards (absorb), spool number = position + 1

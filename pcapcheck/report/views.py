@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from itertools import groupby
 from operator import attrgetter, itemgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 from pcapcheck import __version__
 from pcapcheck.analyzers.http1 import PAGE_EXCHANGES_FIRST, PAGE_EXCHANGES_LAST, PAGE_EXCHANGES_MARKED
@@ -487,7 +487,7 @@ def _direction_text(direction: str | None) -> str:
     return _DIRECTION_TEXT.get(direction or "", "")
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -705,7 +705,8 @@ def _time_label(ns: float, step: float) -> str:
 def _ticks(lo: float, hi: float, target: int) -> list[float]:
     step = _nice_step(hi - lo, target)
     first = -(-lo // step) * step
-    out, v = [], first
+    out: list[float] = []
+    v = first
     while v <= hi + step * 1e-9 and len(out) < 50:
         out.append(v)
         v += step
@@ -744,7 +745,7 @@ def _graph(d: int, g: _Dir, start_ns: int, end_ns: int, total_segments: int) -> 
             and max(max(map(_SEQ, x), default=ref) for x in everything) < ref + half):
         segs = [(ts, ref + ((s - ref + half) & mask) - half, ref + ((s - ref + half) & mask) - half + (e - s),
                  kind, fr) for ts, s, e, kind, fr in segs]
-        acks = [(ts, ref + ((a - ref + half) & mask) - half) for ts, a, _ in acks]
+        acks = [(ts, ref + ((a - ref + half) & mask) - half, w) for ts, a, w in acks]
         wins = [(ts, ref + ((w - ref + half) & mask) - half) for ts, w in wins]
         ctl = [(ts, ref + ((s - ref + half) & mask) - half, kind, fr) for ts, s, kind, fr in ctl]
     first = segs[0][1]
@@ -777,12 +778,12 @@ def _graph(d: int, g: _Dir, start_ns: int, end_ns: int, total_segments: int) -> 
     if len(plain) > GRAPH_POINTS:  # keep, per pixel column, the lowest start and the highest end
         lowest: dict[int, tuple] = {}
         highest: dict[int, tuple] = {}
-        for s in plain:
-            col = int(X(s[0]))
-            if col not in lowest or s[1] < lowest[col][1]:
-                lowest[col] = s
-            if col not in highest or s[2] > highest[col][2]:
-                highest[col] = s
+        for seg in plain:
+            col = int(X(seg[0]))
+            if col not in lowest or seg[1] < lowest[col][1]:
+                lowest[col] = seg
+            if col not in highest or seg[2] > highest[col][2]:
+                highest[col] = seg
         keep = {id(s) for s in lowest.values()} | {id(s) for s in highest.values()}
         plain = [s for s in plain if id(s) in keep]
     paths: dict[str, list[str]] = {"plain": [], "retx": [], "oow": []}
@@ -821,7 +822,7 @@ _IBAR = "M%.1f %.1fV%.1fm-2 0h4m-4 %.1fh4"  # x, y1, y2, y1 - y2 (one % is cheap
 _MARK_TEXT = {"rst": "RST", "fin": "FIN", "syn": "SYN", "finding": "has a finding", "oow": "outside the receiver's window"}
 
 
-def _step_points(points: list[tuple[int, int]], t0: int, sx: float, lo: float, sy: float, base: float,
+def _step_points(points: Sequence[tuple[int, ...]], t0: int, sx: float, lo: float, sy: float, base: float,
                  top: float, bottom: float) -> str:
     """A step line through (time, value) points, at most two vertices per pixel column. y is clamped to
     [top, bottom]: beyond the plot's clip path, so a line far above the data is cut, not drawn on the edge."""
@@ -1000,7 +1001,8 @@ def _message_view(kind: str, m: Mapping[str, Any], direction: str, marks: _Marks
             else:
                 body = text_lines(shown_data, bytearray(len(shown_data)))
             decoded = ", decoded" if "chunk" in value_text(m.get("framing")) else ""
-            total = m.get("body_length") if _is_int(m.get("body_length")) else len(data)
+            length = m.get("body_length")
+            total = length if _is_int(length) else len(data)
             cut = f", first {len(shown_data)} of {total} bytes" if len(shown_data) < max(total, len(data)) else ""
             note = f"body{decoded}{cut}"
             break
@@ -1092,7 +1094,8 @@ def exchange_view(i: int, exchange: Any, marks: _Marks, shown: frozenset[int] | 
     parts.append(("response", data.get("response"), "s2c"))
     for kind, m, direction in parts:
         if isinstance(m, Mapping):
-            direction = m.get("direction") if m.get("direction") in DIRECTIONS else direction
+            if m.get("direction") in DIRECTIONS:
+                direction = m["direction"]
             messages.append(_message_view(kind, m, direction, marks, shown))
     skip = {"request", "response", "interim", "findings", "index"}
     rows = tuple(_detail_row(k, v, shown) for k, v in data.items() if k not in skip and not _empty(v))
