@@ -22,9 +22,7 @@ modules asked for with mypyc (gcc and the Python headers needed), then
    ratio ``make bench`` prints for each.
 
 Measured on 2026-12-05 (docs/performance.md, "A compiled core, measured"): the default modules are the per-packet
-path with the HTTP reader and analyzer, the models and report.json's writer (19; report/views compiles too, but mypyc's
-``round(x, 1)`` rounds a halfway case such as 547.55 up where CPython's gives 547.5, so a few pages' SVG coordinates
-differ in their last digit). ``--suite`` runs the test suite against the compiled copy instead (tests/,
+path with the HTTP reader and analyzer, the models, report.json's writer and the pages' views (20). ``--suite`` runs the test suite against the compiled copy instead (tests/,
 fixtures/, docs/ and bench/ copied beside it, ../shared linked when it exists): what a compiled build would have to
 pass. The tests that need a module interpreted (they patch, subclass or inspect it, or give it values its
 annotations exclude) skip themselves there (tests.conftest.interpreted).
@@ -57,7 +55,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_MODULES = ("seq", "tcp/tracker", "tcp/window", "tcp/options", "tcp/reassembly", "analyzers/rst",
                    "analyzers/window", "decode", "flows", "pipeline", "http/chunked", "http/streambuf", "http/framing",
-                   "http/reader", "analyzers/http1", "model", "http/model", "findings", "report/json_report")
+                   "http/reader", "analyzers/http1", "model", "http/model", "findings", "report/json_report",
+                   "report/views")
 
 # frozen.py's builders reuse a frozen dataclass's __slots__ (frozen_builder); a class compiled by mypyc has none.
 _COMPAT = (

@@ -808,7 +808,8 @@ def _graph(d: int, g: _Dir, start_ns: int, end_ns: int, total_segments: int) -> 
         direction=name,
         title=DIRECTION_LABELS[d],
         width=GW, height=height, left=GL, top=GT, plot_w=pw, plot_h=ph,
-        xticks=tuple(Tick(X(int(t0 + v)), _time_label(v, step_x)) for v in xt),
+        # (a tick's offset from t0 as it is: t0 + v as a float would lose the nanoseconds of an epoch time)
+        xticks=tuple(Tick(round(GL + v * pw / (t1 - t0), 1), _time_label(v, step_x)) for v in xt),
         yticks=tuple(Tick(Y(v), _si(v)) for v in yt),
         seg_path="".join(paths["plain"]), retx_path="".join(paths["retx"]), oow_path="".join(paths["oow"]),
         ack_points=_step_points(acks, t0, sx, lo, sy, base, GT - 40, bottom + 40),
