@@ -105,3 +105,18 @@ def test_interpreted_skips_only_where_a_module_is_compiled() -> None:
     interpreted(source)  # nothing happens
     with pytest.raises(pytest.skip.Exception, match=r"needs pcapcheck\.y interpreted"):
         interpreted(source, compiled_one)
+
+
+def test_the_modules_it_compiles_type_check(tmp_path: Path) -> None:
+    """mypyc trusts the annotations of the modules it compiles: where mypy finds an error, the compiled code can
+    raise TypeError or crash (docs/performance.md, "A compiled core, measured"). mypy is no pcapcheck dependency;
+    make bench-compiled installs it into the venv, and where it is this keeps the experiment's modules clean."""
+    try:
+        import mypy.api
+    except ImportError:
+        pytest.skip("mypy is not installed (make bench-compiled installs it): the compiled modules' annotations "
+                    "are not checked")
+    files = [str(ROOT / f) for f in compiled.module_paths(list(compiled.DEFAULT_MODULES))]
+    out, err, status = mypy.api.run(["--ignore-missing-imports", "--follow-imports=silent",
+                                     "--cache-dir", str(tmp_path), *files])
+    assert status == 0, out + err
