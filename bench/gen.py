@@ -75,7 +75,8 @@ class Profile:
     server_forgot: float = 0.02  # ... in a kernel RST (no socket) answering a request after idle
     server_close: float = 0.3  # of FIN endings, share closed by the server (Connection: close)
     port_reuse: float = 0.003  # new conversations that reuse a finished conversation's 4-tuple
-    requests_max: int = 5  # requests per conversation: 1 to this many
+    requests_min: int = 1  # requests per conversation: this many ...
+    requests_max: int = 5  # ... to this many
     body_max: int = 1_000_000  # the largest response body (aborted transfers aside)
     abort_body_max: int = 600_000  # the largest body of a transfer aborted with a RST (at least 64,000 else)
 
@@ -84,6 +85,10 @@ DEFAULT_PROFILE = Profile()
 # --short: many short connections (health checks, clients without keep-alive): one request each, small
 # responses, half of them closed by the server (Connection: close)
 SHORT_PROFILE = Profile(requests_max=1, body_max=4_000, abort_body_max=16_000, server_forgot=0.0, server_close=0.5)
+# --long: a few dozen long keep-alive connections (a proxy and its backends, incident 1's setting): thousands of
+# requests each, small responses, hardly a malformed one
+LONG_PROFILE = Profile(requests_min=1_500, requests_max=3_000, body_max=4_000, abort_body_max=16_000, malformed=0.002,
+                       server_forgot=0.0, port_reuse=0.0)
 
 # (kind, weight): the framing faults put in malformed chunked responses
 MALFORMATIONS = (
@@ -201,7 +206,7 @@ class Conversation:
         # a loss is being recovered (about two round trips of data outstanding).
         s.gap = max(rng.randint(12, 300), 3 * both * MSS // ((c.win << c.wscale) - 4 * MSS) + 1)
         c.gap = max(rng.randint(12, 200), 3 * both * MSS // ((s.win << s.wscale) - 4 * MSS) + 1)
-        self.requests = rng.randint(1, prof.requests_max)
+        self.requests = rng.randint(prof.requests_min, prof.requests_max)
         p = prof
         r = rng.random()
         if r < p.client_abort:
@@ -644,13 +649,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--short", action="store_true",
                     help="many short connections: one request each, responses up to 4 KB (default: keep-alive "
                          "conversations of 1-5 requests, responses up to 1 MB)")
+    ap.add_argument("--long", action="store_true",
+                    help="long keep-alive connections: 1,500-3,000 requests each, responses up to 4 KB (use with a "
+                         "small --concurrency, such as 40)")
     ap.add_argument("--stats", metavar="FILE", help="also write what was generated as JSON to FILE")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     args = ap.parse_args(argv)
     if args.packets < 1 or args.concurrency < 1:
         ap.error("--packets and --concurrency must be positive")
+    if args.short and args.long:
+        ap.error("--short and --long exclude each other")
     stats = generate(args.out, args.packets, args.seed, args.concurrency,
-                     profile=SHORT_PROFILE if args.short else DEFAULT_PROFILE,
+                     profile=SHORT_PROFILE if args.short else LONG_PROFILE if args.long else DEFAULT_PROFILE,
                      progress=not args.quiet and sys.stderr.isatty())
     if args.stats:
         with open(args.stats, "w") as f:

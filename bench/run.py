@@ -3,6 +3,7 @@
 
     python bench/run.py                   # 1M packets, 3 rounds, scaling 100k/300k/1M, 300k short
                                           # connections: several minutes
+    python bench/run.py --long 300k       # and 300k packets of long keep-alive connections
     python bench/run.py --quick           # 100k packets, 1 round, no scaling table
     python bench/run.py --pcapcheck-cmd "python3 my_standin.py analyze {capture} -o {out}"
 
@@ -54,6 +55,7 @@ GOAL_PEAK_MIB = 150
 NOISY_CPUS = 0.25  # other processes' average CPU use during a run above which the numbers are suspect
 PCAPCHECK_OK = (0, 1)  # 1 = findings at or above --fail-on: the run itself worked
 MIB = 1024 * 1024
+LONG_CONCURRENCY = 40  # --long: connections open at once (bench/gen.py --long --concurrency)
 
 
 class BenchError(Exception):
@@ -90,6 +92,17 @@ class Tool:
 
     def peak_pss(self, packets: int) -> int:
         return max(s.pss for s in self.samples[packets])
+
+
+@dataclass
+class Workload:
+    """A second kind of traffic, timed once with each tool after the rest: "short" connections or "long" ones."""
+
+    kind: str
+    packets: int
+    pcapcheck: Tool | None
+    tshark: Tool
+    capture: tuple[Path, dict]  # (path, the generator's stats)
 
 
 # -- setup ----------------------------------------------------------------------------------------------
@@ -147,12 +160,12 @@ def gen_hash() -> str:
 
 
 def ensure_capture(directory: Path, packets: int, seed: int, concurrency: int,
-                   short: bool = False) -> tuple[Path, dict]:
-    """The capture for these parameters (``short``: bench/gen.py --short), generated unless present; with the
-    generator's stats."""
+                   kind: str = "") -> tuple[Path, dict]:
+    """The capture for these parameters (``kind`` "short" or "long": bench/gen.py --short or --long), generated
+    unless present; with the generator's stats."""
     directory.mkdir(parents=True, exist_ok=True)
     digest = gen_hash()
-    name = f"bench-{'short-' if short else ''}{packets}p-s{seed}-c{concurrency}-{digest}"
+    name = f"bench-{kind + '-' if kind else ''}{packets}p-s{seed}-c{concurrency}-{digest}"
     pcap, stats_path = directory / f"{name}.pcap", directory / f"{name}.json"
     if pcap.exists() and stats_path.exists():
         return pcap, json.loads(stats_path.read_text())
@@ -163,7 +176,7 @@ def ensure_capture(directory: Path, packets: int, seed: int, concurrency: int,
     print(f"generating {packets:,} packets (seed {seed}) -> {pcap}", file=sys.stderr)
     tmp, tmp_stats = (directory / f"{name}.{os.getpid()}.pcap.part", directory / f"{name}.{os.getpid()}.json.part")
     argv = [sys.executable, str(GEN), str(tmp), "--packets", str(packets), "--seed", str(seed),
-            "--concurrency", str(concurrency), "--stats", str(tmp_stats), "--quiet", *(["--short"] if short else [])]
+            "--concurrency", str(concurrency), "--stats", str(tmp_stats), "--quiet", *([f"--{kind}"] if kind else [])]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True)
         if proc.returncode:
@@ -402,6 +415,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--short", default="300000",
                     help="packets of a second capture of many short connections (bench/gen.py --short), on which\n"
                          "pcapcheck and tshark run once each after the rest; 0 for none (default 300000)")
+    ap.add_argument("--long", default="0",
+                    help="packets of a capture of a few dozen long keep-alive connections (bench/gen.py --long,\n"
+                         f"concurrency {LONG_CONCURRENCY}: a proxy and its backends), pcapcheck and tshark once each; 0 for none\n"
+                         "(default 0; 300k takes about a minute)")
     ap.add_argument("--formats", default="0",
                     help="packets of a capture timed again as pcapng, VLAN-tagged, over IPv6, cut by a snaplen and\n"
                          "with records missing (bench/formats.py), pcapcheck and tshark once each per form; 0 for none\n"
@@ -428,11 +445,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.packets = parse_sizes(args.packets)[0]
         args.scaling = sorted(set(parse_sizes(args.scaling)))
         args.short = 0 if args.short.strip() == "0" else parse_sizes(args.short)[0]
+        args.long = 0 if args.long.strip() == "0" else parse_sizes(args.long)[0]
         args.formats = 0 if args.formats.strip() == "0" else parse_sizes(args.formats)[0]
     except (ValueError, IndexError):
-        ap.error("--packets, --scaling, --short and --formats take positive numbers such as 100000, 300k or 1m")
+        ap.error("--packets, --scaling, --short, --long and --formats take positive numbers such as 100000, 300k or 1m")
     if args.quick:
-        args.packets, args.rounds, args.scaling, args.short, args.formats = 100_000, 1, [], 0, 0
+        args.packets, args.rounds, args.scaling, args.short, args.long, args.formats = 100_000, 1, [], 0, 0, 0
     if args.rounds < 1 or args.scaling_rounds < 1:
         ap.error("--rounds and --scaling-rounds must be at least 1")
     return args
@@ -456,7 +474,7 @@ def _fmt_ratio(tshark: float, pcapcheck: float | None) -> str:
 
 
 def report(args: argparse.Namespace, pc: Tool | None, main: Tool, extras: list[Tool], captures: dict,
-           info: dict, short: tuple[Tool | None, Tool, tuple[Path, dict]] | None = None,
+           info: dict, workloads: list[Workload] | None = None,
            forms: list[tuple[str, Path, Tool | None, Tool]] | None = None) -> list[str]:
     n = args.packets
     size = captures[n][1]["bytes"]
@@ -498,11 +516,16 @@ def report(args: argparse.Namespace, pc: Tool | None, main: Tool, extras: list[T
             lines.append(f"time per packet {min(per_packet):.2f}-{max(per_packet):.2f} us (spread {spread:.0f}%); "
                          f"peak RSS {peaks[0]:.0f} MiB at {args.scaling[0]:,} -> {peaks[-1]:.0f} MiB at "
                          f"{args.scaling[-1]:,} packets")
-    if short:
-        spc, sts, (path, stats) = short
-        k = args.short
-        lines += ["", f"many short connections (bench/gen.py --short): {k:,} packets, {stats['bytes'] / MIB:,.0f} MiB, "
-                      f"{stats['conversations']:,} conversations, one request each: {path}",
+    for w in workloads or []:
+        spc, sts, (path, stats), k = w.pcapcheck, w.tshark, w.capture, w.packets
+        if w.kind == "short":
+            title = (f"many short connections (bench/gen.py --short): {k:,} packets, {stats['bytes'] / MIB:,.0f} MiB, "
+                     f"{stats['conversations']:,} conversations, one request each: {path}")
+        else:
+            title = (f"long keep-alive connections (bench/gen.py --long --concurrency {LONG_CONCURRENCY}): {k:,} packets, "
+                     f"{stats['bytes'] / MIB:,.0f} MiB, {stats['conversations']:,} conversations, "
+                     f"{stats['counts'].get('request', 0):,} requests: {path}")
+        lines += ["", title,
                   f"{'tool':<34} {'s':>9} {'cpu s':>7} {'peak MiB':>9} {'PSS MiB':>8} {'tshark/pcapcheck':>17}"]
         for tool in ([spc] if spc else []) + [sts]:
             ratio = "-" if tool is spc else _fmt_ratio(tool.median(k), spc.median(k) if spc else None)
@@ -517,7 +540,7 @@ def report(args: argparse.Namespace, pc: Tool | None, main: Tool, extras: list[T
             pcs = fpc.median(k) if fpc else None
             lines.append(f"{form:<34} {'-' if pcs is None else f'{pcs:.2f}':>12} {fts.median(k):>9.2f} "
                          f"{_fmt_ratio(fts.median(k), pcs):>17} {'-' if not pcs else f'{pcs / base:.2f}':>15}")
-    tools = ([pc] if pc else []) + [main] + extras + ([t for t in short[:2] if t] if short else [])
+    tools = ([pc] if pc else []) + [main] + extras + [t for w in workloads or [] for t in (w.pcapcheck, w.tshark) if t]
     tools += [t for f in forms or [] for t in f[2:] if t]
     noise = max(s.others for t in tools for v in t.samples.values() for s in v)
     lines += ["", f"other load during the runs: up to {noise:.2f} CPUs busy besides the tool"
@@ -580,10 +603,11 @@ def _bench(args: argparse.Namespace, tmp: Path) -> int:
     def keep_dir(k: int) -> Path | None:
         return args.keep / f"pcapcheck-out-{k}" if args.keep else None
 
-    short = None
-    if args.short:
-        short = (Tool(pc.label, pc.argv, pc.ok_codes) if pc else None, Tool(main_tool.label, main_tool.argv),
-                 ensure_capture(cache, args.short, args.seed, args.concurrency, short=True))
+    workloads = [Workload(kind, k, Tool(pc.label, pc.argv, pc.ok_codes) if pc else None,
+                          Tool(main_tool.label, main_tool.argv),
+                          ensure_capture(cache, k, args.seed, concurrency, kind=kind))
+                 for kind, k, concurrency in (("short", args.short, args.concurrency),
+                                              ("long", args.long, LONG_CONCURRENCY)) if k]
     n = args.packets
     capture = captures[n][0]
     warm(capture)
@@ -606,12 +630,12 @@ def _bench(args: argparse.Namespace, tmp: Path) -> int:
                     run_tool(pc, captures[k][0], k, time_bin, work, keep_dir(k))
                 if args.scaling_tshark or not pc:
                     run_tool(main_tool, captures[k][0], k, time_bin, work)
-    if short:
-        print("many short connections", file=sys.stderr)
-        warm(short[2][0])
-        for tool in short[:2]:
+    for w in workloads:
+        print("many short connections" if w.kind == "short" else "long keep-alive connections", file=sys.stderr)
+        warm(w.capture[0])
+        for tool in (w.pcapcheck, w.tshark):
             if tool:
-                run_tool(tool, short[2][0], args.short, time_bin, work)
+                run_tool(tool, w.capture[0], w.packets, time_bin, work)
     forms = None
     if args.formats:
         print("capture formats", file=sys.stderr)
@@ -626,7 +650,7 @@ def _bench(args: argparse.Namespace, tmp: Path) -> int:
             for tool in (fpc, fts):
                 if tool:
                     run_tool(tool, path, args.formats, time_bin, work)
-    lines = report(args, pc, main_tool, extras, captures, info, short, forms)
+    lines = report(args, pc, main_tool, extras, captures, info, workloads, forms)
     print("\n".join(lines))
     if args.json:
         tools = [t for t in (pc, main_tool, *extras) if t]
@@ -634,10 +658,10 @@ def _bench(args: argparse.Namespace, tmp: Path) -> int:
             "packets": n, "seed": args.seed, "concurrency": args.concurrency, "rounds": args.rounds,
             "captures": {str(k): {"path": str(v[0]), **v[1]} for k, v in captures.items()},
             "info": info, "rss_via": "time" if time_bin else "resource",
-            "short": ({"packets": args.short, "capture": {"path": str(short[2][0]), **short[2][1]},
-                       "tools": {t.label: [_sample_json(s) for s in t.samples.get(args.short, [])]
-                                 for t in short[:2] if t}}
-                      if short else None),
+            **{kind: next(({"packets": w.packets, "capture": {"path": str(w.capture[0]), **w.capture[1]},
+                            "tools": {t.label: [_sample_json(s) for s in t.samples.get(w.packets, [])]
+                                      for t in (w.pcapcheck, w.tshark) if t}}
+                           for w in workloads if w.kind == kind), None) for kind in ("short", "long")},
             "tools": {t.label: {str(k): [_sample_json(s) for s in v] for k, v in t.samples.items()} for t in tools},
             "formats": ({name: {"capture": str(path), "tools": {
                 t.label: [_sample_json(s) for s in t.samples.get(args.formats, [])] for t in (fpc, fts) if t}}

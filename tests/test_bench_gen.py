@@ -133,6 +133,20 @@ def test_short_profile_has_one_request_per_conversation(tmp_path):
     assert default["conversations"] < conversations / 3
 
 
+def test_long_profile_keeps_a_few_connections_busy(tmp_path):
+    """--long: a few connections (the concurrency) carry thousands of requests each, as between a proxy and its
+    backends; none ends within a capture this small, and hardly a response is malformed."""
+    stats = gen.generate(str(tmp_path / "l.pcap"), 20_000, seed=1, concurrency=4, profile=gen.LONG_PROFILE)
+    counts = stats["counts"]
+    assert stats["conversations"] == 4
+    assert counts["request"] > 4 * 150
+    assert not [k for k in counts if k in ("fin", "port-reuse") or k.startswith("rst:")]
+    assert sum(v for k, v in counts.items() if k.startswith("malformed:")) < 0.02 * counts["request"]
+    with pytest.raises(SystemExit) as e:
+        gen.main([str(tmp_path / "x.pcap"), "--short", "--long", "-q"])
+    assert e.value.code == 2
+
+
 def _tshark(path: Path, *args: str) -> list[str]:
     proc = subprocess.run([TSHARK, "-r", str(path), *args], capture_output=True, text=True,
                           env=dict(os.environ, WIRESHARK_CONFIG_DIR=str(path.parent)))
@@ -179,6 +193,23 @@ def test_runner_prints_tables_and_verdict(tmp_path):
     for text in ("pcapcheck analyze", "tshark -2 -q -z expert", "tshark -q -z expert", "tshark -q -z conv,tcp",
                  "us/packet", "(goal >= 3), peak", "many short connections (bench/gen.py --short): 1,500 packets"):
         assert text in out
+    assert "long keep-alive" not in out  # --long is off by default
+
+
+@needs_tshark
+def test_runner_times_long_connections_when_asked(tmp_path):
+    import json
+
+    out = tmp_path / "bench.json"
+    proc = _run_bench(tmp_path, 0, "--no-extra-modes", "--rounds", "1", "--scaling", "", "--short", "0",
+                      "--long", "3000", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "long keep-alive connections (bench/gen.py --long --concurrency 40): 3,000 packets" in proc.stdout
+    assert "many short connections" not in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["short"] is None
+    assert data["long"]["capture"]["conversations"] == 40 and len(data["long"]["tools"]) == 2
+    assert next(tmp_path.glob("bench-long-3000p-s1-c40-*.pcap"))
     assert (tmp_path / "pcapcheck-out-2000" / "report.json").is_file()
 
 
