@@ -202,11 +202,11 @@ def test_messages(changes):
 
 
 def test_json_gives_the_first_kib_of_a_body():
-    """report.json's body_excerpt is the body's first KiB (JSON_BODY_EXCERPT, as the page shows), truncated when
+    """report.json's body_excerpt is a text body's first KiB (JSON_BODY_EXCERPT, as the page shows), truncated when
     the body had more, though the message keeps more (for recognising proxy error pages)."""
     from pcapcheck.http.model import JSON_BODY_EXCERPT
 
-    body = bytes(range(256)) * 12  # 3 KiB, binary
+    body = b"lorem ipsum dolor sit amet\r\n" * 120  # 3.4 KB of text
     for length, kept, truncated in ((len(body), body, True), (JSON_BODY_EXCERPT, body[:JSON_BODY_EXCERPT], False),
                                     (JSON_BODY_EXCERPT + 1, body[:JSON_BODY_EXCERPT], True), (10, body[:10], False)):
         m = message(**{**RESPONSE, "body_excerpt": kept, "body_length": length})
@@ -214,6 +214,39 @@ def test_json_gives_the_first_kib_of_a_body():
         assert got["body_excerpt"] == escape(body[: min(length, JSON_BODY_EXCERPT)])
         assert got["body_excerpt_truncated"] is truncated
         assert m.body_excerpt == kept
+        same(m)
+
+
+def test_json_gives_the_first_256_bytes_of_a_binary_body():
+    """A binary body (views.is_binary: over a quarter of its first KiB neither printable ASCII nor line breaks) gets
+    its first 256 bytes (JSON_BINARY_EXCERPT), as its page shows as hex: escaped, each such byte takes 5 characters
+    of JSON. Its page is built from the bytes the message keeps (to_json(page=True)), not from these."""
+    from pcapcheck.http.model import JSON_BINARY_EXCERPT, JSON_BODY_EXCERPT
+    from pcapcheck.report.views import BODY_HEX_SHOWN
+
+    assert BODY_HEX_SHOWN == JSON_BINARY_EXCERPT
+    body = bytes(range(256)) * 12  # 3 KiB, binary
+    for length, kept, shown, truncated in (
+        (len(body), body, body[:JSON_BINARY_EXCERPT], True),
+        (JSON_BINARY_EXCERPT, body[:JSON_BINARY_EXCERPT], body[:JSON_BINARY_EXCERPT], False),
+        (JSON_BINARY_EXCERPT + 1, body[: JSON_BINARY_EXCERPT + 1], body[:JSON_BINARY_EXCERPT], True),
+        (10, body[:10], body[:10], False),
+    ):
+        m = message(**{**RESPONSE, "body_excerpt": kept, "body_length": length})
+        got = json.loads(m.json_text(_dumps_line))
+        assert got["body_excerpt"] == escape(shown)
+        assert got["body_excerpt_truncated"] is truncated
+        assert m.to_json(page=True)["body_excerpt"] == kept[:JSON_BODY_EXCERPT]
+        same(m)
+    # judged on the first KiB: text up to 1 KiB, binary after it, is text; a quarter is the line
+    text_first = b"x" * JSON_BODY_EXCERPT + bytes(range(256)) * 4
+    m = message(**{**RESPONSE, "body_excerpt": text_first, "body_length": len(text_first)})
+    assert json.loads(m.json_text(_dumps_line))["body_excerpt"] == escape(text_first[:JSON_BODY_EXCERPT])
+    for odd, binary in ((256, False), (257, True)):
+        data = b"\x00" * odd + b"a" * (JSON_BODY_EXCERPT - odd)
+        m = message(**{**RESPONSE, "body_excerpt": data, "body_length": len(data)})
+        got = json.loads(m.json_text(_dumps_line))["body_excerpt"]
+        assert got == escape(data[:JSON_BINARY_EXCERPT] if binary else data), odd
         same(m)
 
 

@@ -26,10 +26,29 @@ def escape(value: bytes) -> str:
 _FIELD_TEXT = object_template("frame", "name", "offset", "value")  # a header field in to_json
 _BOOL_TEXT = {False: "false", True: "true"}
 # Body bytes report.json gives of a message (``body_excerpt``; ``body_excerpt_truncated`` when the body had more):
-# the first KiB, as much as its page shows (views.BODY_TEXT_SHOWN). The message keeps more (reader.BODY_KEEP,
-# for recognising proxy error pages); written as escaped text, a binary body's 4 KiB took 16-20 KB of JSON, most
-# of a report (62% of the benchmark capture's).
+# the first KiB, as much as its page shows (views.BODY_TEXT_SHOWN), or of a binary body (is_binary) the first
+# 256 bytes, as much as its page shows as hex (views.BODY_HEX_SHOWN). The message keeps more (reader.BODY_KEEP, for
+# recognising proxy error pages). Written as escaped text a byte that is not printable ASCII takes 5 characters
+# of JSON (\\xNN): a binary body's 4 KiB took 16-20 KB, most of a report (62% of the benchmark capture's); its
+# first KiB still took 68% of the report of a capture of long connections carrying binary responses of a KB.
 JSON_BODY_EXCERPT = 1024
+JSON_BINARY_EXCERPT = 256
+_TEXT_BYTES = bytes(range(0x20, 0x7F)) + b"\t\r\n"
+
+
+def is_binary(data: bytes) -> bool:
+    """More than a quarter of the first KiB's bytes are neither printable ASCII nor line breaks or tabs."""
+    sample = data[:1024]
+    return bool(sample) and len(sample.translate(None, _TEXT_BYTES)) > 0.25 * len(sample)
+
+
+def json_excerpt(body: bytes) -> bytes:
+    """The bytes of a body excerpt report.json gives (JSON_BODY_EXCERPT, JSON_BINARY_EXCERPT)."""
+    if len(body) > JSON_BODY_EXCERPT:
+        body = body[:JSON_BODY_EXCERPT]
+    if len(body) > JSON_BINARY_EXCERPT and is_binary(body):
+        body = body[:JSON_BINARY_EXCERPT]
+    return body
 
 
 def _fields_text(fields: tuple[HeaderField, ...], dumps: Callable[[Any], str]) -> str:
@@ -133,7 +152,7 @@ class HttpMessage:
         are the bytes themselves (a page shows bytes: escaping them only to unescape them again was a tenth of
         building a page)."""
         # json_text() writes this as JSON without building it: a change here is a change there
-        body = self.body_excerpt[:JSON_BODY_EXCERPT]
+        body = self.body_excerpt[:JSON_BODY_EXCERPT] if page else json_excerpt(self.body_excerpt)
         out: dict[str, Any] = {
             "direction": self.direction,
             "index": self.index,
@@ -193,9 +212,7 @@ class HttpMessage:
             texts = [json_value(x, dumps) for x in scalars]
         (after_loss, elided, raw_head_truncated, direction, end_reason, state, index, body_length,
          wire_body_length, body_missing, chunks, first_frame, last_frame, offset, end_offset) = texts
-        body = self.body_excerpt
-        if len(body) > JSON_BODY_EXCERPT:
-            body = body[:JSON_BODY_EXCERPT]
+        body = json_excerpt(self.body_excerpt)
         framing = self.framing
         framing_text = _FRAMING_TEXT.get(type(framing))
         if framing_text is None:

@@ -31,12 +31,12 @@ from typing import Any, NamedTuple, TypeGuard
 from pcapcheck import __version__
 from pcapcheck.analyzers.http1 import PAGE_EXCHANGES_FIRST, PAGE_EXCHANGES_LAST, PAGE_EXCHANGES_MARKED
 from pcapcheck.findings import Finding, Severity
-from pcapcheck.http.model import HttpExchange
+from pcapcheck.http.model import JSON_BINARY_EXCERPT, HttpExchange, is_binary
 from pcapcheck.model import ConversationResult, ConversationSummary, InputSummary, PacketRow
 
 SEVERITIES = tuple(s.label for s in sorted(Severity, reverse=True))  # ("error", "warning", "notice", "info")
 BODY_TEXT_SHOWN = 1024  # body excerpt bytes shown in an HTTP message (the raw stream view has more)
-BODY_HEX_SHOWN = 256  # ... for a binary body, as hex
+BODY_HEX_SHOWN = JSON_BINARY_EXCERPT  # ... for a binary body (is_binary), as hex: as much as report.json gives
 STREAM_HEX_LIMIT = 1024  # a stream excerpt's hex view: the first KiB, then only the rows around marked bytes
 GRAPH_POINTS = 2000  # above this many I-bars per graph, unmarked segments are thinned per pixel column
 INDEX_CODE_LINKS = 30  # conversations linked per finding code in the index summary
@@ -356,13 +356,6 @@ def hex_rows(data: bytes, mask: bytearray, start: int, limit: int | None = None)
     return tuple(rows)
 
 
-_TEXT_BYTES = bytes(range(0x20, 0x7F)) + b"\t\r\n"
-
-
-def is_binary(data: bytes) -> bool:
-    """More than a quarter of the bytes are neither printable ASCII nor line breaks or tabs."""
-    sample = data[:1024]
-    return bool(sample) and len(sample.translate(None, _TEXT_BYTES)) > 0.25 * len(sample)
 
 
 def bytes_view(data: bytes, start: int = 0, spans: Iterable[tuple[int, int]] = (),
