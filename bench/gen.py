@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Deterministic benchmark capture: many interleaved HTTP/1.1 keep-alive conversations.
 
-    python bench/gen.py OUT.pcap --packets 1000000 [--seed 1] [--concurrency 200] [--short] [--stats OUT.json]
+    python bench/gen.py OUT.pcap --packets 1000000 [--seed 1] [--concurrency 200] [--short | --long] [--stats OUT.json]
 
 The capture is what a tap between clients and a few web servers would record (classic pcap, Ethernet,
 IPv4, TCP, microsecond timestamps, valid IP and TCP checksums). About ``--concurrency`` conversations are
@@ -12,6 +12,8 @@ client kernel's RSTs answering the server's data still in flight), the server ab
 the server's kernel answering a request on a connection it forgot (RST without ACK, window 0, IP ID 0).
 With ``--short``, every conversation carries one request and a response of at most 4 KB, half of them
 closed by the server: many short connections, as health checks and clients without keep-alive make them.
+With ``--long`` (and a small ``--concurrency``, such as 40), every conversation carries 1,500-3,000 requests with
+responses of at most 4 KB: a proxy and its backends.
 
 Each direction is simulated at the tap: data leaves the sender paced, the receiver ACKs every second
 segment (delayed ACK after 40 ms otherwise, or piggybacked), sends an immediate duplicate ACK with SACK
