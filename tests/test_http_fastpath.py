@@ -26,6 +26,7 @@ from pcapcheck.findings import C2S, S2C
 from pcapcheck.http import codes
 from pcapcheck.http.chunked import ChunkedDecoder, ChunkPhase
 from pcapcheck.http.framing import ClAbsent, HeaderFraming, _analyze_headers, analyze_headers
+from pcapcheck.http.model import JSON_BODY_EXCERPT
 from pcapcheck.http.parser import (
     HeaderField,
     Line,
@@ -315,7 +316,7 @@ def test_offset_frame_map_stays_bounded_in_a_long_body(framing: str) -> None:
     a.end(StreamEnd(S2C, off, frame, "fin"))
     assert a.finish() == []
     msg = a.exchanges[0].response
-    assert msg.body_length == len(body) and msg.body_excerpt == body[:BODY_KEEP]
+    assert msg.body_length == len(body) and msg.body_excerpt == body[:JSON_BODY_EXCERPT]  # (whole: one KiB)
     assert msg.last_frame == frame - 1 and msg.end_offset == off
     assert stream.history == wire[-HISTORY:]
 
@@ -400,9 +401,18 @@ def test_excerpts_stop_at_the_cap_and_elided_messages_keep_none() -> None:
     a.end(StreamEnd(C2S, off, frame, "fin"))
     assert a.finish() == []
     requests = [e.request for e in a.exchanges]
-    assert requests[0].body_excerpt == body[:BODY_KEEP] and requests[0].body_length == len(body)
+    assert requests[0].body_excerpt == body[:JSON_BODY_EXCERPT] and requests[0].body_length == len(body)
     assert requests[-1].elided and requests[-1].body_excerpt == b"" and requests[-1].body_length == len(body)
     assert {m.state.value for m in requests} == {"complete"}
+    # while a body is read its first BODY_KEEP bytes are kept (a proxy's error page is recognised in them); once
+    # the message ends, whole or cut short, its first KiB
+    b = Http1Analyzer(1)
+    off, frame = feed(b, C2S, b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (2 * len(body)) + body, 0, 1)
+    assert bytes(b._c2s.messages[0].excerpt) == body[:BODY_KEEP]
+    b.end(StreamEnd(C2S, off, frame, "fin"))
+    b.finish()
+    cut = b.exchanges[0].request
+    assert cut.state.value == "truncated" and cut.body_excerpt == body[:JSON_BODY_EXCERPT]
 
 
 @given(st.integers(0, 2**32), st.sampled_from([b"content-length", b"chunked", b"close"]))

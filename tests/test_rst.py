@@ -10,7 +10,7 @@ RSTs have a known story.
 from __future__ import annotations
 
 import ipaddress
-import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import pytest
@@ -590,21 +590,30 @@ def test_sequence_numbers_wrap() -> None:
     assert f.detail["origin"] == "abort" and f.detail["effect"] == "accepted"
 
 
-def test_hot_path_is_cheap() -> None:
-    """packet() for plain data segments: a few microseconds each (generous bound for slow CI machines)."""
+def test_per_packet_state_does_not_grow() -> None:
+    """packet() for plain data segments keeps a bounded history: what it holds after 300 segments each way is what
+    it holds after 6,000 (its cost per packet is measured by make bench-micro, tests/bench, not asserted here)."""
+    from pcapcheck.analyzers.rst import HISTORY
+
     conv = established()
     for _ in range(300):
         conv.send("c2s", b"z" * 1000, segment_size=1000)
         conv.ack("s2c")
     pk = packets(conv)
     a = RstAnalyzer(0, "10.0.0.1:40000", "10.0.0.2:80")
-    reps = 20
-    t0 = time.perf_counter()
-    for _ in range(reps):
+
+    def held() -> list[tuple[str, int]]:
+        return sorted((f"{i}.{k}", len(v)) for i, side in enumerate(a.sides) for k in side.__slots__
+                      if isinstance(v := getattr(side, k, None), (list, dict, set, deque, tuple)))
+
+    for d, p in pk:
+        a.packet(d, p, 0, ACCEPTED)
+    once = held()
+    for _ in range(19):
         for d, p in pk:
             a.packet(d, p, 0, ACCEPTED)
-    per_packet = (time.perf_counter() - t0) / (reps * len(pk))
-    assert per_packet < 25e-6
+    assert held() == once
+    assert [len(s.recent) for s in a.sides] == [HISTORY, HISTORY]
 
 
 @st.composite

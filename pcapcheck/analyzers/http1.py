@@ -23,7 +23,7 @@ from pcapcheck.http.abnf import KNOWN_METHODS
 from pcapcheck.http.codes import CODES
 from pcapcheck.http.framing import Tunnel, analyze_headers
 from pcapcheck.http.issues import Issue
-from pcapcheck.http.model import ExchangeJson, HttpExchange, MessageState, Pairing
+from pcapcheck.http.model import JSON_BODY_EXCERPT, ExchangeJson, HttpExchange, MessageState, Pairing
 from pcapcheck.http.parser import RequestLine
 from pcapcheck.http.peers import peers_for
 from pcapcheck.http.proxy import recognize
@@ -358,6 +358,12 @@ class Http1Analyzer:
         return RequestInfo(None)
 
     def message_done(self, reader: DirectionReader, msg: MessageBuilder) -> AwaitResponse | None:
+        if reader is self._s2c and not msg.interim:
+            self._check_proxy_error(reader, msg)  # (on the BODY_KEEP bytes the reader kept)
+        if len(msg.excerpt) > JSON_BODY_EXCERPT:
+            # A whole message's outputs use its body's first KiB (report.json, the page): the rest of what the
+            # reader kept was for recognising a proxy's error page, done. A kept exchange holds a KiB, not four.
+            msg.excerpt = msg.excerpt[:JSON_BODY_EXCERPT]
         if self._spill is not None and not self._spilling and msg.index < KEEP_FIRST + KEEP_LAST:
             # (later messages are dropped or spilled as others come: the held ones no longer grow)
             held = (_HELD_MESSAGE + _HELD_PER_HEAD_BYTE * (msg.head_end - msg.offset) + len(msg.raw_head)
@@ -389,7 +395,6 @@ class Http1Analyzer:
                 reader.messages[msg.index] = DROPPED
                 self._interim_omitted[msg.exchange] = self._interim_omitted.get(msg.exchange, 0) + 1
         else:
-            self._check_proxy_error(reader, msg)
             k = msg.exchange
             if k >= KEEP_FIRST + KEEP_LAST:
                 self._drop(k - KEEP_LAST)

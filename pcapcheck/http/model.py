@@ -27,8 +27,9 @@ _FIELD_TEXT = object_template("frame", "name", "offset", "value")  # a header fi
 _BOOL_TEXT = {False: "false", True: "true"}
 # Body bytes report.json gives of a message (``body_excerpt``; ``body_excerpt_truncated`` when the body had more):
 # the first KiB, as much as its page shows (views.BODY_TEXT_SHOWN), or of a binary body (is_binary) the first
-# 256 bytes, as much as its page shows as hex (views.BODY_HEX_SHOWN). The message keeps more (reader.BODY_KEEP, for
-# recognising proxy error pages). Written as escaped text a byte that is not printable ASCII takes 5 characters
+# 256 bytes, as much as its page shows as hex (views.BODY_HEX_SHOWN). The reader keeps more while it reads a body
+# (reader.BODY_KEEP, for recognising proxy error pages); a message that has ended keeps the first KiB
+# (Http1Analyzer.message_done). Written as escaped text a byte that is not printable ASCII takes 5 characters
 # of JSON (\\xNN): a binary body's 4 KiB took 16-20 KB, most of a report (62% of the benchmark capture's); its
 # first KiB still took 68% of the report of a capture of long connections carrying binary responses of a KB.
 JSON_BODY_EXCERPT = 1024
@@ -110,7 +111,7 @@ class HttpMessage:
     body_length: int  # body bytes (decoded for chunked), bytes lost in capture gaps included
     wire_body_length: int  # body bytes on the wire (chunk framing included)
     body_missing: int  # body bytes lost in capture gaps
-    body_excerpt: bytes  # first bytes of the (decoded) body, at most 4 KiB
+    body_excerpt: bytes  # first bytes of the (decoded) body: at most JSON_BODY_EXCERPT once the message ended
     trailers: tuple[HeaderField, ...]
     chunks: int
     first_frame: int

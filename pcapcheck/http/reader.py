@@ -57,7 +57,7 @@ from pcapcheck.http.streambuf import HISTORY, StreamBuffer
 from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
 
 HEAD_LIMIT = 64 * 1024  # a head longer than this is reported, not buffered further
-BODY_KEEP = 4 * 1024  # body excerpt kept per message
+BODY_KEEP = 4 * 1024  # body excerpt kept per message while it is read (the analyzer keeps a KiB once it ended)
 RAW_HEAD_KEEP = 16 * 1024  # raw head bytes kept per message for the report
 PAUSE_LIMIT = 256 * 1024  # bytes queued while waiting for the other direction
 ASSUMED_KEEP = 20  # defaults said one by one per direction; later ones are counted (assumed_more)

@@ -1,5 +1,5 @@
 """Micro-benchmarks of the per-packet core: sequence arithmetic, header decoding, reassembly, the conntrack window
-check and the Wireshark-flag tracker, each on its common case.
+check, the Wireshark-flag tracker and the RST analyzer's history, each on its common case.
 
 Run with ``make bench-micro`` (the default pytest options disable benchmarking: then each case runs once, as a test
 of the results and the state it leaves). Each round calls the code under test BATCH times on inputs prepared by an
@@ -283,6 +283,42 @@ def test_tracker_analyze_dup_acks(benchmark) -> None:
 
     masks = _run_tracker(benchmark, pkts)
     assert masks[1::2] == [DUP_ACK] * (BATCH // 2)
+
+
+# -- RST analyzer -------------------------------------------------------------------------------------
+
+
+@bench
+def test_rst_analyzer_in_order_data(benchmark) -> None:
+    """``RstAnalyzer.packet`` on the common case, in-order data one way and ACKs the other: what every packet of a
+    conversation costs it before any RST (its history and per-side counts)."""
+    from pcapcheck.analyzers.rst import HISTORY, RstAnalyzer
+
+    pkts = []
+    frame = 4
+    for i in range(BATCH):
+        if i % 3 == 2:
+            ack = S_ISN + 1 + (i - i // 3) * SEG
+            pkts.append((0, _packet(frame, CLIENT, SERVER, C_ISN + 1, ack, ACK)))
+        else:
+            seq = S_ISN + 1 + (i - i // 3) * SEG
+            pkts.append((1, _packet(frame, SERVER, CLIENT, seq, C_ISN + 1, ACK | PSH, PAYLOAD, window=509)))
+        frame += 1
+
+    def setup():
+        a = RstAnalyzer(0, "10.1.2.3:40000", "10.0.0.10:80")
+        for d, p in _handshake():
+            a.packet(d, p)
+        return target, (a, pkts)
+
+    def target(a, pkts):
+        packet = a.packet
+        for d, p in pkts:
+            packet(d, p)
+        return a
+
+    a = run(benchmark, setup)
+    assert [len(s.recent) for s in a.sides] == [HISTORY, HISTORY] and a.sides[1].data_pkts == BATCH - BATCH // 3
 
 
 # -- TCP options --------------------------------------------------------------------------------------
