@@ -250,9 +250,8 @@ def _run_tracker(benchmark, pkts: list) -> list[int]:
     return run(benchmark, setup)
 
 
-@bench
-def test_tracker_analyze_in_order_data(benchmark) -> None:
-    """In-order server data with the client's ACK after every second segment: no analysis flags."""
+def _in_order_data() -> list[tuple[int, TcpPacket]]:
+    """BATCH packets after a handshake: in-order server data, the client's ACK after every second segment."""
     pkts = []
     frame = 4
     for i in range(BATCH):
@@ -263,8 +262,13 @@ def test_tracker_analyze_in_order_data(benchmark) -> None:
             seq = S_ISN + 1 + (i - i // 3) * SEG
             pkts.append((1, _packet(frame, SERVER, CLIENT, seq, C_ISN + 1, ACK | PSH, PAYLOAD, window=509)))
         frame += 1
+    return pkts
 
-    masks = _run_tracker(benchmark, pkts)
+
+@bench
+def test_tracker_analyze_in_order_data(benchmark) -> None:
+    """In-order server data with the client's ACK after every second segment: no analysis flags."""
+    masks = _run_tracker(benchmark, _in_order_data())
     assert masks == [0] * BATCH
 
 
@@ -294,16 +298,7 @@ def test_rst_analyzer_in_order_data(benchmark) -> None:
     conversation costs it before any RST (its history and per-side counts)."""
     from pcapcheck.analyzers.rst import HISTORY, RstAnalyzer
 
-    pkts = []
-    frame = 4
-    for i in range(BATCH):
-        if i % 3 == 2:
-            ack = S_ISN + 1 + (i - i // 3) * SEG
-            pkts.append((0, _packet(frame, CLIENT, SERVER, C_ISN + 1, ack, ACK)))
-        else:
-            seq = S_ISN + 1 + (i - i // 3) * SEG
-            pkts.append((1, _packet(frame, SERVER, CLIENT, seq, C_ISN + 1, ACK | PSH, PAYLOAD, window=509)))
-        frame += 1
+    pkts = _in_order_data()
 
     def setup():
         a = RstAnalyzer(0, "10.1.2.3:40000", "10.0.0.10:80")
