@@ -31,11 +31,11 @@ from typing import Any, NamedTuple, TypeGuard
 from pcapcheck import __version__
 from pcapcheck.analyzers.http1 import PAGE_EXCHANGES_FIRST, PAGE_EXCHANGES_LAST, PAGE_EXCHANGES_MARKED
 from pcapcheck.findings import Finding, Severity
-from pcapcheck.http.model import JSON_BINARY_EXCERPT, HttpExchange, is_binary
+from pcapcheck.http.model import JSON_BINARY_EXCERPT, JSON_BODY_EXCERPT, HttpExchange, is_binary
 from pcapcheck.model import ConversationResult, ConversationSummary, InputSummary, PacketRow
 
 SEVERITIES = tuple(s.label for s in sorted(Severity, reverse=True))  # ("error", "warning", "notice", "info")
-BODY_TEXT_SHOWN = 1024  # body excerpt bytes shown in an HTTP message (the raw stream view has more)
+BODY_TEXT_SHOWN = JSON_BODY_EXCERPT  # body excerpt bytes shown in an HTTP message: all an ended message keeps
 BODY_HEX_SHOWN = JSON_BINARY_EXCERPT  # ... for a binary body (is_binary), as hex: as much as report.json gives
 STREAM_HEX_LIMIT = 1024  # a stream excerpt's hex view: the first KiB, then only the rows around marked bytes
 GRAPH_POINTS = 2000  # above this many I-bars per graph, unmarked segments are thinned per pixel column
