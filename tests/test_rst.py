@@ -603,8 +603,8 @@ def test_per_packet_state_does_not_grow() -> None:
     a = RstAnalyzer(0, "10.0.0.1:40000", "10.0.0.2:80")
 
     def held() -> list[tuple[str, int]]:
-        return sorted((f"{i}.{k}", len(v)) for i, side in enumerate(a.sides) for k in side.__slots__
-                      if isinstance(v := getattr(side, k, None), (list, dict, set, deque, tuple)))
+        return sorted((f"{i}.{k}", len(v)) for i, side in enumerate(a.sides) for k in dir(side)
+                      if not k.startswith("__") and isinstance(v := getattr(side, k, None), (list, dict, set, deque)))
 
     for d, p in pk:
         a.packet(d, p, 0, ACCEPTED)
