@@ -131,6 +131,13 @@ def build(workdir: Path, modules: list[str]) -> Path:
     return tree
 
 
+def pytest_targets(pytest_args: list[str]) -> list[str]:
+    """pytest's arguments for --suite: the whole of tests/ with the options given, or only the tests named (a path
+    under the repository, with or without ``::test``)."""
+    named = any(not a.startswith("-") and (ROOT / a.split("::")[0]).exists() for a in pytest_args)
+    return pytest_args if named else ["tests", *pytest_args]
+
+
 def suite(workdir: Path, tree: Path, pytest_args: list[str]) -> int:
     """The test suite run against the compiled copy ``tree``; pytest's exit status."""
     for name in ("tests", "fixtures", "bench", "docs"):
@@ -140,7 +147,7 @@ def suite(workdir: Path, tree: Path, pytest_args: list[str]) -> int:
     shared = ROOT.parent / "shared"
     if shared.is_dir():  # (tests/conftest.py: the corpus beside the repository)
         (workdir / "shared").symlink_to(shared)
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", *pytest_args]
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *pytest_targets(pytest_args)]
     print(f"running the test suite against the compiled copy ({tree}) ...", file=sys.stderr)
     return subprocess.run(argv, cwd=tree, env=dict(os.environ, PYTHONPATH=str(tree))).returncode
 
@@ -196,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds of each (default 3)")
     ap.add_argument("--jobs", type=int, default=None, help="pcapcheck's -j for the timed runs (default: its own)")
     ap.add_argument("--suite", action="store_true",
-                    help="run the test suite against the compiled copy instead of timing it (arguments after -- go to pytest)")
+                    help="run the test suite against the compiled copy instead of timing it (arguments after -- go "
+                         "to pytest: options, or the tests to run instead of all)")
     ap.add_argument("--tshark", action="store_true",
                     help="time `tshark -2 -q -z expert` too, in the same rounds (as make bench runs it), for the ratios")
     argv = sys.argv[1:] if argv is None else argv

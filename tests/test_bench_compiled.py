@@ -73,6 +73,15 @@ def test_module_paths() -> None:
         compiled.module_paths(["tcp/nothing"])
 
 
+def test_suite_runs_the_tests_named_or_all_of_them() -> None:
+    """``--suite -- ARGS``: options go to pytest with the whole suite; test paths (or node ids) replace it."""
+    assert compiled.pytest_targets([]) == ["tests"]
+    assert compiled.pytest_targets(["-x", "-k", "rst"]) == ["tests", "-x", "-k", "rst"]
+    assert compiled.pytest_targets(["tests/test_rst.py", "-x"]) == ["tests/test_rst.py", "-x"]
+    assert compiled.pytest_targets(["tests/test_seq.py::test_lt"]) == ["tests/test_seq.py::test_lt"]
+    assert compiled.pytest_targets(["tests/no_such_test.py"]) == ["tests", "tests/no_such_test.py"]
+
+
 def test_differences_names_every_file_that_differs(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
