@@ -658,10 +658,10 @@ def _bench(args: argparse.Namespace, tmp: Path) -> int:
             "packets": n, "seed": args.seed, "concurrency": args.concurrency, "rounds": args.rounds,
             "captures": {str(k): {"path": str(v[0]), **v[1]} for k, v in captures.items()},
             "info": info, "rss_via": "time" if time_bin else "resource",
-            **{kind: next(({"packets": w.packets, "capture": {"path": str(w.capture[0]), **w.capture[1]},
-                            "tools": {t.label: [_sample_json(s) for s in t.samples.get(w.packets, [])]
-                                      for t in (w.pcapcheck, w.tshark) if t}}
-                           for w in workloads if w.kind == kind), None) for kind in ("short", "long")},
+            "short": None, "long": None,  # (the workloads run)
+            **{w.kind: {"packets": w.packets, "capture": {"path": str(w.capture[0]), **w.capture[1]},
+                        "tools": {t.label: [_sample_json(s) for s in t.samples.get(w.packets, [])]
+                                  for t in (w.pcapcheck, w.tshark) if t}} for w in workloads},
             "tools": {t.label: {str(k): [_sample_json(s) for s in v] for k, v in t.samples.items()} for t in tools},
             "formats": ({name: {"capture": str(path), "tools": {
                 t.label: [_sample_json(s) for s in t.samples.get(args.formats, [])] for t in (fpc, fts) if t}}

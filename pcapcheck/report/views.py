@@ -356,8 +356,6 @@ def hex_rows(data: bytes, mask: bytearray, start: int, limit: int | None = None)
     return tuple(rows)
 
 
-
-
 def bytes_view(data: bytes, start: int = 0, spans: Iterable[tuple[int, int]] = (),
                hex_limit: int | None = None, text: bool = True) -> BytesView:
     """``spans`` are [start, end) in the same offsets as ``start`` (stream offsets). ``text=False``: hex only."""
