@@ -16,7 +16,7 @@ from pcapcheck.pipeline import Analysis
 from tests.conftest import CORPUS, FIXTURES, interpreted
 
 C, S = "192.168.1.10", "10.1.1.1"
-SYN, ACK, RST, PSH = 0x02, 0x10, 0x04, 0x08
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 
 class Collect:
@@ -177,6 +177,34 @@ def test_timeline_cap_keeps_first_last_and_marked(tmp_path: Path) -> None:
     assert r.timeline_capped and r.timeline_total == len(segs)
     assert frames[:20] == list(range(1, 21)) and frames[-1] == len(segs) and frames == sorted(frames)
     assert len(frames) <= 45
+
+
+def test_timeline_cap_keeps_exactly_the_head_the_first_marked_and_the_last_others(tmp_path: Path) -> None:
+    """Beyond the head, the first ``timeline_marked`` rows with a flag, verdict or SYN/FIN/RST are kept, and of
+    the others (marked ones past that cap included) the last ``timeline_tail``: checked row by row against the
+    same capture's full timeline, with many more rows than the tail holds (it wraps around several times)."""
+    segs = [(C, S, 5000, 80, 1000, 0, SYN, b""), (S, C, 80, 5000, 5000, 1001, SYN | ACK, b""),
+            (C, S, 5000, 80, 1001, 5001, ACK, b"")]
+    seq = 1001
+    for i in range(500):
+        segs.append((C, S, 5000, 80, seq, 5001, ACK | PSH, b"x" * 10))
+        if i % 7 == 3:  # a retransmission of it: a row with an analysis flag
+            segs.append((C, S, 5000, 80, seq, 5001, ACK | PSH, b"x" * 10))
+        seq += 10
+    segs.append((S, C, 80, 5000, 5001, seq, RST | ACK, b""))
+    path = write(tmp_path, segs)
+    (full,) = run(path, timeline_head=10_000)
+    assert not full.timeline_capped and len(full.timeline) == len(segs)
+    later = full.timeline[20:]
+    noted = [row for row in later if row.analysis or row.verdict or row.flags & (SYN | FIN | RST)]
+    assert len(noted) > 60  # (well over the marked cap)
+    marked = noted[:50]
+    rest = [row for row in later if row not in marked]
+    assert len(rest) > 400
+    for tail in (0, 1, 30, 64, 65, 200):
+        (r,) = run(path, timeline_head=20, timeline_tail=tail, timeline_marked=50)
+        assert r.timeline_capped and r.timeline_total == len(segs)
+        assert r.timeline == tuple(sorted([*full.timeline[:20], *marked, *(rest[-tail:] if tail else ())])), tail
 
 
 def test_timeline_keeps_rows_whose_times_do_not_pack(tmp_path: Path) -> None:
