@@ -24,6 +24,7 @@ import pcapcheck.http.chunked as _chunked_module
 from pcapcheck.analyzers.http1 import Http1Analyzer
 from pcapcheck.findings import C2S, S2C
 from pcapcheck.http import codes
+from pcapcheck.http import parser as parser_module
 from pcapcheck.http.chunked import ChunkedDecoder, ChunkPhase
 from pcapcheck.http.framing import ClAbsent, HeaderFraming, _analyze_headers, analyze_headers
 from pcapcheck.http.model import JSON_BODY_EXCERPT
@@ -90,6 +91,29 @@ def test_clean_head_path_agrees_with_parse_head(lines, eol, start_line) -> None:
         assert [type(f) for f in clean] == [type(f) for f in general.fields]
         framing = analyze_headers(clean, is_request=True, version=b"HTTP/1.1")
         assert framing == analyze_headers(general.fields, is_request=True, version=b"HTTP/1.1")
+
+
+def test_clean_heads_share_their_field_names_up_to_a_bound(monkeypatch) -> None:
+    """Kept heads share one bytes object per field name (thousands of heads on a long connection), and the
+    table of shared names stops growing at its bound, whatever names the traffic makes up."""
+    monkeypatch.setattr(parser_module, "_NAMES", {})
+    monkeypatch.setattr(parser_module, "_NAMES_MAX", 3)
+    start = b"GET / HTTP/1.1\r"
+
+    def fields(block: bytes) -> tuple[HeaderField, ...]:
+        out = parse_clean_fields(start, 100, block, 7)
+        assert out is not None
+        return out
+
+    one = fields(b"Host: a\r\nX-One: 1\r\n")
+    two = fields(b"Host: b\r\nX-One: 2\r\nX-Two: 3\r\nX-Three: 4\r\n")
+    assert [f.name for f in two] == [b"Host", b"X-One", b"X-Two", b"X-Three"] and [f.value for f in two] == [
+        b"b", b"2", b"3", b"4"]
+    assert two[0].name is one[0].name and two[1].name is one[1].name
+    three = fields(b"X-Two: 5\r\nX-Three: 6\r\n")
+    assert three[0].name is two[2].name  # the third name: shared
+    assert three[1].name is not two[3].name and three[1].name == b"X-Three"  # over the bound: not kept
+    assert len(parser_module._NAMES) == 3
 
 
 @given(field_lines(), st.sampled_from([b"\r\n", b"\n"]), st.lists(st.integers(100, 200), max_size=6))

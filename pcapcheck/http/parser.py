@@ -33,6 +33,11 @@ class HeaderField:
 
 
 _HeaderFieldBuilder = frozen_builder(HeaderField)
+# Field names as parse_clean_fields first saw them, so the heads an analyzer keeps (thousands on a long keep-alive
+# connection) share one bytes object per name instead of one per field. The first _NAMES_MAX names seen are kept
+# (a head's names are attacker-chosen: the table must not grow with them); later ones are not shared.
+_NAMES: dict[bytes, bytes] = {}
+_NAMES_MAX = 2048
 
 
 # A field line that needs none of parse_field_lines' checks: token ":" OWS field-value OWS CRLF, the value free
@@ -152,8 +157,14 @@ def parse_clean_fields(start_line: bytes, fields_at: int, block: bytes, frame: i
     at = fields_at
     fields: list[HeaderField] = []
     append = fields.append
+    names = _NAMES
     for (raw, name, value), frame in zip(found, frames):
         f = _HeaderFieldBuilder()  # = HeaderField(name, value, frame, at, raw), see frozen_builder
+        shared = names.get(name)
+        if shared is not None:
+            name = shared
+        elif len(names) < _NAMES_MAX:
+            names[name] = name
         f.name = name
         f.value = value.rstrip(OWS) if trailing_ows else value
         f.frame = frame
