@@ -56,6 +56,7 @@ NOISY_CPUS = 0.25  # other processes' average CPU use during a run above which t
 PCAPCHECK_OK = (0, 1)  # 1 = findings at or above --fail-on: the run itself worked
 MIB = 1024 * 1024
 LONG_CONCURRENCY = 40  # --long: connections open at once (bench/gen.py --long --concurrency)
+PAGE_LIMIT = 2000  # pcapcheck.report.html_report.PAGE_LIMIT (not imported: the runner does not need pcapcheck)
 
 
 class BenchError(Exception):
@@ -69,6 +70,7 @@ class Sample:
     pss: int  # bytes, peak of the proportional set size summed over the process tree (0: not measured)
     cpu: float  # user + system seconds of the tool
     others: float  # CPUs kept busy by everything else meanwhile (0 on a quiet machine)
+    pages: int | None = None  # conversation pages (conv-*.html) the run wrote; None: a tool without {out}
 
 
 @dataclass
@@ -373,6 +375,7 @@ def run_tool(tool: Tool, capture: Path, packets: int, time_bin: str | None, work
     if "{out}" in " ".join(tool.argv):
         if not (out / "report.json").is_file():
             raise BenchError(f"{tool.label} exited normally but wrote no {out / 'report.json'}")
+        sample.pages = sum(1 for _ in out.glob("conv-*.html"))
         if keep_out:
             shutil.rmtree(keep_out, ignore_errors=True)
             shutil.copytree(out, keep_out)
@@ -494,14 +497,17 @@ def report(args: argparse.Namespace, pc: Tool | None, main: Tool, extras: list[T
                      f"{tool.peak(n) / MIB:>9.1f} {tool.peak_pss(n) / MIB:>8.1f} {len(tool.samples[n]):>5} {ratio:>17}")
     if args.scaling:
         lines += ["", "scaling" + (" (pcapcheck)" if pc else " (tshark)")]
-        head = f"{'packets':>10} {'MiB':>6} {'pcapcheck s':>12} {'us/packet':>10} {'peak MiB':>9}"
+        head = (f"{'packets':>10} {'MiB':>6} {'conversations':>13} {'pages':>6} {'pcapcheck s':>12} {'us/packet':>10}"
+                f" {'peak MiB':>9}")
         with_tshark = args.scaling_tshark or not pc
         if with_tshark:
             head += f" {'tshark s':>9} {'us/packet':>10} {'tshark MiB':>11}"
         lines.append(head)
         per_packet, peaks = [], []
         for k in args.scaling:
-            row = f"{k:>10,} {captures[k][1]['bytes'] / MIB:>6.0f}"
+            pages = pc.samples[k][-1].pages if pc else None
+            row = (f"{k:>10,} {captures[k][1]['bytes'] / MIB:>6.0f} {captures[k][1]['conversations']:>13,} "
+                   f"{'-' if pages is None else f'{pages:,}':>6}")
             if pc:
                 per_packet.append(pc.median(k) / k * 1e6)
                 peaks.append(pc.peak(k) / MIB)
@@ -516,6 +522,9 @@ def report(args: argparse.Namespace, pc: Tool | None, main: Tool, extras: list[T
             lines.append(f"time per packet {min(per_packet):.2f}-{max(per_packet):.2f} us (spread {spread:.0f}%); "
                          f"peak RSS {peaks[0]:.0f} MiB at {args.scaling[0]:,} -> {peaks[-1]:.0f} MiB at "
                          f"{args.scaling[-1]:,} packets")
+            lines += [f"pages: a capture of at most {PAGE_LIMIT:,} conversations gets a page for each, a larger one only "
+                      "for those",
+                      "with a warning or an error, so a capture under that limit costs more per packet"]
     for w in workloads or []:
         spc, sts, (path, stats), k = w.pcapcheck, w.tshark, w.capture, w.packets
         if w.kind == "short":
@@ -558,7 +567,7 @@ def report(args: argparse.Namespace, pc: Tool | None, main: Tool, extras: list[T
 
 def _sample_json(s: Sample) -> dict:
     return {"wall_s": round(s.wall, 3), "peak_rss_mib": round(s.rss / MIB, 1), "peak_pss_mib": round(s.pss / MIB, 1),
-            "cpu_s": round(s.cpu, 2), "other_cpus": round(s.others, 2)}
+            "cpu_s": round(s.cpu, 2), "other_cpus": round(s.others, 2), "pages": s.pages}
 
 
 def main(argv: list[str] | None = None) -> int:

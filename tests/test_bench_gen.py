@@ -174,7 +174,9 @@ def test_tshark_sees_what_the_generator_wrote(busy):
 # -- bench/run.py -------------------------------------------------------------------------------------
 
 STANDIN = ("import os, sys; os.makedirs(sys.argv[2], exist_ok=True); "
-           "open(os.path.join(sys.argv[2], 'report.json'), 'w').write('{}'); sys.exit(int(sys.argv[3]))")
+           "open(os.path.join(sys.argv[2], 'report.json'), 'w').write('{}'); "
+           "[open(os.path.join(sys.argv[2], f'conv-{i}.html'), 'w').close() for i in range(3)]; "
+           "sys.exit(int(sys.argv[3]))")
 
 
 def _run_bench(tmp_path: Path, exit_code: int, *extra: str) -> subprocess.CompletedProcess:
@@ -194,6 +196,19 @@ def test_runner_prints_tables_and_verdict(tmp_path):
                  "us/packet", "(goal >= 3), peak", "many short connections (bench/gen.py --short): 1,500 packets"):
         assert text in out
     assert "long keep-alive" not in out  # --long is off by default
+    # the scaling table counts the conversations and the pages written (the stand-in writes three)
+    scaling = out[out.index("scaling"):].splitlines()
+    assert scaling[1].split()[:4] == ["packets", "MiB", "conversations", "pages"]
+    assert [row.split()[0] for row in scaling[2:4]] == ["1,000", "2,000"]
+    assert all(row.split()[3] == "3" for row in scaling[2:4])
+    assert "pages: a capture of at most 2,000 conversations gets a page for each" in out
+
+
+def test_runner_knows_the_page_limit() -> None:
+    """bench/run.py explains the scaling table with pcapcheck's page policy without importing pcapcheck."""
+    from pcapcheck.report.html_report import PAGE_LIMIT
+
+    assert _load("run").PAGE_LIMIT == PAGE_LIMIT
 
 
 @needs_tshark
