@@ -525,7 +525,8 @@ class RstAnalyzer:
                 dead[rec.d] = (rec.frame, v.origin)
             summaries.append(ending.RstSummary(rec.frame, rec.sender, v.origin, v.effect, rec.phase, superseded))
             rec.verdict = v
-        proto = mismatch.detect(self.cid, self._mismatch_facts(heads))
+        # (without a byte from the client there is nothing to tell: detect's first test, before the facts are made)
+        proto = mismatch.detect(self.cid, self._mismatch_facts(heads)) if heads[0] else []
         for rec in self._records:
             if rec.verdict is not None:
                 out.append(self._rst_finding(rec, rec.verdict, [*findings, *proto]))
