@@ -182,7 +182,8 @@ def test_timeline_cap_keeps_first_last_and_marked(tmp_path: Path) -> None:
 def test_timeline_cap_keeps_exactly_the_head_the_first_marked_and_the_last_others(tmp_path: Path) -> None:
     """Beyond the head, the first ``timeline_marked`` rows with a flag, verdict or SYN/FIN/RST are kept, and of
     the others (marked ones past that cap included) the last ``timeline_tail``: checked row by row against the
-    same capture's full timeline, with many more rows than the tail holds (it wraps around several times)."""
+    same capture's full timeline, for tails shorter and longer than a block of rows (pipeline._TAIL_BLOCK), each
+    with many more rows than it holds."""
     segs = [(C, S, 5000, 80, 1000, 0, SYN, b""), (S, C, 80, 5000, 5000, 1001, SYN | ACK, b""),
             (C, S, 5000, 80, 1001, 5001, ACK, b"")]
     seq = 1001
