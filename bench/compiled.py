@@ -22,9 +22,9 @@ modules asked for with mypyc (gcc and the Python headers needed), then
    ratio ``make bench`` prints for each.
 
 Measured on 2026-12-05 (docs/performance.md, "A compiled core, measured"): the default modules are the per-packet
-path with the HTTP reader and analyzer, the models, report.json's writer and the pages' views (20). ``--suite`` runs the test suite against the compiled copy instead (tests/,
-fixtures/, docs/ and bench/ copied beside it, ../shared linked when it exists): what a compiled build would have to
-pass. The tests that need a module interpreted (they patch, subclass or inspect it, or give it values its
+path with the HTTP reader and analyzer, the models, report.json's writer and the pages' views (20). ``--suite`` runs
+the test suite against the compiled copy instead (tests/, fixtures/, docs/ and bench/ copied beside it, ../shared
+linked when it exists): what a compiled build would have to pass. The tests that need a module interpreted (they patch, subclass or inspect it, or give it values its
 annotations exclude) skip themselves there (tests.conftest.interpreted).
 
 mypyc trusts annotations: compiled with mypy's errors ignored, modules crashed the interpreter; where mypy narrows a
