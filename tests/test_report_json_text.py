@@ -218,7 +218,7 @@ def test_json_gives_the_first_kib_of_a_body():
 
 
 def test_json_gives_the_first_256_bytes_of_a_binary_body():
-    """A binary body (views.is_binary: over a quarter of its first KiB neither printable ASCII nor line breaks) gets
+    """A binary body (http.model.is_binary: over a quarter of its first KiB neither printable ASCII nor line breaks) gets
     its first 256 bytes (JSON_BINARY_EXCERPT), as its page shows as hex: escaped, each such byte takes 5 characters
     of JSON. Its page is built from the bytes the message keeps (to_json(page=True)), not from these."""
     from pcapcheck.http.model import JSON_BINARY_EXCERPT, JSON_BODY_EXCERPT
