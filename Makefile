@@ -5,7 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= fixtures/incident1-te-duplicate.pcap
 
-.PHONY: install test test-thorough lint fixtures demo crosscheck bench bench-quick bench-micro bench-adversarial bench-compiled clean
+# The optional compiled build (make install-compiled): its own environment, rebuilt when a source file changes.
+CVENV   := .venv-compiled
+CBIN    := $(CVENV)/bin
+CSTAMP  := $(CVENV)/.installed
+MYPY    := mypy==2.4.1
+SOURCES := $(shell find pcapcheck -type f ! -path '*/__pycache__/*' 2>/dev/null)
+
+.PHONY: install install-compiled test test-compiled test-thorough lint fixtures demo crosscheck bench bench-quick bench-micro bench-adversarial bench-compiled clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,9 +23,28 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
+# The same source with the per-packet path compiled by mypyc (setup.py, setup.cfg's [pcapcheck:compiled]), installed
+# into .venv-compiled: the same reports, about a quarter less CPU (docs/performance.md, "The compiled build"). Needs
+# gcc and the Python headers; mypy is installed there to build it, never needed to run it.
+$(CSTAMP): setup.py setup.cfg pyproject.toml $(SOURCES)
+	test -x $(CBIN)/python || $(PYTHON) -m venv $(CVENV)
+	$(CBIN)/python -m pip install --quiet --upgrade pip
+	$(CBIN)/python -m pip install --quiet '$(MYPY)' wheel 'setuptools>=61'
+	$(CBIN)/python -m pip install --quiet --no-build-isolation '.[test]'
+	PCAPCHECK_COMPILE=1 $(CBIN)/python -m pip install --quiet --no-build-isolation --force-reinstall --no-deps .
+	$(CBIN)/python -m compileall -q $$($(CBIN)/python -c 'import os, pcapcheck; print(os.path.dirname(pcapcheck.__file__))')
+	$(CBIN)/pcapcheck --version | grep -q 'compiled by mypyc'
+	touch $(CSTAMP)
+
+install-compiled: $(CSTAMP)
+
 test: $(STAMP)
 	$(BIN)/python fixtures/make_fixtures.py --check
 	$(BIN)/python -m pytest -q
+
+# The test suite against the compiled build (CI runs it after make test): bench/compiled.py --suite.
+test-compiled: $(STAMP) $(CSTAMP)
+	$(CBIN)/python bench/compiled.py --suite
 
 # More hypothesis examples (the default profile is quick).
 test-thorough: $(STAMP)
@@ -62,13 +88,11 @@ bench-adversarial: $(STAMP)
 	$(BIN)/python -m compileall -q pcapcheck
 	$(BIN)/python bench/adversarial.py $(BENCH_ARGS)
 
-# An experiment for the owner's decision on a compiled core (docs/performance.md): the same source with the per-packet
-# path compiled by mypyc, checked for the same report, timed against the pure Python and tshark in the same rounds.
-# mypy is installed into the venv for it (pcapcheck itself never needs it). BENCH_ARGS=--suite: the test suite run
-# against the compiled copy instead.
-bench-compiled: $(STAMP)
-	$(BIN)/python -c "import mypyc" 2>/dev/null || $(BIN)/python -m pip install --quiet mypy
-	$(BIN)/python bench/compiled.py --tshark $(BENCH_ARGS)
+# The compiled build against the pure Python and tshark, in the same rounds, after checking that both write the same
+# report byte for byte (bench/compiled.py).
+bench-compiled: $(STAMP) $(CSTAMP)
+	$(BIN)/python -m compileall -q pcapcheck
+	$(BIN)/python bench/compiled.py --tshark --compiled-python $(CBIN)/python $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) report build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(CVENV) report build *.egg-info .pytest_cache .hypothesis

@@ -7,6 +7,7 @@ Exit codes (decided in one place, ``main``): 0 nothing at or above ``--fail-on``
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import sys
 import traceback
@@ -77,8 +78,27 @@ def _options(kernel: str, be_liberal: bool, no_http: bool) -> Options:
     return Options(kernel=kernel, be_liberal=be_liberal, http=not no_http)
 
 
+def build_description(package_dir: Path | None = None) -> str:
+    """How this pcapcheck was built, for ``--version``: "pure Python", or how many of its modules are C extensions
+    compiled by mypyc (``make install-compiled``; an extension module is imported in place of its source)."""
+    if package_dir is None:
+        package_dir = Path(__file__).resolve().parent
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    compiled = [p for p in package_dir.rglob("*") if p.name.endswith(suffixes)]
+    if not compiled:
+        return "pure Python"
+    return f"compiled by mypyc: {len(compiled)} module{'s' if len(compiled) != 1 else ''}"
+
+
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"pcapcheck {__version__} ({build_description()})")
+        ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="pcapcheck")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
+              help="Show the version, and whether this build is compiled, and exit.")
 @click.option("--debug", is_flag=True, help="show tracebacks of internal errors")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:

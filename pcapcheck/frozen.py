@@ -15,6 +15,10 @@ frozenness are those of the dataclass; pickles hold the class and the values in 
 ``frozen_builder`` is cheaper still, for the few hot spots that build many objects: a class with the same slots
 that is not frozen. ``frozen_maker`` wraps it in a generated function taking the fields in order (start lines,
 header framing, TCP options); the header-field loop uses the builder inline, saving the call.
+
+A class compiled by mypyc (``make install-compiled``: setup.py) is built natively and has no ``__slots__`` to
+reuse: for such a class ``frozen_maker`` gives the class itself (its constructor is native), so the same source runs
+interpreted or compiled; ``frozen_builder`` refuses it (its one user, the header parser, stays interpreted).
 """
 
 from __future__ import annotations
@@ -84,13 +88,21 @@ def fast_frozen(cls: T) -> T:
     return cls
 
 
+def compiled_class(cls: type) -> bool:
+    """Whether ``cls`` is a native class of a module compiled by mypyc (which gives each such class the tuple of its
+    attributes' names as ``__mypyc_attrs__``)."""
+    return "__mypyc_attrs__" in cls.__dict__
+
+
 def frozen_builder(cls: type) -> type:
     """A class with the slots of ``cls`` (a frozen dataclass with slots) that is not frozen, for hot paths that
     build many ``cls`` objects: set the fields on a builder instance, then assign ``__class__ = cls``. The
     result is the object ``cls(...)`` makes (same type, fields, equality, hash, frozen from then on), built with
     plain slot stores instead of the frozen ``__init__``'s ``object.__setattr__`` calls: a quarter of the cost.
     CPython allows ``__class__`` assignment between classes of the same slot layout; that is checked here,
-    once, so a change to ``cls`` that breaks it fails at import."""
+    once, so a change to ``cls`` that breaks it fails at import; so does a class compiled by mypyc (TypeError)."""
+    if compiled_class(cls):
+        raise TypeError(f"frozen_builder: {cls.__name__} is compiled by mypyc; build it with its constructor")
     names = tuple(f.name for f in fields(cls))
     assert cls.__slots__ == names and cls.__bases__ == (object,), cls
     builder = type(cls.__name__ + "Builder", (), {"__slots__": names, "__module__": cls.__module__})
@@ -102,7 +114,9 @@ def frozen_builder(cls: type) -> type:
 def frozen_maker(cls: type):  # -> Callable[..., cls]
     """A function ``make(field1, field2, ...)`` (every field of ``cls``, positionally, in field order, no defaults)
     that returns the object ``cls(field1, field2, ...)`` makes, built through ``frozen_builder``: generated once,
-    with the stores unrolled."""
+    with the stores unrolled. For a class compiled by mypyc, the class itself (its constructor is native)."""
+    if compiled_class(cls):
+        return cls
     names = tuple(f.name for f in fields(cls))
     env: dict[str, object] = {"_Builder": frozen_builder(cls), "_cls": cls}
     source = (f"def make({', '.join(names)}):\n    o = _Builder()\n"

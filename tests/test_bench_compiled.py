@@ -1,44 +1,27 @@
-"""bench/compiled.py, the mypyc experiment: the parts that need no compiler. Its patch of frozen.py must still apply
-to the module as it is (a change there would otherwise surface only when someone runs the experiment), and the
-patched builders must give the same objects for the classes pcapcheck builds with them; a report that differs in
-one file must be caught."""
+"""The compiled build's parts that need no compiler: frozen.py's handling of compiled classes, ``--version``'s build
+description, and bench/compiled.py's checks (the module list, a build older than the source, a report that differs in
+one file). make test-compiled runs this whole suite against the build itself."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.machinery
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from pcapcheck import __version__, frozen
+from pcapcheck.cli import build_description, cli
 from tests.test_bench_gen import ROOT, _load
 
 compiled = _load("compiled")
 
 
-def _unpatched(text: str) -> str:
-    """frozen.py's source, as the repository has it; skips in the compiled copy (bench/compiled.py --suite), where
-    frozen.py is patched already and the patch cannot apply again."""
-    if compiled.is_patched(text):
-        pytest.skip("frozen.py is the compiled copy's, patched already (bench/compiled.py --suite)")
-    return text
-
-
-def _patched_frozen():
-    source = compiled.compat_source(_unpatched((ROOT / "pcapcheck" / "frozen.py").read_text()))
-    spec = importlib.util.spec_from_loader("frozen_patched", loader=None)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["frozen_patched"] = module  # (dataclasses look the module up)
-    try:
-        exec(compile(source, "frozen_patched.py", "exec"), module.__dict__)
-    finally:
-        del sys.modules["frozen_patched"]
-    return module
-
-
-def test_the_frozen_patch_applies_and_changes_nothing_for_python_classes() -> None:
-    frozen = _patched_frozen()
+def test_the_builders_serve_python_classes_and_give_a_compiled_class_its_constructor() -> None:
+    """A class compiled by mypyc (``__mypyc_attrs__`` in its dict) has no __slots__ to build through: frozen_maker
+    gives the class itself, frozen_builder refuses it; a Python class gets the generated maker and builder."""
 
     @dataclass(frozen=True, slots=True)
     class Point:
@@ -46,25 +29,44 @@ def test_the_frozen_patch_applies_and_changes_nothing_for_python_classes() -> No
         y: int
 
     make = frozen.frozen_maker(Point)
-    assert make(1, 2) == Point(1, 2) and type(make(1, 2)) is Point
-    assert frozen.frozen_builder(Point) is not None
-
-
-def test_the_frozen_patch_takes_the_constructor_of_a_class_without_slots() -> None:
-    """A mypyc-compiled class has no __slots__: the builders fall back to it."""
-    frozen = _patched_frozen()
+    assert make is not Point and make(1, 2) == Point(1, 2) and type(make(1, 2)) is Point
+    assert not frozen.compiled_class(Point) and frozen.frozen_builder(Point) is not None
 
     @dataclass(frozen=True)
-    class Plain:
+    class Native:  # what a compiled class looks like to the builders
+        __mypyc_attrs__ = ("x",)
         x: int
 
-    assert frozen.frozen_maker(Plain) is Plain
-    assert frozen.frozen_builder(Plain) is None
+    assert frozen.compiled_class(Native)
+    assert frozen.frozen_maker(Native) is Native
+    with pytest.raises(TypeError, match="compiled by mypyc"):
+        frozen.frozen_builder(Native)
 
 
-def test_the_patch_fails_loudly_when_frozen_py_changed() -> None:
-    with pytest.raises(compiled.Failed, match="frozen.py changed"):
-        compiled.compat_source("def frozen_builder(cls):\n    return cls\n")
+def test_build_description_counts_the_extension_modules(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("")
+    (tmp_path / "sub").mkdir()
+    assert build_description(tmp_path) == "pure Python"
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    (tmp_path / f"a{suffix}").write_bytes(b"")
+    assert build_description(tmp_path) == "compiled by mypyc: 1 module"
+    (tmp_path / "sub" / f"b{suffix}").write_bytes(b"")
+    assert build_description(tmp_path) == "compiled by mypyc: 2 modules"
+
+
+def test_version_says_how_pcapcheck_was_built() -> None:
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"pcapcheck {__version__} ({build_description()})\n"
+
+
+def test_the_configured_modules_exist_and_leave_out_what_must_stay_interpreted() -> None:
+    """setup.cfg's list (what setup.py compiles): every name a module; http/spill.py stays interpreted (its weak
+    references: a compiled class does not clear them when freed), and so does the header parser (frozen_builder)."""
+    modules = compiled.configured_modules()
+    assert len(modules) == len(set(modules)) > 0
+    compiled.module_paths(modules)  # each exists
+    assert "http/spill" not in modules and "http/parser" not in modules and "frozen" not in modules
 
 
 def test_module_paths() -> None:
@@ -95,19 +97,38 @@ def test_differences_names_every_file_that_differs(tmp_path: Path) -> None:
     assert compiled.differences(a, a) == []
 
 
+def test_a_build_older_than_the_source_is_found(tmp_path: Path) -> None:
+    src, inst = tmp_path / "src", tmp_path / "inst"
+    for d in (src, inst):
+        (d / "templates").mkdir(parents=True)
+        (d / "a.py").write_text("x = 1\n")
+        (d / "templates" / "page.html").write_text("<p>")
+    (src / "__pycache__").mkdir()
+    (src / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"?")  # (never compared)
+    assert compiled.stale_files(inst, src) == []
+    (src / "a.py").write_text("x = 2\n")
+    (src / "b.py").write_text("")
+    (src / "templates" / "page.html").write_text("<p>!")
+    assert compiled.stale_files(inst, src) == ["a.py", "b.py", "templates/page.html"]
+
+
+def test_compiled_tree_takes_only_a_compiled_build(tmp_path: Path) -> None:
+    """bench/compiled.py refuses a missing interpreter, and one whose pcapcheck is pure Python (as make test's is);
+    in make test-compiled, where this runs on the compiled build, it takes that build."""
+    with pytest.raises(compiled.Failed, match="make install-compiled"):
+        compiled.compiled_tree(tmp_path / "no-python")
+    if build_description() == "pure Python":
+        with pytest.raises(compiled.Failed, match="is pure Python"):
+            compiled.compiled_tree(Path(sys.executable))
+    else:
+        assert (compiled.compiled_tree(Path(sys.executable)) / "pcapcheck").resolve() == (ROOT / "pcapcheck").resolve()
+
+
 def test_timed_measures_a_command_and_fails_on_its_exit_status() -> None:
     wall, cpu = compiled.timed([sys.executable, "-c", "sum(range(10**6))"], "a loop")
     assert wall > 0 and cpu > 0
     with pytest.raises(compiled.Failed, match="a failure failed: boom"):
         compiled.timed([sys.executable, "-c", "import sys; sys.exit('boom')"], "a failure")
-
-
-def test_the_patch_tests_skip_only_on_a_patched_frozen_py() -> None:
-    """In the compiled copy (--suite) frozen.py is patched already: the tests of the patch skip there, and only there."""
-    text = _unpatched((ROOT / "pcapcheck" / "frozen.py").read_text())  # (in the compiled copy this test skips too)
-    assert not compiled.is_patched(text) and _unpatched(text) == text
-    with pytest.raises(pytest.skip.Exception, match="patched already"):
-        _unpatched(compiled.compat_source(text))
 
 
 def test_interpreted_skips_only_where_a_module_is_compiled() -> None:
@@ -125,14 +146,15 @@ def test_interpreted_skips_only_where_a_module_is_compiled() -> None:
 
 def test_the_modules_it_compiles_type_check(tmp_path: Path) -> None:
     """mypyc trusts the annotations of the modules it compiles: where mypy finds an error, the compiled code can
-    raise TypeError or crash (docs/performance.md, "A compiled core, measured"). mypy is no pcapcheck dependency;
-    make bench-compiled installs it into the venv, and where it is this keeps the experiment's modules clean."""
+    raise TypeError or crash (docs/performance.md, "A compiled core, measured"); setup.py's build fails on them. mypy
+    is no pcapcheck dependency: it is installed where the compiled build is (make install-compiled), and there this
+    checks the modules setup.cfg lists."""
     try:
         import mypy.api
     except ImportError:
-        pytest.skip("mypy is not installed (make bench-compiled installs it): the compiled modules' annotations "
-                    "are not checked")
-    files = [str(ROOT / f) for f in compiled.module_paths(list(compiled.DEFAULT_MODULES))]
+        pytest.skip("mypy is not installed (make install-compiled installs it where it builds): the compiled "
+                    "modules' annotations are not checked here")
+    files = [str(ROOT / f) for f in compiled.module_paths(compiled.configured_modules())]
     out, err, status = mypy.api.run(["--ignore-missing-imports", "--follow-imports=silent",
                                      "--cache-dir", str(tmp_path), *files])
     assert status == 0, out + err
