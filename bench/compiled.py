@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
-    python = args.compiled_python
+    python = Path(os.path.abspath(args.compiled_python))  # (not resolved: a venv's python is a link to the base one)
     try:
         tree = compiled_tree(python)
         if args.suite:

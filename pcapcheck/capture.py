@@ -144,7 +144,7 @@ class CaptureReader:
             except OSError as e:
                 raise CaptureError(f"{self.path}: cannot open: {e.strerror or e}") from None
         if not hasattr(raw, "peek"):
-            raw = io.BufferedReader(raw)  # type: ignore[arg-type]
+            raw = io.BufferedReader(raw)  # type: ignore[arg-type,type-var]
         head = raw.peek(4)[:4]  # type: ignore[attr-defined]
         if head[:2] == GZIP_MAGIC:
             self.compressed = True

@@ -51,8 +51,8 @@ def fixture_path(name: str) -> Path:
 
 
 def interpreted(*modules: ModuleType) -> None:
-    """Skip the calling test where one of ``modules`` is compiled (``bench/compiled.py --suite`` runs the suite against
-    a copy with the per-packet path compiled by mypyc): the test watches that code by patching, subclassing or
+    """Skip the calling test where one of ``modules`` is compiled (``make test-compiled`` runs the suite against
+    the build with the per-packet path compiled by mypyc): the test watches that code by patching, subclassing or
     inspecting it, or feeds it values its annotations exclude, which compiled code refuses. Interpreted, as always
     in make test, it runs."""
     compiled = [m.__name__ for m in modules if not (m.__file__ or "").endswith(".py")]

@@ -158,3 +158,19 @@ def test_the_modules_it_compiles_type_check(tmp_path: Path) -> None:
     out, err, status = mypy.api.run(["--ignore-missing-imports", "--follow-imports=silent",
                                      "--cache-dir", str(tmp_path), *files])
     assert status == 0, out + err
+
+
+def test_a_relative_compiled_python_is_taken_from_the_current_directory(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """make bench-compiled passes .venv-compiled/bin/python; the probe runs elsewhere, so the path is made absolute
+    (and not resolved: a venv's python is a link to the base interpreter, which has no pcapcheck)."""
+    seen = []
+
+    def stop(python: Path) -> Path:
+        seen.append(python)
+        raise compiled.Failed("stop here")
+
+    monkeypatch.setattr(compiled, "compiled_tree", stop)
+    monkeypatch.chdir(tmp_path)
+    assert compiled.main(["--compiled-python", "venv/bin/python"]) == 1
+    assert seen == [tmp_path / "venv" / "bin" / "python"]
