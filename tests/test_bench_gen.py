@@ -264,3 +264,23 @@ def test_runner_times_every_capture_form(tmp_path):
                                                  ("snaplen", ".pcap"), ("vlan", ".pcap")))]
     formats = json.loads(out.read_text())["formats"]
     assert len(formats) == 6 and all(len(v["tools"]) == 2 for v in formats.values())
+
+
+def test_runner_times_the_compiled_build_when_asked() -> None:
+    """--compiled: .venv-compiled's pcapcheck (make install-compiled) in place of .venv's, named by its --version; the
+    two ways of naming the command cannot be combined."""
+    run = _load("run")
+    args = run.parse_args(["--compiled"])
+    assert args.pcapcheck_cmd == run.COMPILED_PCAPCHECK and ".venv-compiled" in args.pcapcheck_cmd
+    assert run.parse_args([]).pcapcheck_cmd == run.DEFAULT_PCAPCHECK
+    with pytest.raises(SystemExit):
+        run.parse_args(["--compiled", "--pcapcheck-cmd", "true"])
+    elsewhere = run.COMPILED_PCAPCHECK.replace(shlex.quote(str(run.ROOT)), "/nonexistent")
+    with pytest.raises(run.BenchError, match="not found") as missing:
+        run.pcapcheck_argv(elsewhere)
+    assert "make install" not in str(missing.value)  # (the hint is for the default commands only)
+    if Path(shlex.split(run.COMPILED_PCAPCHECK)[0]).exists():
+        assert run.pcapcheck_argv(run.COMPILED_PCAPCHECK)[1:] == ["analyze", "{capture}", "-o", "{out}"]
+    else:
+        with pytest.raises(run.BenchError, match="make install-compiled"):
+            run.pcapcheck_argv(run.COMPILED_PCAPCHECK)
