@@ -19,34 +19,34 @@ import struct
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, Final, NamedTuple
 
 import dpkt
 
-GZIP_MAGIC = b"\x1f\x8b"
-PCAPNG_SHB = dpkt.pcapng.PCAPNG_BT_SHB  # 0x0A0D0D0A
-PCAPNG_BOM = 0x1A2B3C4D
+GZIP_MAGIC: Final = b"\x1f\x8b"
+PCAPNG_SHB: Final = dpkt.pcapng.PCAPNG_BT_SHB  # 0x0A0D0D0A
+PCAPNG_BOM: Final = 0x1A2B3C4D
 # Wireshark's WTAP_MAX_PACKET_SIZE_STANDARD: larger records are treated as corruption.
-MAX_RECORD = 262144
+MAX_RECORD: Final = 262144
 CHUNK = 1 << 20
-BATCH = 256  # pcapng records per batch (classic pcap: one batch per chunk)
+BATCH: Final = 256  # pcapng records per batch (classic pcap: one batch per chunk)
 # pcapng blocks that Wireshark numbers as frames although they hold no packet:
 # custom blocks (copyable or not) and systemd journal export blocks.
-CUSTOM_BLOCKS = {0x00000BAD, 0x40000BAD, 0x00000009}
-NO_PACKET = -2  # Frame.linktype of such a record
-_EPB = dpkt.pcapng.PCAPNG_BT_EPB
-_MAX_BLOCK = 16 * MAX_RECORD + 1024  # a longer pcapng block is damage
-_tnew = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (half the cost)
+CUSTOM_BLOCKS: Final = {0x00000BAD, 0x40000BAD, 0x00000009}
+NO_PACKET: Final = -2  # Frame.linktype of such a record
+_EPB: Final = dpkt.pcapng.PCAPNG_BT_EPB
+_MAX_BLOCK: Final = 16 * MAX_RECORD + 1024  # a longer pcapng block is damage
+_tnew: Final = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (half the cost)
 
 # classic pcap magic (as read little-endian) -> (byte order, nanosecond timestamps)
-PCAP_MAGICS = {
+PCAP_MAGICS: Final = {
     0xA1B2C3D4: ("<", False),
     0xA1B23C4D: ("<", True),
     0xD4C3B2A1: (">", False),
     0x4D3CB2A1: (">", True),
 }
 
-LINKTYPE_NAMES = {
+LINKTYPE_NAMES: Final = {
     0: "NULL (BSD loopback)",
     1: "Ethernet",
     12: "raw IP",

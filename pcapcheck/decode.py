@@ -15,47 +15,48 @@ import socket
 import struct
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import dpkt  # type: ignore[import-untyped]
 
 from pcapcheck.capture import LINKTYPE_NAMES, Frame
 
-_ipv4_hdr = struct.Struct("!BBHHHBBH4s4s").unpack_from
-_tcp_hdr = struct.Struct("!HHIIHH").unpack_from
-_u16 = struct.Struct("!H").unpack_from
+_ipv4_hdr: Final = struct.Struct("!BBHHHBBH4s4s").unpack_from
+_tcp_hdr: Final = struct.Struct("!HHIIHH").unpack_from
+_u16: Final = struct.Struct("!H").unpack_from
 # The common case, IPv4 without options carrying TCP, in one unpack per record: the link header's protocol
 # field, then the IPv4 and TCP fixed headers. By link type: (unpack, link header length, the protocol field's
 # value for IPv4, shortest record). Raw IP has no protocol field: a zero-length field, b"", stands for it.
-_IP4_TCP = "BxHHHBBxx4s4sHHIIHH"
-_FAST_PATH_LINKS: dict[int, tuple[Any, int, Any]] = {
+_IP4_TCP: Final = "BxHHHBBxx4s4sHHIIHH"
+_FAST_PATH_LINKS: Final[dict[int, tuple[Any, int, Any]]] = {
     1: (struct.Struct("!12xH" + _IP4_TCP).unpack_from, 14, 0x0800),  # Ethernet II
     113: (struct.Struct("!14xH" + _IP4_TCP).unpack_from, 16, 0x0800),  # Linux cooked v1 (tcpdump -i any)
     276: (struct.Struct("!H18x" + _IP4_TCP).unpack_from, 20, 0x0800),  # Linux cooked v2
     **{lt: (struct.Struct("!0s" + _IP4_TCP).unpack_from, 0, b"") for lt in (101, 12, 14, 228)},  # raw IP
 }
-_FAST_PATHS: dict[int, tuple[Any, int, Any, int]] = {
+_FAST_PATHS: Final[dict[int, tuple[Any, int, Any, int]]] = {
     lt: (unpack, lhl, want, lhl + 40) for lt, (unpack, lhl, want) in _FAST_PATH_LINKS.items()}
-_NO_FAST_PATH: tuple[Any, int, Any, int] = (None, 0, None, 1 << 62)  # a link type without one: no record is that long
+_NO_FAST_PATH: Final[tuple[Any, int, Any, int]] = (None, 0, None, 1 << 62)  # a link type without one: no record is that long
 # When that fails: Ethernet with one 802.1Q tag and IPv4, or IPv6 without extension headers carrying TCP, on the
 # link types of _FAST_PATHS (a trunk port's capture, a dual-stack network): _alt_headers.
-_ALT_LINKS = frozenset(_FAST_PATHS) | {229}
-_ALT_TYPES = frozenset({0x8100, 0x86DD})  # the protocol field of the links of _FAST_PATHS that have one
-_IP4_TCP_AT = struct.Struct("!" + _IP4_TCP).unpack_from
-_IP6_TCP_AT = struct.Struct("!IHBB16s16sHHIIHH").unpack_from
+_ALT_LINKS: Final = frozenset(_FAST_PATHS) | {229}
+_ALT_TYPES: Final = frozenset({0x8100, 0x86DD})  # the protocol field of the links of _FAST_PATHS that have one
+_IP4_TCP_AT: Final = struct.Struct("!" + _IP4_TCP).unpack_from
+_IP6_TCP_AT: Final = struct.Struct("!IHBB16s16sHHIIHH").unpack_from
 
-_u16le = struct.Struct("<H").unpack_from
-_u32le = struct.Struct("<I").unpack_from
-_u32be = struct.Struct(">I").unpack_from
+_u16le: Final = struct.Struct("<H").unpack_from
+_u32le: Final = struct.Struct("<I").unpack_from
+_u32be: Final = struct.Struct(">I").unpack_from
 
-ETH_IPV4, ETH_IPV6 = dpkt.ethernet.ETH_TYPE_IP, dpkt.ethernet.ETH_TYPE_IP6
-VLAN_TYPES = {0x8100, 0x88A8, 0x9100, 0x9200}
-IPV6_EXT = {0, 43, 60, 51, 135, 139, 140}  # hop-by-hop, routing, dest opts, AH, mobility, HIP, shim6
-NULL_IPV6 = {24, 28, 30}
+ETH_IPV4: Final = dpkt.ethernet.ETH_TYPE_IP
+ETH_IPV6: Final = dpkt.ethernet.ETH_TYPE_IP6
+VLAN_TYPES: Final = {0x8100, 0x88A8, 0x9100, 0x9200}
+IPV6_EXT: Final = {0, 43, 60, 51, 135, 139, 140}  # hop-by-hop, routing, dest opts, AH, mobility, HIP, shim6
+NULL_IPV6: Final = {24, 28, 30}
 # Pending IPv4 and IPv6 fragment sets are bounded; the oldest are dropped (and reported) beyond this.
-MAX_FRAGMENT_SETS = 1024
-_NEVER_COMPLETED = {3: "IPv4 fragment never completed", 4: "IPv6 fragment never completed"}  # by key length
-_tnew = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (half the cost)
+MAX_FRAGMENT_SETS: Final = 1024
+_NEVER_COMPLETED: Final = {3: "IPv4 fragment never completed", 4: "IPv6 fragment never completed"}  # by key length
+_tnew: Final = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (half the cost)
 
 
 def _alt_headers(buf: bytes, start: int, caplen: int, lt: int) -> tuple | None:
@@ -168,7 +169,7 @@ class TcpPacket(NamedTuple):
     df: bool
 
 
-ICMP_EVENT = 0x100  # IcmpError.flags: beyond the 8 TCP flag bits, so no TCP test matches it
+ICMP_EVENT: Final = 0x100  # IcmpError.flags: beyond the 8 TCP flag bits, so no TCP test matches it
 
 
 class IcmpError(NamedTuple):
@@ -200,8 +201,8 @@ class IcmpError(NamedTuple):
 # ICMP errors, whose body quotes the datagram that caused them: destination unreachable (fragmentation needed
 # is code 4), source quench, time exceeded, parameter problem; ICMPv6 destination unreachable, packet too big,
 # time exceeded, parameter problem. (Not redirects: Wireshark numbers no stream for their quote either.)
-ICMP4_QUOTING = {3, 4, 11, 12}
-ICMP6_QUOTING = {1, 2, 3, 4}
+ICMP4_QUOTING: Final = {3, 4, 11, 12}
+ICMP6_QUOTING: Final = {1, 2, 3, 4}
 
 
 def _ext_next(data: bytes, nh: int, pos: int) -> tuple[int, int]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as json_str  # json.dumps(str), the C function when there is one
 from operator import itemgetter
-from typing import Any
+from typing import Any, Final
 
 from pcapcheck.frozen import fast_frozen
 
@@ -39,8 +39,8 @@ class Severity(enum.IntEnum):
             raise ValueError(f"unknown severity {text!r}: use error, warning, notice or info") from None
 
 
-C2S = "c2s"
-S2C = "s2c"
+C2S: Final = "c2s"
+S2C: Final = "s2c"
 
 
 @fast_frozen
@@ -109,12 +109,12 @@ def object_template(*keys: str) -> str:
     return "{" + ", ".join(json_str(k).replace("%", "%%") + ": %s" for k in keys) + "}"
 
 
-_FINDING_TEXT = object_template("code", "conversation", "detail", "direction", "frames", "message", "rule", "severity")
-_SEVERITY_TEXT = {s: json_str(s.label) for s in Severity}
+_FINDING_TEXT: Final = object_template("code", "conversation", "detail", "direction", "frames", "message", "rule", "severity")
+_SEVERITY_TEXT: Final = {s: json_str(s.label) for s in Severity}
 
-_PLAIN = frozenset({str, int, float, bool, type(None)})  # exact types json.dumps writes as they are
-_INT = frozenset({int})
-_STR = frozenset({str})
+_PLAIN: Final = frozenset({str, int, float, bool, type(None)})  # exact types json.dumps writes as they are
+_INT: Final = frozenset({int})
+_STR: Final = frozenset({str})
 
 
 def json_value(value: Any, dumps: Callable[[Any], str]) -> str | int:
@@ -152,7 +152,7 @@ def json_scalars(values: tuple, dumps: Callable[[Any], str]) -> tuple:
     return tuple([json_value(x, dumps) for x in values])
 
 
-_DETAIL_TEMPLATES: dict[tuple[str, ...], tuple[str, Callable[[dict], tuple]]] = {}
+_DETAIL_TEMPLATES: Final[dict[tuple[str, ...], tuple[str, Callable[[dict], tuple]]]] = {}
 
 
 def json_detail(value: Any, dumps: Callable[[Any], str]) -> str | int:
@@ -195,10 +195,10 @@ def json_detail(value: Any, dumps: Callable[[Any], str]) -> str | int:
     return dumps(_jsonable(value))
 
 
-_SHORT = 64  # header names and values, start-line parts: few distinct values, so their text is cached
-_SHORT_TEXT: dict[bytes, str] = {}
-_SHORT_TEXT_MAX = 1 << 12  # when full it starts over
-ASIDE = "\x00"  # marks text kept aside (never in JSON text: json.dumps escapes control characters)
+_SHORT: Final = 64  # header names and values, start-line parts: few distinct values, so their text is cached
+_SHORT_TEXT: Final[dict[bytes, str]] = {}
+_SHORT_TEXT_MAX: Final = 1 << 12  # when full it starts over
+ASIDE: Final = "\x00"  # marks text kept aside (never in JSON text: json.dumps escapes control characters)
 
 
 def escape_json(value: bytes | bytearray | memoryview, aside: list[bytes] | None = None) -> str:
@@ -241,7 +241,7 @@ def _escape_json(value: bytes) -> bytes:
     return text.replace(b'"', b'\\"')
 
 
-_PLAIN_TEXT = bytes(range(0x20, 0x7F)) + b"\t\n\r"  # bytes escape() writes as is or as \t \n \r
+_PLAIN_TEXT: Final = bytes(range(0x20, 0x7F)) + b"\t\n\r"  # bytes escape() writes as is or as \t \n \r
 
 
 def aside_pieces(text: str, aside: list[bytes]) -> list[bytes]:

@@ -13,20 +13,23 @@ linger; a small tombstone keeps their id so late packets still get the right id.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Final
 
 from pcapcheck.decode import IcmpError, TcpPacket
 from pcapcheck.tombstones import Tombstones
 
-_tnew = tuple.__new__
+_tnew: Final = tuple.__new__
 
-SYN, ACK, FIN, RST = 0x02, 0x10, 0x01, 0x04
+SYN: Final = 0x02
+ACK: Final = 0x10
+FIN: Final = 0x01
+RST: Final = 0x04
 _BARE = SYN | ACK | FIN | RST  # flags & _BARE == SYN: a bare SYN
 # Evicted conversations remembered for late packets (one packed entry each); bounded memory.
 MAX_TOMBSTONES = 200_000  # finished conversations whose id a late packet still finds
 # A tombstone: key src + dst + ports (_PORTS) of its side a -> (id, base of a, base of b, part), -1 = no base.
 # tombstones.Tombstones keeps them in about 43 bytes each for IPv4 (158 in a dict of packed bytes, 480 as tuples).
-_PORTS = struct.Struct(">HH")
+_PORTS: Final = struct.Struct(">HH")
 
 
 class Conversation:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from pcapcheck.findings import Finding, Severity, aside_pieces, dumps_sorted, json_scalars, json_value, object_template
 from pcapcheck.frozen import fast_frozen
@@ -174,18 +174,18 @@ class ConversationResult:
 
 
 # json_parts: up to this many exchanges, the line is made at once
-_EXCHANGES_AT_ONCE = 64
-_HTTP_MARK = "\0http\0"
+_EXCHANGES_AT_ONCE: Final = 64
+_HTTP_MARK: Final = "\0http\0"
 # to_json's keys, sorted (json_text passes the values in this order)
-_CONVERSATION_TEXT = object_template(
+_CONVERSATION_TEXT: Final = object_template(
     "bytes", "client", "client_guessed", "end", "end_ns", "end_sentence", "findings", "first_frame", "http", "id",
     "input", "last_frame", "packets", "server", "start_ns", "wireshark_filter",
 )
-_CONVERSATION_OMITTED_TEXT = object_template(  # ... with http_omitted (only when some exchanges were not kept)
+_CONVERSATION_OMITTED_TEXT: Final = object_template(  # ... with http_omitted (only when some exchanges were not kept)
     "bytes", "client", "client_guessed", "end", "end_ns", "end_sentence", "findings", "first_frame", "http",
     "http_omitted", "id", "input", "last_frame", "packets", "server", "start_ns", "wireshark_filter",
 )
-_PAIR_TEXT = object_template("c2s", "s2c")  # packets and bytes per direction
+_PAIR_TEXT: Final = object_template("c2s", "s2c")  # packets and bytes per direction
 
 
 @fast_frozen

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from pcapcheck import seq as sq
 from pcapcheck.analyzers.http1 import Http1Analyzer, HttpExchange
@@ -37,9 +37,9 @@ from pcapcheck.tcp.reassembly import TAIL_KEEP, Reassembler, SegmentSpill
 from pcapcheck.tcp.tracker import TcpTracker, flag_names
 from pcapcheck.tcp.window import ACCEPTED, ConntrackWindow
 
-DIRS = ("c2s", "s2c")
+DIRS: Final = ("c2s", "s2c")
 CHECK_EVERY = 4096  # packets between checks for conversations to finalize
-GC_THRESHOLD = 100_000  # the collector's youngest-generation threshold during a run (see fewer_collections)
+GC_THRESHOLD: Final = 100_000  # the collector's youngest-generation threshold during a run (see fewer_collections)
 
 
 @contextmanager
@@ -65,11 +65,11 @@ def fewer_collections() -> Iterator[None]:
         gc.set_threshold(*saved)
 
 
-_tnew = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (half the cost)
-_SFR = SYN | FIN | RST
-_FR = FIN | RST
+_tnew: Final = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (half the cost)
+_SFR: Final = SYN | FIN | RST
+_FR: Final = FIN | RST
 _BARE = SYN | ACK | FIN | RST  # flags & _BARE == SYN: a bare SYN (SynOnly)
-SYN_ONLY_MAX = 16  # bare SYNs a SynOnly keeps; the next packet builds the ConvState
+SYN_ONLY_MAX: Final = 16  # bare SYNs a SynOnly keeps; the next packet builds the ConvState
 
 # A timeline row as packed bytes, not a tuple: a tuple of eleven fields plus the int objects it holds is about
 # 320 bytes, and a busy conversation keeps thousands of rows until it is finalized (the largest part of a
@@ -78,17 +78,17 @@ SYN_ONLY_MAX = 16  # bare SYNs a SynOnly keeps; the next packet builds the ConvS
 # sender may send into (see ConvState.edge0): present, ack, raw window, SYN. Big-endian with the frame first,
 # so sorting the bytes sorts rows by frame. A row whose values do not fit (a corrupt capture's timestamps
 # centuries apart) is kept as a tuple in ConvState.odd (see ConvState._odd_row).
-_ROW = struct.Struct(">QqBBIIIHHHBIHB")
-_ROW_SIZE = _ROW.size
-_TAIL_BLOCK = 64 * _ROW_SIZE  # bytes; see ConvState._tail_full
-_STATE_BYTES = 28_000  # held_estimate: a conversation's objects, before what it keeps per packet or byte
-_TIMELINE_ROWS = 8000  # ... a packed row per packet, at most the default timeline caps (head, tail, marked)
-_KEPT_BYTES = 2 * (TAIL_KEEP + 4096) + 16 * 4096  # ... at most, of its payload: the reassembly tails and heads,
+_ROW: Final = struct.Struct(">QqBBIIIHHHBIHB")
+_ROW_SIZE: Final = _ROW.size
+_TAIL_BLOCK: Final = 64 * _ROW_SIZE  # bytes; see ConvState._tail_full
+_STATE_BYTES: Final = 28_000  # held_estimate: a conversation's objects, before what it keeps per packet or byte
+_TIMELINE_ROWS: Final = 8000  # ... a packed row per packet, at most the default timeline caps (head, tail, marked)
+_KEPT_BYTES: Final = 2 * (TAIL_KEEP + 4096) + 16 * 4096  # ... at most, of its payload: the reassembly tails and heads,
 # the HTTP heads and body excerpts
-_pack_row = _ROW.pack
-_NO_EDGE = (0, 0, 0, 0)
-_VERDICT_TEXT: list[str] = [""]  # verdict text by index; "" (accepted) is 0
-_VERDICT_INDEX: dict[str, int] = {"": 0}
+_pack_row: Final = _ROW.pack
+_NO_EDGE: Final = (0, 0, 0, 0)
+_VERDICT_TEXT: Final[list[str]] = [""]  # verdict text by index; "" (accepted) is 0
+_VERDICT_INDEX: Final[dict[str, int]] = {"": 0}
 
 
 def held_estimate(packets: int, payload: int) -> int:
@@ -228,7 +228,19 @@ class Timeline(Sequence):
         return tuple(out)
 
 
-class ConvState:
+class State:
+    """What the pipeline's loop hands a conversation's packets to: its ConvState, SynOnly or Foreign. A base class of
+    the three only so that, compiled (make install-compiled), the loop's call is a native one: on their union, or on
+    the ``Any`` of ``Conversation.state``, mypyc makes a generic method call (the direction boxed, the method looked up
+    by name). Interpreted, it changes nothing."""
+
+    __slots__ = ()
+
+    def packet(self, d: int, pkt: TcpPacket) -> None:
+        raise NotImplementedError
+
+
+class ConvState(State):
     """Everything the pipeline keeps for one active conversation."""
 
     __slots__ = (
@@ -562,7 +574,7 @@ def _options_dict(pkt: TcpPacket, o: tcpopt.TcpOptions) -> dict:
     return out
 
 
-class SynOnly:
+class SynOnly(State):
     """The state of a conversation of which only bare SYNs (no ACK, FIN, RST or payload) have come so far: a
     connection attempt, often never answered (a SYN flood, a scan, a filtered port).
 
@@ -605,7 +617,7 @@ class SynOnly:
         return st
 
 
-class Foreign:
+class Foreign(State):
     """The state of a conversation another shard analyzes (``Analysis(shard=...)``).
 
     Every shard routes every packet, so conversation ids, port reuse and eviction are the same in all of
@@ -763,6 +775,7 @@ class Analysis:
         self._skip = skip
         batch: list[tuple] | None
         pkt: Any  # a TcpPacket, or an IcmpError (flags & ICMP_EVENT)
+        st: State | None
         try:
             for batch in reader.record_batches():
                 if first_ts is None:
@@ -862,7 +875,7 @@ class Analysis:
         ))
 
 
-def _closing_packet(st: ConvState | SynOnly | Foreign, conv: Conversation, d: int, pkt: TcpPacket,
+def _closing_packet(st: State, conv: Conversation, d: int, pkt: TcpPacket,
                     closing: deque[tuple[Conversation, int]]) -> int:
     """A FIN or RST of an open conversation: hand it to the state; if that closed the conversation, queue it in
     ``closing`` with its held_bytes and return those (else 0). (A function of its own: the caller's test that the

@@ -4,9 +4,11 @@ Every comparison of sequence or acknowledgment numbers in pcapcheck goes through
 these functions: a bare ``<`` on sequence numbers is wrong once a stream wraps.
 """
 
-MOD = 1 << 32
-MASK = MOD - 1
-HALF = 1 << 31
+from typing import Final
+
+MOD: Final = 1 << 32
+MASK: Final = MOD - 1
+HALF: Final = 1 << 31
 
 
 def add(a: int, n: int) -> int:

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import struct
 from array import array
+from typing import Final
 
 # record: flags (1: base a set, 2: base b set, 4: live), part, base a, base b, id; then the key
-_HEAD = struct.Struct(">BIIIQ")
-_KEY_AT = _HEAD.size
-_LIVE = 4
-_MIN_SLOTS = 1024
-_COMPACT = 4096  # dropped records at the buffer's front before it is cut (and at least half of it)
+_HEAD: Final = struct.Struct(">BIIIQ")
+_KEY_AT: Final = _HEAD.size
+_LIVE: Final = 4
+_MIN_SLOTS: Final = 1024
+_COMPACT: Final = 4096  # dropped records at the buffer's front before it is cut (and at least half of it)
 
 
 class Tombstones:

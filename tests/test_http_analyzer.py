@@ -956,6 +956,25 @@ def test_requests_far_ahead_of_the_responses_are_spilled_and_joined_to_them(monk
     assert len(ex[30].interim) == 1 and ex[30].response is None and ex[31].response is None
 
 
+def test_exchanges_spilled_as_text_pass_through_the_joining(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exchanges no page shows are spilled as their JSON text only (ExchangeJson); when later requests run far ahead
+    of their responses, every spilled exchange is read back to be put in order and joined, the text-only ones
+    included: they pass through as they are (the compiled build refused them as not HttpExchanges, TypeError)."""
+    from pcapcheck.analyzers import http1
+    from pcapcheck.report import views
+
+    for name, value in (("FIRST", 1), ("LAST", 1), ("MARKED", 0)):
+        monkeypatch.setattr(http1, f"PAGE_EXCHANGES_{name}", value)
+        monkeypatch.setattr(views, f"PAGE_EXCHANGES_{name}", value)
+    monkeypatch.setattr(http1, "PAGE_EXCHANGES_ALL", 2)
+    events = [*_keep_alive(12)[:-2], *_pipelined(20, 10)]  # 12 answered one by one, then 20 requests ahead
+    spilled, kept = _spilled_and_not(events, monkeypatch)
+    a = spilled.analyzer
+    got = a.exchanges
+    assert a._joins and any(type(e) is ExchangeJson for e in got)  # the joining path, with text-only exchanges
+    assert [e.index for e in got] == [e.index for e in kept.analyzer.exchanges] == list(range(32))
+
+
 def test_requests_far_ahead_wait_for_a_response_still_being_read(monkeypatch: pytest.MonkeyPatch) -> None:
     """Requests far ahead of the responses spill their exchanges, but not one whose response is half read."""
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"

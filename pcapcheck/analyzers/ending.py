@@ -8,11 +8,12 @@ the end of the capture) and ``capture-ended`` (still open when the capture stopp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from pcapcheck.findings import Finding, Severity
 from pcapcheck.frozen import fast_frozen
 
-PHASE_WORDS = {
+PHASE_WORDS: Final = {
     "handshake": "during the handshake",
     "request": "during the request",
     "response": "during the response",

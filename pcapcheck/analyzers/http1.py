@@ -15,7 +15,7 @@ the direction.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from pcapcheck.findings import C2S, S2C, Finding
 from pcapcheck.http import codes, proxy
@@ -40,7 +40,7 @@ from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
 __all__ = ["ExchangeJson", "Http1Analyzer", "HttpExchange"]
 
 # RequestInfo is immutable: one per well-known method serves every response (request_for runs for each one).
-_REQUEST_INFO = {m: RequestInfo(m) for m in KNOWN_METHODS}
+_REQUEST_INFO: Final = {m: RequestInfo(m) for m in KNOWN_METHODS}
 
 # Exchanges kept for the report: the first KEEP_FIRST, the last KEEP_LAST and every one with a finding. The
 # others are dropped once KEEP_LAST more final responses have come (a keep-alive connection between a proxy and
@@ -56,7 +56,7 @@ INTERIM_KEPT = 16
 FINDINGS_PER_CODE = 1000
 # In a reader's ``messages``: a message no longer held (of an exchange dropped, or spilled). Only ever compared by
 # identity; a complete instance all the same (a class compiled for speed has no attributes until __init__ sets them).
-DROPPED = MessageBuilder(direction="", index=-1, start=RequestLine(b"", b"", b""), headers=(), raw_head=b"",
+DROPPED: Final = MessageBuilder(direction="", index=-1, start=RequestLine(b"", b"", b""), headers=(), raw_head=b"",
                          raw_head_truncated=False,
                          header_framing=analyze_headers((), is_request=True, version=b"HTTP/1.1"), offset=0,
                          head_end=0, first_frame=0, after_loss=False, elided=True)
@@ -80,12 +80,12 @@ PAGE_EXCHANGES_FIRST = 100
 PAGE_EXCHANGES_LAST = 20
 PAGE_EXCHANGES_MARKED = 200
 PAGE_EXCHANGES_ALL = PAGE_EXCHANGES_FIRST + PAGE_EXCHANGES_LAST + PAGE_EXCHANGES_MARKED
-_IN_PROGRESS = MessageState.IN_PROGRESS
+_IN_PROGRESS: Final = MessageState.IN_PROGRESS
 # The estimate of a message's memory, kept (tracemalloc: a bare exchange 2.7 KB; each byte of a head twice in its
 # fields, and once more in the raw head, up to RAW_HEAD_KEEP; each field 200 bytes more).
-_HELD_MESSAGE = 1350
-_HELD_PER_HEAD_BYTE = 2
-_HELD_PER_FIELD = 200
+_HELD_MESSAGE: Final = 1350
+_HELD_PER_HEAD_BYTE: Final = 2
+_HELD_PER_FIELD: Final = 200
 
 
 class _Unanswered:
@@ -99,7 +99,7 @@ class _Unanswered:
         self.method = method
 
 
-_UNANSWERED = {m: _Unanswered(m) for m in KNOWN_METHODS}
+_UNANSWERED: Final = {m: _Unanswered(m) for m in KNOWN_METHODS}
 
 
 class Http1Analyzer:
@@ -231,7 +231,7 @@ class Http1Analyzer:
         late = [k for k in self._interim if k < self._settled]  # behind the spilled ones, the final never came
         if late or self._joins:  # (rare: requests far ahead of their responses) all read back to be put in order
             spilled = [x for where, _, _ in self._spilled for x in self._spill.read(where)]  # type: ignore[union-attr]
-            return _joined(spilled + out + [self._exchange(k) for k in late])  # type: ignore[list-item]
+            return _joined(spilled + out + [self._exchange(k) for k in late])  # type: ignore[list-item,return-value]
         if self._spilled:
             return ExchangeList(self._spill, self._spilled, out)  # type: ignore[arg-type]
         return out
@@ -583,12 +583,14 @@ class Http1Analyzer:
         )
 
 
-def _joined(exchanges: list[HttpExchange]) -> list[HttpExchange]:
-    """``exchanges`` in order, each request spilled without its responses (_Unanswered) joined to them."""
-    by_index: dict[int, HttpExchange] = {}
+def _joined(exchanges: list[HttpExchange | ExchangeJson]) -> list[HttpExchange | ExchangeJson]:
+    """``exchanges`` in order, each request spilled without its responses (_Unanswered) joined to them. Some may be
+    spilled as their JSON text only (ExchangeJson: a request and its final response, so never one of a pair): they
+    pass through as they are (annotated so, since the compiled build checks each item against the annotation)."""
+    by_index: dict[int, HttpExchange | ExchangeJson] = {}
     for e in exchanges:
         first = by_index.get(e.index)
-        if first is not None:
+        if first is not None and isinstance(first, HttpExchange) and isinstance(e, HttpExchange):
             uncertain = Pairing.UNCERTAIN in (first.pairing, e.pairing)
             e = HttpExchange(
                 index=e.index,

@@ -13,12 +13,12 @@ reported, not what the endpoint did about it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from pcapcheck.decode import IcmpError, addr_text, endpoint_text
 from pcapcheck.findings import Finding, Severity
 
-MAX_FRAMES = 20  # frames listed per kind
+MAX_FRAMES: Final = 20  # frames listed per kind
 
 class IcmpMark(NamedTuple):
     """An ICMP error about one of the conversation's segments, for the report's packet ladder
@@ -31,14 +31,14 @@ class IcmpMark(NamedTuple):
 
 
 # kind -> (code, severity, rule)
-KINDS = {
+KINDS: Final = {
     "unreachable": ("tcp.icmp.unreachable", Severity.WARNING, "RFC 792 (ICMP type 3), RFC 4443 3.1"),
     "frag-needed": ("tcp.icmp.frag-needed", Severity.WARNING, "RFC 1191 (ICMP type 3 code 4), RFC 8201 / RFC 4443 3.2"),
     "time-exceeded": ("tcp.icmp.time-exceeded", Severity.WARNING, "RFC 792 (ICMP type 11), RFC 4443 3.3"),
     "other": ("tcp.icmp.other", Severity.NOTICE, "RFC 792 (ICMP types 4, 12), RFC 4443 3.4"),
 }
 
-_UNREACH4 = {
+_UNREACH4: Final = {
     0: "network unreachable", 1: "host unreachable", 2: "protocol unreachable", 3: "port unreachable",
     5: "source route failed", 6: "destination network unknown", 7: "destination host unknown",
     8: "source host isolated", 9: "network administratively prohibited", 10: "host administratively prohibited",
@@ -46,18 +46,18 @@ _UNREACH4 = {
     13: "communication administratively prohibited", 14: "host precedence violation",
     15: "precedence cutoff in effect",
 }
-_UNREACH6 = {
+_UNREACH6: Final = {
     0: "no route to destination", 1: "communication administratively prohibited",
     2: "beyond the scope of the source address", 3: "address unreachable", 4: "port unreachable",
     5: "source address failed ingress/egress policy", 6: "reject route to destination",
 }
-_EXCEEDED = {0: "time to live exceeded in transit", 1: "fragment reassembly time exceeded"}
-_EXCEEDED6 = {0: "hop limit exceeded in transit", 1: "fragment reassembly time exceeded"}
-_PARAM4 = {0: "parameter problem (pointer indicates the error)", 1: "parameter problem (missing a required option)",
+_EXCEEDED: Final = {0: "time to live exceeded in transit", 1: "fragment reassembly time exceeded"}
+_EXCEEDED6: Final = {0: "hop limit exceeded in transit", 1: "fragment reassembly time exceeded"}
+_PARAM4: Final = {0: "parameter problem (pointer indicates the error)", 1: "parameter problem (missing a required option)",
            2: "parameter problem (bad length)"}
-_PARAM6 = {0: "parameter problem (erroneous header field)", 1: "parameter problem (unrecognized next header)",
+_PARAM6: Final = {0: "parameter problem (erroneous header field)", 1: "parameter problem (unrecognized next header)",
            2: "parameter problem (unrecognized IPv6 option)"}
-_FLAG_NAMES = ((0x02, "SYN"), (0x10, "ACK"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"), (0x20, "URG"))
+_FLAG_NAMES: Final = ((0x02, "SYN"), (0x10, "ACK"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"), (0x20, "URG"))
 
 
 def kind_of(ev: IcmpError) -> str:

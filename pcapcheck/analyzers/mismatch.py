@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Final
 
 from pcapcheck.findings import Finding, Severity
 from pcapcheck.frozen import fast_frozen
 
-TLS_PORTS = frozenset({443, 8443, 15443, 9443, 993, 995, 465, 636})
-METHODS = (b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE")
+TLS_PORTS: Final = frozenset({443, 8443, 15443, 9443, 993, 995, 465, 636})
+METHODS: Final = (b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE")
 # RFC 9112 3: request-line = method SP request-target SP HTTP-version; the version may be cut by the head.
-_REQUEST_LINE = re.compile(rb"(" + b"|".join(METHODS) + rb") ([!-~]+) (HTTP/1\.[0-9])")
-PLAINTEXT_HTTP_PORTS = frozenset({80, 8080})
-_NGINX_497 = b"The plain HTTP request was sent to HTTPS port"
+_REQUEST_LINE: Final = re.compile(rb"(" + b"|".join(METHODS) + rb") ([!-~]+) (HTTP/1\.[0-9])")
+PLAINTEXT_HTTP_PORTS: Final = frozenset({80, 8080})
+_NGINX_497: Final = b"The plain HTTP request was sent to HTTPS port"
 # TLS alert descriptions (RFC 8446 6.2 / RFC 5246 7.2), the ones a server sends for garbage input.
-ALERTS = {0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 22: "record_overflow",
+ALERTS: Final = {0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 22: "record_overflow",
           40: "handshake_failure", 42: "bad_certificate", 47: "illegal_parameter", 50: "decode_error",
           70: "protocol_version", 80: "internal_error", 112: "unrecognized_name"}
 
@@ -71,11 +72,11 @@ def _printable(head: bytes) -> bool:
 
 # "Right away": a TLS stack rejects a non-TLS first record immediately; a server that answers nothing for
 # longer than this is slow or dead, not speaking another protocol.
-RIGHT_AWAY_NS = 3 * 10**9
+RIGHT_AWAY_NS: Final = 3 * 10**9
 # ... and after the first few client segments (a request head), not after a long upload.
-RIGHT_AWAY_SEGMENTS = 4
+RIGHT_AWAY_SEGMENTS: Final = 4
 # A server RST of these origins is not the server's TLS stack rejecting the bytes.
-NOT_A_REJECTION = frozenset({"no-socket", "closed-socket", "refused", "injected", "rejected"})
+NOT_A_REJECTION: Final = frozenset({"no-socket", "closed-socket", "refused", "injected", "rejected"})
 
 
 def _server_closed_first(f: Facts) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from pcapcheck import seq as sq
 from pcapcheck.analyzers import ending, mismatch
@@ -29,19 +29,19 @@ from pcapcheck.tcp.events import ACK, FIN, RST, SYN
 from pcapcheck.tcp.tracker import FAST_RETRANSMISSION, RETRANSMISSION, SPURIOUS_RETRANSMISSION
 from pcapcheck.tcp.window import ACCEPTED
 
-HISTORY = 8  # last segments kept per direction (trigger search)
-ODD_HISTORY = 4  # last non-ACCEPT segments kept per direction
-ODD_REACH = 64  # a non-ACCEPT segment can be the trigger if its sender sent at most this many packets since
-MAX_WATCHED = 32  # RSTs observed at the same time
-MAX_RST_FINDINGS = 200  # per conversation; the rest are counted in the last one
-MAX_DATA_AFTER = 5
-IDLE_GAP_NS = 1_000_000_000  # server data this old (and ACKed) means the response is over: phase "idle"
-REASON_TEXT_MAX = 200
-SIDE = ("client", "server")
+HISTORY: Final = 8  # last segments kept per direction (trigger search)
+ODD_HISTORY: Final = 4  # last non-ACCEPT segments kept per direction
+ODD_REACH: Final = 64  # a non-ACCEPT segment can be the trigger if its sender sent at most this many packets since
+MAX_WATCHED: Final = 32  # RSTs observed at the same time
+MAX_RST_FINDINGS: Final = 200  # per conversation; the rest are counted in the last one
+MAX_DATA_AFTER: Final = 5
+IDLE_GAP_NS: Final = 1_000_000_000  # server data this old (and ACKed) means the response is over: phase "idle"
+REASON_TEXT_MAX: Final = 200
+SIDE: Final = ("client", "server")
 # HTTP findings that mean "the peer sent malformed bytes" (not consequences of the reset, like truncation).
-MALFORMED = ("http.te", "http.cl", "http.chunk", "http.header", "http.unparseable")
-RETRANSMITTED = RETRANSMISSION | FAST_RETRANSMISSION | SPURIOUS_RETRANSMISSION
-DIRS = ("c2s", "s2c")
+MALFORMED: Final = ("http.te", "http.cl", "http.chunk", "http.header", "http.unparseable")
+RETRANSMITTED: Final = RETRANSMISSION | FAST_RETRANSMISSION | SPURIOUS_RETRANSMISSION
+DIRS: Final = ("c2s", "s2c")
 
 
 class _Side:

@@ -19,21 +19,23 @@ The rules are heuristics about Linux peers (stated as such in every finding):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from pcapcheck import seq as sq
 from pcapcheck.tcp.events import ACK, FIN, SYN
 
-ORIGINS = ("refused", "no-socket", "closed-socket", "rejected", "abort", "injected", "unknown")
-EFFECTS = ("accepted", "challenged", "ignored-out-of-window", "ignored", "unknown")
+ORIGINS: Final = ("refused", "no-socket", "closed-socket", "rejected", "abort", "injected", "unknown")
+EFFECTS: Final = ("accepted", "challenged", "ignored-out-of-window", "ignored", "unknown")
 
 # TCP option kinds that make a receiver drop a segment unless it holds the key.
-MD5_SIG, TCP_AO = 19, 29
-TIMESTAMP = 8
+MD5_SIG: Final = 19
+TCP_AO: Final = 29
+TIMESTAMP: Final = 8
 
 # Seconds of silence before the segment a passive reset answers that suggest the state was lost
 # to an idle timeout (server, firewall or NAT table) rather than a crash or a NAT bypass.
-IDLE_STATE_LOSS_NS = 60 * 10**9
-PAUSE_NS = 10**9  # IP IDs further apart in time than this are not compared
+IDLE_STATE_LOSS_NS: Final = 60 * 10**9
+PAUSE_NS: Final = 10**9  # IP IDs further apart in time than this are not compared
 
 
 class Seg:

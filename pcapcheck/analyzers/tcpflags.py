@@ -5,7 +5,7 @@ port reuse."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from pcapcheck.findings import Finding, Severity
 from pcapcheck.tcp.reassembly import MAX_BUFFERED, MAX_PENDING
@@ -14,7 +14,7 @@ from pcapcheck.tcp.tracker import FLAG_CODES
 # Severity per flag. Wireshark marks several of these "Warn"; in a forensic summary a
 # lost or reordered segment is usually capture loss or ordinary congestion, so they are
 # notices, and only a zero window (the receiver stalled) is a warning.
-FLAG_SEVERITY = {
+FLAG_SEVERITY: Final = {
     "tcp.retransmission": Severity.NOTICE,
     "tcp.fast-retransmission": Severity.NOTICE,
     "tcp.spurious-retransmission": Severity.NOTICE,
@@ -31,7 +31,7 @@ FLAG_SEVERITY = {
     "tcp.window-update": Severity.INFO,
 }
 
-FLAG_TEXT = {
+FLAG_TEXT: Final = {
     "tcp.retransmission": "retransmission(s): the sender sent bytes again that it had sent before",
     "tcp.fast-retransmission": "fast retransmission(s) after duplicate ACKs or SACK (RFC 5681/6675)",
     "tcp.spurious-retransmission": "spurious retransmission(s): data resent that the receiver had already ACKed",

@@ -12,19 +12,19 @@ count and the first frames of the rest.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from pcapcheck.findings import Finding, Severity
 from pcapcheck.tcp.events import ACK, FIN, RST, SYN
 from pcapcheck.tcp.tracker import ACK_LOST_SEGMENT, LOST_SEGMENT
 
-MAX_FINDINGS = 20
-MORE_FRAMES = 50  # frames of the suppressed rest listed in the last finding
+MAX_FINDINGS: Final = 20
+MORE_FRAMES: Final = 50  # frames of the suppressed rest listed in the last finding
 
-KERNELS = {"6.1+": "new", "pre-6.1": "old"}
+KERNELS: Final = {"6.1+": "new", "pre-6.1": "old"}
 
 # What each bound means, for people (the kernel's own log text goes in detail.log).
-RULE_TEXT = {
+RULE_TEXT: Final = {
     "I": ("SEQ is over the upper bound (beyond the receiver's window)", "bytes over"),
     "II": ("SEQ is under the lower bound (already ACKed data retransmitted)", "bytes below"),
     "III": ("ACK is over the upper bound (acknowledges data not seen yet)", "bytes beyond"),

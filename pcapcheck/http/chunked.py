@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import enum
 import re
+from typing import Final
 
 from pcapcheck.http import abnf, codes
 from pcapcheck.http.issues import Issue, plural, show
 
-LINE_LIMIT = 16 * 1024  # a chunk-size line (with extensions and LF) longer than this is not a chunk-size line
-TRAILER_LIMIT = 64 * 1024  # the trailer section, like a head, must end within this
+LINE_LIMIT: Final = 16 * 1024  # a chunk-size line (with extensions and LF) longer than this is not a chunk-size line
+TRAILER_LIMIT: Final = 64 * 1024  # the trailer section, like a head, must end within this
 
 
 class ChunkPhase(enum.Enum):
@@ -33,10 +34,13 @@ class ChunkPhase(enum.Enum):
 
 
 # Enum members as module globals for feed's loop: in CPython 3.11 ``ChunkPhase.DATA`` costs ten times a global.
-_SIZE, _DATA, _DATA_CRLF, _TRAILER = ChunkPhase.SIZE, ChunkPhase.DATA, ChunkPhase.DATA_CRLF, ChunkPhase.TRAILER
+_SIZE: Final = ChunkPhase.SIZE
+_DATA: Final = ChunkPhase.DATA
+_DATA_CRLF: Final = ChunkPhase.DATA_CRLF
+_TRAILER: Final = ChunkPhase.TRAILER
 # A chunk-size line that needs none of _size_line's checks (for skim): hex digits, at most 16 of them, CRLF.
-_PLAIN_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})\r\n")
-_CRLF_SIZE_LINE = re.compile(rb"\r\n([0-9A-Fa-f]{1,16})\r\n")  # the CRLF after chunk-data, then one
+_PLAIN_SIZE_LINE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})\r\n")
+_CRLF_SIZE_LINE: Final = re.compile(rb"\r\n([0-9A-Fa-f]{1,16})\r\n")  # the CRLF after chunk-data, then one
 
 
 class ChunkedDecoder:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from pcapcheck.frozen import fast_frozen, frozen_maker
 from pcapcheck.http import abnf, codes
@@ -95,7 +95,7 @@ class ClInvalid:
 
 
 ClState = ClAbsent | ClValid | ClInvalid
-_CL_ABSENT = ClAbsent()
+_CL_ABSENT: Final = ClAbsent()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +123,7 @@ def _frames(fields: Sequence[HeaderField]) -> tuple[int, ...]:
 # Header lines a finding names one by one, in its text and its detail; the rest are counted. (A head may hold
 # thousands of Content-Length or Transfer-Encoding lines within HEAD_LIMIT: named all, each such finding was
 # hundreds of KB of text and its page megabytes.)
-LINES_NAMED = 16
+LINES_NAMED: Final = 16
 
 
 def _lines(fields: Sequence[HeaderField]) -> list[dict[str, Any]]:
@@ -180,8 +180,8 @@ def _unknown_why(element: bytes, name: bytes, params: bytes) -> str:
 
 # A Content-Length value that needs none of _analyze_content_length's checks: one element, no leading zero,
 # at most 18 digits (below 2^63 - 1 whatever the digits).
-_PLAIN_LENGTH = re.compile(rb"0|[1-9][0-9]{0,17}")
-_NO_ISSUES: tuple[Issue, ...] = ()
+_PLAIN_LENGTH: Final = re.compile(rb"0|[1-9][0-9]{0,17}")
+_NO_ISSUES: Final[tuple[Issue, ...]] = ()
 
 
 def analyze_headers(fields: Sequence[HeaderField], *, is_request: bool, version: bytes) -> HeaderFraming:
@@ -208,7 +208,7 @@ def analyze_headers(fields: Sequence[HeaderField], *, is_request: bool, version:
     return _analyze_headers(tuple(te), tuple(cl), is_request=is_request, version=version)
 
 
-_CHUNKED_ONLY = (b"chunked",)
+_CHUNKED_ONLY: Final = (b"chunked",)
 _header_framing = frozen_maker(HeaderFraming)  # = HeaderFraming(...) (this runs for every head), see frozen_builder
 
 

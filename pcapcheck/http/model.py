@@ -10,7 +10,7 @@ import enum
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from pcapcheck.findings import dumps_sorted, escape_json, json_ints, json_str, json_value, object_template
 from pcapcheck.frozen import fast_frozen
@@ -23,8 +23,8 @@ def escape(value: bytes) -> str:
     return bytes(value).decode("latin-1").encode("unicode_escape").decode("ascii")
 
 
-_FIELD_TEXT = object_template("frame", "name", "offset", "value")  # a header field in to_json
-_BOOL_TEXT = {False: "false", True: "true"}
+_FIELD_TEXT: Final = object_template("frame", "name", "offset", "value")  # a header field in to_json
+_BOOL_TEXT: Final = {False: "false", True: "true"}
 # Body bytes report.json gives of a message (``body_excerpt``; ``body_excerpt_truncated`` when the body had more):
 # the first KiB, as much as its page shows (views.BODY_TEXT_SHOWN), or of a binary body (is_binary) the first
 # 256 bytes, as much as its page shows as hex (views.BODY_HEX_SHOWN). The reader keeps more while it reads a body
@@ -32,9 +32,9 @@ _BOOL_TEXT = {False: "false", True: "true"}
 # (Http1Analyzer.message_done). Written as escaped text a byte that is not printable ASCII takes 5 characters
 # of JSON (\\xNN): a binary body's 4 KiB took 16-20 KB, most of a report (62% of the benchmark capture's); its
 # first KiB still took 68% of the report of a capture of long connections carrying binary responses of a KB.
-JSON_BODY_EXCERPT = 1024
-JSON_BINARY_EXCERPT = 256
-_TEXT_BYTES = bytes(range(0x20, 0x7F)) + b"\t\r\n"
+JSON_BODY_EXCERPT: Final = 1024
+JSON_BINARY_EXCERPT: Final = 256
+_TEXT_BYTES: Final = bytes(range(0x20, 0x7F)) + b"\t\r\n"
 
 
 def is_binary(data: bytes) -> bool:
@@ -73,7 +73,7 @@ def _fields_text(fields: tuple[HeaderField, ...], dumps: Callable[[Any], str]) -
     return "[" + ", ".join(out) + "]"
 
 
-_FIELD_TEMPLATES: dict[tuple[bytes, bytes], str] = {}  # (name, value) -> _FIELD_TEXT with both filled in
+_FIELD_TEMPLATES: Final[dict[tuple[bytes, bytes], str]] = {}  # (name, value) -> _FIELD_TEXT with both filled in
 
 
 def _field_template(name: bytes, value: bytes) -> str:
@@ -242,16 +242,16 @@ class HttpMessage:
         )
 
 
-_SCALAR_TYPES = (bool,) * 3 + (str,) * 3 + (int,) * 9
-_FRAMING_TEXT: dict[type, str] = {}
-_CONTENT_LENGTH_TEXT = object_template("length", "type") % ("%d", json_str("content-length"))  # framing_json's
+_SCALAR_TYPES: Final = (bool,) * 3 + (str,) * 3 + (int,) * 9
+_FRAMING_TEXT: Final[dict[type, str]] = {}
+_CONTENT_LENGTH_TEXT: Final = object_template("length", "type") % ("%d", json_str("content-length"))  # framing_json's
 # to_json's keys, sorted (json_text passes the values in this order); the first 16 are common to both
-_REQUEST_TEXT = object_template(
+_REQUEST_TEXT: Final = object_template(
     "after_loss", "body_excerpt", "body_excerpt_truncated", "body_length", "body_missing", "chunks", "direction",
     "elided", "end_offset", "end_reason", "findings", "first_frame", "framing", "headers", "index", "last_frame",
     "method", "offset", "raw_head", "raw_head_truncated", "state", "target", "trailers", "version", "wire_body_length",
 )
-_RESPONSE_TEXT = object_template(
+_RESPONSE_TEXT: Final = object_template(
     "after_loss", "body_excerpt", "body_excerpt_truncated", "body_length", "body_missing", "chunks", "direction",
     "elided", "end_offset", "end_reason", "findings", "first_frame", "framing", "headers", "index", "last_frame",
     "offset", "raw_head", "raw_head_truncated", "reason", "state", "status", "trailers", "version", "wire_body_length",
@@ -310,8 +310,8 @@ class HttpExchange:
         return _EXCHANGE_TEXT % tuple(values)
 
 
-_EXCHANGE_TEXT = object_template("findings", "index", "interim", "pairing", "request", "response", "tunnel")
-_EXCHANGE_OMITTED_TEXT = object_template(
+_EXCHANGE_TEXT: Final = object_template("findings", "index", "interim", "pairing", "request", "response", "tunnel")
+_EXCHANGE_OMITTED_TEXT: Final = object_template(
     "findings", "index", "interim", "interim_omitted", "pairing", "request", "response", "tunnel")
 
 

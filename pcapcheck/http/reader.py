@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from itertools import accumulate, count
 from operator import add
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from pcapcheck.findings import C2S
 from pcapcheck.http import abnf, codes
@@ -56,21 +56,23 @@ from pcapcheck.http.parser import (
 from pcapcheck.http.streambuf import HISTORY, StreamBuffer
 from pcapcheck.tcp.events import Gap, StreamData, StreamEnd
 
-HEAD_LIMIT = 64 * 1024  # a head longer than this is reported, not buffered further
-BODY_KEEP = 4 * 1024  # body excerpt kept per message while it is read (the analyzer keeps a KiB once it ended)
-RAW_HEAD_KEEP = 16 * 1024  # raw head bytes kept per message for the report
+HEAD_LIMIT: Final = 64 * 1024  # a head longer than this is reported, not buffered further
+BODY_KEEP: Final = 4 * 1024  # body excerpt kept per message while it is read (the analyzer keeps a KiB once it ended)
+RAW_HEAD_KEEP: Final = 16 * 1024  # raw head bytes kept per message for the report
 PAUSE_LIMIT = 256 * 1024  # bytes queued while waiting for the other direction
-ASSUMED_KEEP = 20  # defaults said one by one per direction; later ones are counted (assumed_more)
-DETAILED_MESSAGES = 2000  # per direction; later messages keep framing and findings, not headers or excerpts
-RESYNC_KEEP = 8 * 1024  # longest request line found when resynchronising
-EXCERPT_BEFORE = 24
-EXCERPT_AFTER = 24
-EXCERPT_SPAN = 16  # at most this much of the offending bytes themselves (64 bytes in all)
-CR, LF = 0x0D, 0x0A
-_HEAD_END = re.compile(rb"\n\r?\n")
+ASSUMED_KEEP: Final = 20  # defaults said one by one per direction; later ones are counted (assumed_more)
+DETAILED_MESSAGES: Final = 2000  # per direction; later messages keep framing and findings, not headers or excerpts
+RESYNC_KEEP: Final = 8 * 1024  # longest request line found when resynchronising
+EXCERPT_BEFORE: Final = 24
+EXCERPT_AFTER: Final = 24
+EXCERPT_SPAN: Final = 16  # at most this much of the offending bytes themselves (64 bytes in all)
+CR: Final = 0x0D
+LF: Final = 0x0A
+_HEAD_END: Final = re.compile(rb"\n\r?\n")
 # Enum members as module globals for the hot paths: in CPython 3.11 ``Mode.BODY`` (an attribute of the enum
 # class) costs ten times a global.
-_CHUNK_DATA, _CHUNK_DATA_CRLF = ChunkPhase.DATA, ChunkPhase.DATA_CRLF
+_CHUNK_DATA: Final = ChunkPhase.DATA
+_CHUNK_DATA_CRLF: Final = ChunkPhase.DATA_CRLF
 
 
 class Mode(enum.Enum):
@@ -83,9 +85,16 @@ class Mode(enum.Enum):
     ENDED = "ended"
 
 
-_DETECT, _HEAD, _BODY, _RESYNC = Mode.DETECT, Mode.HEAD, Mode.BODY, Mode.RESYNC  # see _CHUNK_DATA
-_TUNNEL, _NOT_HTTP, _ENDED = Mode.TUNNEL, Mode.NOT_HTTP, Mode.ENDED
-_COMPLETE, _INCOMPLETE, _MALFORMED = MessageState.COMPLETE, MessageState.INCOMPLETE, MessageState.MALFORMED
+_DETECT: Final = Mode.DETECT  # see _CHUNK_DATA
+_HEAD: Final = Mode.HEAD
+_BODY: Final = Mode.BODY
+_RESYNC: Final = Mode.RESYNC
+_TUNNEL: Final = Mode.TUNNEL
+_NOT_HTTP: Final = Mode.NOT_HTTP
+_ENDED: Final = Mode.ENDED
+_COMPLETE: Final = MessageState.COMPLETE
+_INCOMPLETE: Final = MessageState.INCOMPLETE
+_MALFORMED: Final = MessageState.MALFORMED
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +118,7 @@ class RequestInfo:
 
 
 Pause = AwaitRequest | AwaitResponse
-_NO_REQUEST = RequestInfo(None)
+_NO_REQUEST: Final = RequestInfo(None)
 
 
 class Host(Protocol):
@@ -146,8 +155,8 @@ class _FinishedHost:
         raise RuntimeError(f"Http1Analyzer has finished: a reader called host.{name} after finish()")
 
 
-_tnew = tuple.__new__  # StreamData built without its generated __new__
-_FINISHED: Host = _FinishedHost()  # type: ignore[assignment]
+_tnew: Final = tuple.__new__  # StreamData built without its generated __new__
+_FINISHED: Final[Host] = _FinishedHost()  # type: ignore[assignment]
 
 
 @dataclass(slots=True)

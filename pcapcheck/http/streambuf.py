@@ -9,8 +9,9 @@ can point at, in O(log n).
 from __future__ import annotations
 
 from bisect import bisect_right
+from typing import Final
 
-HISTORY = 64  # bytes kept before the buffer, for excerpts
+HISTORY: Final = 64  # bytes kept before the buffer, for excerpts
 
 
 class StreamBuffer:

@@ -22,23 +22,23 @@ import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, Final, cast
 
 from pcapcheck import __version__
 from pcapcheck.findings import Severity
 from pcapcheck.model import ConversationResult
 from pcapcheck.report import records
 
-FORMAT = 1
-_INDENT = 1
-_ITEM_PREFIX = " " * (2 * _INDENT)  # a conversation is nested two levels deep: {"conversations": [ ... ]}
-_ITEM_PREFIX_BYTES = _ITEM_PREFIX.encode("ascii")
-_SPOOL_BUFFER = 1 << 20  # a conversation's line is ~20 KB: the default 8 KB buffer made a write call per line
+FORMAT: Final = 1
+_INDENT: Final = 1
+_ITEM_PREFIX: Final = " " * (2 * _INDENT)  # a conversation is nested two levels deep: {"conversations": [ ... ]}
+_ITEM_PREFIX_BYTES: Final = _ITEM_PREFIX.encode("ascii")
+_SPOOL_BUFFER: Final = 1 << 20  # a conversation's line is ~20 KB: the default 8 KB buffer made a write call per line
 # Where a conversation's line is: (input, id, spool, offset, length), packed: 32 bytes per conversation instead
 # of about 190 as a tuple of ints. Big-endian, so the packed entries sort as the tuples do (input, id, then
 # the spool and offset: the parts of a resumed conversation, which one shard wrote in order).
-_ENTRY = struct.Struct(">IQIQQ")
-_PLACEHOLDER = "\x00conversations\x00"  # encoded by json.dumps as "\u0000conversations\u0000"
+_ENTRY: Final = struct.Struct(">IQIQQ")
+_PLACEHOLDER: Final = "\x00conversations\x00"  # encoded by json.dumps as "\u0000conversations\u0000"
 
 
 def _default(value: Any) -> Any:
@@ -113,7 +113,7 @@ def _copier(out: BinaryIO) -> Callable[[BinaryIO, int, int], None]:
 
 
 _BIG = 128 * 1024  # entries at least this long are copied by the kernel (_copier), the others through memory
-_CHUNK = 1 << 20  # output bytes gathered before a write
+_CHUNK: Final = 1 << 20  # output bytes gathered before a write
 
 
 class _Gather:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from itertools import groupby
 from operator import attrgetter, itemgetter
-from typing import Any, NamedTuple, TypeGuard
+from typing import Any, Final, NamedTuple, TypeGuard
 
 from pcapcheck import __version__
 from pcapcheck.analyzers.http1 import PAGE_EXCHANGES_FIRST, PAGE_EXCHANGES_LAST, PAGE_EXCHANGES_MARKED
@@ -34,20 +34,27 @@ from pcapcheck.findings import Finding, Severity
 from pcapcheck.http.model import JSON_BINARY_EXCERPT, JSON_BODY_EXCERPT, HttpExchange, is_binary
 from pcapcheck.model import ConversationResult, ConversationSummary, InputSummary, PacketRow
 
-SEVERITIES = tuple(s.label for s in sorted(Severity, reverse=True))  # ("error", "warning", "notice", "info")
-BODY_TEXT_SHOWN = JSON_BODY_EXCERPT  # body excerpt bytes shown in an HTTP message: all an ended message keeps
-BODY_HEX_SHOWN = JSON_BINARY_EXCERPT  # ... for a binary body (is_binary), as hex: as much as report.json gives
-STREAM_HEX_LIMIT = 1024  # a stream excerpt's hex view: the first KiB, then only the rows around marked bytes
-GRAPH_POINTS = 2000  # above this many I-bars per graph, unmarked segments are thinned per pixel column
-INDEX_CODE_LINKS = 30  # conversations linked per finding code in the index summary
+SEVERITIES: Final = tuple(s.label for s in sorted(Severity, reverse=True))  # ("error", "warning", "notice", "info")
+BODY_TEXT_SHOWN: Final = JSON_BODY_EXCERPT  # body excerpt bytes shown in an HTTP message: all an ended message keeps
+BODY_HEX_SHOWN: Final = JSON_BINARY_EXCERPT  # ... for a binary body (is_binary), as hex: as much as report.json gives
+STREAM_HEX_LIMIT: Final = 1024  # a stream excerpt's hex view: the first KiB, then only the rows around marked bytes
+GRAPH_POINTS: Final = 2000  # above this many I-bars per graph, unmarked segments are thinned per pixel column
+INDEX_CODE_LINKS: Final = 30  # conversations linked per finding code in the index summary
 
 # TCP flag bits (RFC 9293 §3.1) and their tcpdump letters, in tcpdump's printing order (print-tcp.c).
-FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
-_FLAG_LETTERS = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (ACK, "."), (URG, "U"), (ECE, "E"), (CWR, "W"))
-_RETRANSMISSION = frozenset({"tcp.retransmission", "tcp.fast-retransmission", "tcp.spurious-retransmission"})
-DIRECTIONS = ("c2s", "s2c")
-DIRECTION_LABELS = ("client → server", "server → client")  # by index, as DIRECTIONS
-_DIRECTION_TEXT = dict(zip(DIRECTIONS, DIRECTION_LABELS))
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+PSH: Final = 0x08
+ACK: Final = 0x10
+URG: Final = 0x20
+ECE: Final = 0x40
+CWR: Final = 0x80
+_FLAG_LETTERS: Final = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (ACK, "."), (URG, "U"), (ECE, "E"), (CWR, "W"))
+_RETRANSMISSION: Final = frozenset({"tcp.retransmission", "tcp.fast-retransmission", "tcp.spurious-retransmission"})
+DIRECTIONS: Final = ("c2s", "s2c")
+DIRECTION_LABELS: Final = ("client → server", "server → client")  # by index, as DIRECTIONS
+_DIRECTION_TEXT: Final = dict(zip(DIRECTIONS, DIRECTION_LABELS))
 
 
 # -- names and anchors: integers only -------------------------------------------------------------------
@@ -69,17 +76,17 @@ def row_anchor(input_index: int, cid: int, part: int = 1) -> str:
 
 # -- text from bytes ------------------------------------------------------------------------------------
 
-_ESCAPES = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
-_PIECES = re.compile(rb"[\x20-\x7e]+|[^\x20-\x7e]")
+_ESCAPES: Final = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
+_PIECES: Final = re.compile(rb"[\x20-\x7e]+|[^\x20-\x7e]")
 # C0 and C1 controls, DEL, and the invisible characters that can disguise text (zero-width, bidi overrides).
-_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]")
+_CONTROL_CHARS: Final = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]")
 
 
 def _escape_byte(b: int) -> str:
     return _ESCAPES.get(b) or f"\\x{b:02x}"
 
 
-_ESC_TABLE = [_escape_byte(b) for b in range(256)]
+_ESC_TABLE: Final = [_escape_byte(b) for b in range(256)]
 
 
 def visible(text: str) -> str:
@@ -217,10 +224,10 @@ class Line(NamedTuple):
     end: str
 
 
-_LINE_PIECES = re.compile(rb"[\x20-\x7e]+|\n|[^\x20-\x7e\n]+")
+_LINE_PIECES: Final = re.compile(rb"[\x20-\x7e]+|\n|[^\x20-\x7e\n]+")
 
 
-BINARY_LINE_SHOWN = 48  # bytes shown of a line that is binary data (the rest is summarized)
+BINARY_LINE_SHOWN: Final = 48  # bytes shown of a line that is binary data (the rest is summarized)
 
 
 def text_lines(data: bytes, mask: bytearray) -> tuple[Line, ...]:
@@ -273,7 +280,7 @@ def _runs(data: bytes, mask: bytearray, start: int, stop: int) -> tuple[Run, ...
     return tuple(out)
 
 
-_PRINTABLE = re.compile(rb"[\x20-\x7e]+")
+_PRINTABLE: Final = re.compile(rb"[\x20-\x7e]+")
 
 
 def _piece_runs(data: bytes, start: int, stop: int, m: str) -> tuple[Run, ...]:
@@ -290,10 +297,10 @@ def _piece_runs(data: bytes, start: int, stop: int, m: str) -> tuple[Run, ...]:
     return tuple(out)
 
 
-_HEX_SPACE = Run(" ", "")
-_ASCII_PIECES = re.compile(rb"[\x20-\x7e]+|[^\x20-\x7e]+")  # printable runs and the others, for the ASCII column
-_ASCII_COLUMN = bytes(b if 0x20 <= b <= 0x7E else 0x2E for b in range(256))  # "." for the rest
-HEX_CONTEXT = 32  # bytes shown around marked bytes beyond a hex view's limit
+_HEX_SPACE: Final = Run(" ", "")
+_ASCII_PIECES: Final = re.compile(rb"[\x20-\x7e]+|[^\x20-\x7e]+")  # printable runs and the others, for the ASCII column
+_ASCII_COLUMN: Final = bytes(b if 0x20 <= b <= 0x7E else 0x2E for b in range(256))  # "." for the rest
+HEX_CONTEXT: Final = 32  # bytes shown around marked bytes beyond a hex view's limit
 
 
 def _hex_wanted(mask: bytearray, limit: int | None) -> range | list[int]:
@@ -470,8 +477,8 @@ class FindingView:
 PAGE_FINDINGS_FULL = 50
 PAGE_FINDINGS_BRIEF = 200
 
-_SPECIAL_KEYS = frozenset({"excerpt", "excerpt_offset", "peers", "evidence", "lines"})
-FINDING_FRAMES_SHOWN = 40
+_SPECIAL_KEYS: Final = frozenset({"excerpt", "excerpt_offset", "peers", "evidence", "lines"})
+FINDING_FRAMES_SHOWN: Final = 40
 
 
 def _direction_text(direction: str | None) -> str:
@@ -622,7 +629,7 @@ def _row_kind(direction: int, flags: int, length: int) -> tuple[str, str]:
 
 
 # [direction][FIN|SYN|RST bits][has payload] -> (kind, CSS classes): made once, not per row
-_ROW_KINDS = tuple(tuple(tuple(_row_kind(d, f, n) for n in (0, 1)) for f in range(8)) for d in (0, 1))
+_ROW_KINDS: Final = tuple(tuple(tuple(_row_kind(d, f, n) for n in (0, 1)) for f in range(8)) for d in (0, 1))
 
 
 # -- the time-sequence graph ------------------------------------------------------------------------------
@@ -664,8 +671,13 @@ class Graph:
     clipped: bool  # window line went above the plot
 
 
-GW, GH, GL, GT, GR, GB = 1040, 330, 76, 12, 14, 34  # viewBox size and margins
-GH_SMALL = 210  # height for a conversation with a handful of segments
+GW: Final = 1040  # viewBox size and margins
+GH: Final = 330
+GL: Final = 76
+GT: Final = 12
+GR: Final = 14
+GB: Final = 34
+GH_SMALL: Final = 210  # height for a conversation with a handful of segments
 
 
 def _nice_step(span: float, target: int) -> float:
@@ -810,8 +822,8 @@ def _graph(d: int, g: _Dir, start_ns: int, end_ns: int, total_segments: int) -> 
     )
 
 
-_IBAR = "M%.1f %.1fV%.1fm-2 0h4m-4 %.1fh4"  # x, y1, y2, y1 - y2 (one % is cheaper than an f-string's four formats)
-_MARK_TEXT = {"rst": "RST", "fin": "FIN", "syn": "SYN", "finding": "has a finding", "oow": "outside the receiver's window"}
+_IBAR: Final = "M%.1f %.1fV%.1fm-2 0h4m-4 %.1fh4"  # x, y1, y2, y1 - y2 (one % is cheaper than an f-string's four formats)
+_MARK_TEXT: Final = {"rst": "RST", "fin": "FIN", "syn": "SYN", "finding": "has a finding", "oow": "outside the receiver's window"}
 
 
 def _step_points(points: Sequence[tuple[int, ...]], t0: int, sx: float, lo: float, sy: float, base: float,
@@ -884,16 +896,16 @@ class StreamView:
 
 
 # Keys of an exchange's to_json() (pcapcheck.http.model) that the message view shows itself; the rest are rows.
-_START_KEYS = ("start_line", "line", "request_line", "status_line")
-_BODY_KEYS = ("body_excerpt", "body", "excerpt")
-_ESCAPED_KEYS = ("raw_head", "body_excerpt")  # bytes the model wrote as unicode_escape text
-_CONSUMED = frozenset(_START_KEYS + _BODY_KEYS + (
+_START_KEYS: Final = ("start_line", "line", "request_line", "status_line")
+_BODY_KEYS: Final = ("body_excerpt", "body", "excerpt")
+_ESCAPED_KEYS: Final = ("raw_head", "body_excerpt")  # bytes the model wrote as unicode_escape text
+_CONSUMED: Final = frozenset(_START_KEYS + _BODY_KEYS + (
     "method", "target", "version", "status", "reason", "headers", "raw_head", "direction", "findings", "index",
     # in report.json; on the page they repeat what the head, the body note or the stream view already show
     "offset", "end_offset", "raw_head_truncated", "body_excerpt_truncated", "wire_body_length"))
 
 
-_ODD_ESCAPE = re.compile(r"\\(?![\\tnr]|x[0-9a-fA-F]{2})")  # a backslash not starting \\ \t \n \r \xhh
+_ODD_ESCAPE: Final = re.compile(r"\\(?![\\tnr]|x[0-9a-fA-F]{2})")  # a backslash not starting \\ \t \n \r \xhh
 
 
 def unescape(text: str) -> bytes:
@@ -1008,7 +1020,7 @@ def _empty(value: Any) -> bool:
     return value is None or value is False or (isinstance(value, (str, list, tuple, dict)) and not value)
 
 
-_KEY_KINDS: dict[str, tuple[str, int]] = {}  # detail key -> (its text, 0 | 1 a frame | 2 frames): _key_kind's
+_KEY_KINDS: Final[dict[str, tuple[str, int]]] = {}  # detail key -> (its text, 0 | 1 a frame | 2 frames): _key_kind's
 
 
 def _key_kind(key: Any) -> tuple[str, int]:
@@ -1289,9 +1301,9 @@ def build_conversation(r: ConversationResult, *, input_path: str | None = None,
     )
 
 
-_FRAME = attrgetter("frame")
-_FLAG_TEXT = [flag_text(f) for f in range(256)]
-_SEVERITY_LABEL = {int(s): s.label for s in Severity}
+_FRAME: Final = attrgetter("frame")
+_FLAG_TEXT: Final = [flag_text(f) for f in range(256)]
+_SEVERITY_LABEL: Final = {int(s): s.label for s in Severity}
 
 
 def _timeline(r: ConversationResult, by_frame: Mapping[int, list[tuple[int, str, str]]],

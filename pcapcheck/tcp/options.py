@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from struct import Struct
+from typing import Final
 
 from pcapcheck.frozen import frozen_maker
 
-EOL, NOP, MSS, WSCALE, SACK_PERM, SACK, TIMESTAMP = 0, 1, 2, 3, 4, 5, 8
+EOL: Final = 0
+NOP: Final = 1
+MSS: Final = 2
+WSCALE: Final = 3
+SACK_PERM: Final = 4
+SACK: Final = 5
+TIMESTAMP: Final = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +37,7 @@ class TcpOptions:
         return self.ts_val is not None
 
 
-NO_OPTIONS = TcpOptions()
+NO_OPTIONS: Final = TcpOptions()
 _options = frozen_maker(TcpOptions)  # = TcpOptions(all eight fields), at a quarter of the cost
 
 
@@ -38,8 +45,8 @@ _last: list = [None, NO_OPTIONS]  # the last bytes object parsed and its result
 
 
 # The options of a Linux SYN or SYN-ACK (MSS, SACK permitted, timestamps, NOP, window scale): most handshakes.
-_LINUX_SYN = Struct(">2xH4xII3xB").unpack
-_LINUX_SYN_KINDS = (MSS, SACK_PERM, TIMESTAMP, WSCALE)
+_LINUX_SYN: Final = Struct(">2xH4xII3xB").unpack
+_LINUX_SYN_KINDS: Final = (MSS, SACK_PERM, TIMESTAMP, WSCALE)
 
 
 def parse(raw: bytes) -> TcpOptions:

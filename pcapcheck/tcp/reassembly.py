@@ -19,24 +19,24 @@ from bisect import bisect_right
 from collections.abc import Callable
 from heapq import heappop, heappush
 from operator import itemgetter
-from typing import cast
+from typing import Final, cast
 
 from pcapcheck import seq as sq
 from pcapcheck.seq import MASK, MOD
 from pcapcheck.spool import Spool
 
-MAX_BUFFERED = 1 << 20  # out-of-order bytes buffered per direction before forcing a gap
+MAX_BUFFERED: Final = 1 << 20  # out-of-order bytes buffered per direction before forcing a gap
 # ... and segments: with small segments the entries, about 350 bytes each however small the segment, are the memory
 # (a MiB of 1-byte segments beyond a hole held 350 MB); 4,096 is 1 MiB of 256-byte segments
-MAX_PENDING = 4096
+MAX_PENDING: Final = 4096
 # out-of-order bytes of all the conversations of a run (a SegmentSpill) kept in memory; more go to a file
 BUFFERED_IN_MEMORY = 16 << 20
-TAIL_KEEP = 32 * 1024  # delivered bytes kept to compare retransmissions against
-HEAD_KEEP = 4096  # first bytes of the stream kept for the report ("follow stream")
+TAIL_KEEP: Final = 32 * 1024  # delivered bytes kept to compare retransmissions against
+HEAD_KEEP: Final = 4096  # first bytes of the stream kept for the report ("follow stream")
 
 DataSink = Callable[[int, bytes, int, int], None]  # (offset, data, frame, ts)
 GapSink = Callable[[int, int, int, str], None]  # (offset, length, frame, reason)
-_entry_offset = itemgetter(0)  # of a tail entry (offset, bytes, frame)
+_entry_offset: Final = itemgetter(0)  # of a tail entry (offset, bytes, frame)
 
 
 class Mismatch:

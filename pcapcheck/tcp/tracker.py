@@ -40,27 +40,29 @@ per packet).
 
 from __future__ import annotations
 
+from typing import Final
+
 from pcapcheck.seq import HALF as _HALF
 from pcapcheck.seq import MASK, MOD, gt, le, lt
 from pcapcheck.tcp.options import parse as parse_options
 
 # -- flags ------------------------------------------------------------------------------------
-RETRANSMISSION = 1 << 0
-FAST_RETRANSMISSION = 1 << 1
-SPURIOUS_RETRANSMISSION = 1 << 2
-OUT_OF_ORDER = 1 << 3
-LOST_SEGMENT = 1 << 4
-ACK_LOST_SEGMENT = 1 << 5
-DUP_ACK = 1 << 6
-ZERO_WINDOW = 1 << 7
-ZERO_WINDOW_PROBE = 1 << 8
-ZERO_WINDOW_PROBE_ACK = 1 << 9
-KEEP_ALIVE = 1 << 10
-KEEP_ALIVE_ACK = 1 << 11
-WINDOW_UPDATE = 1 << 12
-WINDOW_FULL = 1 << 13
+RETRANSMISSION: Final = 1 << 0
+FAST_RETRANSMISSION: Final = 1 << 1
+SPURIOUS_RETRANSMISSION: Final = 1 << 2
+OUT_OF_ORDER: Final = 1 << 3
+LOST_SEGMENT: Final = 1 << 4
+ACK_LOST_SEGMENT: Final = 1 << 5
+DUP_ACK: Final = 1 << 6
+ZERO_WINDOW: Final = 1 << 7
+ZERO_WINDOW_PROBE: Final = 1 << 8
+ZERO_WINDOW_PROBE_ACK: Final = 1 << 9
+KEEP_ALIVE: Final = 1 << 10
+KEEP_ALIVE_ACK: Final = 1 << 11
+WINDOW_UPDATE: Final = 1 << 12
+WINDOW_FULL: Final = 1 << 13
 
-FLAG_CODES: dict[int, str] = {
+FLAG_CODES: Final[dict[int, str]] = {
     RETRANSMISSION: "tcp.retransmission",
     FAST_RETRANSMISSION: "tcp.fast-retransmission",
     SPURIOUS_RETRANSMISSION: "tcp.spurious-retransmission",
@@ -79,7 +81,7 @@ FLAG_CODES: dict[int, str] = {
 
 # The tshark field each flag sets. tshark also shows ``tcp.analysis.retransmission`` on fast and
 # spurious retransmissions (one expert info "Retransmission" for all three): see tshark_fields().
-TSHARK_FIELDS: dict[int, str] = {
+TSHARK_FIELDS: Final[dict[int, str]] = {
     RETRANSMISSION: "tcp.analysis.retransmission",
     FAST_RETRANSMISSION: "tcp.analysis.fast_retransmission",
     SPURIOUS_RETRANSMISSION: "tcp.analysis.spurious_retransmission",
@@ -96,7 +98,7 @@ TSHARK_FIELDS: dict[int, str] = {
     WINDOW_FULL: "tcp.analysis.window_full",
 }
 
-_ANY_RETRANSMISSION = RETRANSMISSION | FAST_RETRANSMISSION | SPURIOUS_RETRANSMISSION
+_ANY_RETRANSMISSION: Final = RETRANSMISSION | FAST_RETRANSMISSION | SPURIOUS_RETRANSMISSION
 
 
 def flag_names(mask: int) -> list[str]:
@@ -113,15 +115,18 @@ def tshark_fields(mask: int) -> set[str]:
 
 
 # -- constants of packet-tcp.c ----------------------------------------------------------------
-_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
-_SFR = _SYN | _FIN | _RST
-_SF = _SYN | _FIN
-_FAST_RT_NS = 20_000_000  # a retransmission within 20 ms of the peer's last ACK can be "fast"
-_OOO_DEFAULT_NS = 3_000_000  # out-of-order threshold while the initial RTT is unknown
-_MAX_WSCALE = 14  # RFC 7323 2.3: a larger shift counts as 14
-_U64 = (1 << 64) - 1  # Wireshark computes time differences in guint64
-_WS_KIND_LEN = b"\x03\x03"  # a window scale option's kind and length: prefilter before parsing
-_NEG_HALF = -_HALF
+_FIN: Final = 0x01
+_SYN: Final = 0x02
+_RST: Final = 0x04
+_ACK: Final = 0x10
+_SFR: Final = _SYN | _FIN | _RST
+_SF: Final = _SYN | _FIN
+_FAST_RT_NS: Final = 20_000_000  # a retransmission within 20 ms of the peer's last ACK can be "fast"
+_OOO_DEFAULT_NS: Final = 3_000_000  # out-of-order threshold while the initial RTT is unknown
+_MAX_WSCALE: Final = 14  # RFC 7323 2.3: a larger shift counts as 14
+_U64: Final = (1 << 64) - 1  # Wireshark computes time differences in guint64
+_WS_KIND_LEN: Final = b"\x03\x03"  # a window scale option's kind and length: prefilter before parsing
+_NEG_HALF: Final = -_HALF
 
 
 class _Flow:

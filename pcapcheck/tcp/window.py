@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from struct import Struct
+from typing import Final
 
 from pcapcheck.frozen import fast_frozen
 from pcapcheck.seq import HALF, MASK, MOD, ge, gt, le
@@ -35,36 +36,39 @@ from pcapcheck.tcp import options as tcp_options
 from pcapcheck.tcp.events import ACK, FIN, RST, SYN, URG
 
 # ip_ct_tcp_state.flags (include/uapi/linux/netfilter/nf_conntrack_tcp.h)
-WINDOW_SCALE = 0x01
-SACK_PERM = 0x02
-CLOSE_INIT = 0x04
-BE_LIBERAL = 0x08
-DATA_UNACKNOWLEDGED = 0x10
-MAXACK_SET = 0x20
+WINDOW_SCALE: Final = 0x01
+SACK_PERM: Final = 0x02
+CLOSE_INIT: Final = 0x04
+BE_LIBERAL: Final = 0x08
+DATA_UNACKNOWLEDGED: Final = 0x10
+MAXACK_SET: Final = 0x20
 
-MAXACKWINCONST = 66000  # MAXACKWINDOW(s) = max(s.td_maxwin, MAXACKWINCONST)
-TCP_MAX_WSCALE = 14  # RFC 7323 2.3; tcp_options() clamps larger shifts
+MAXACKWINCONST: Final = 66000  # MAXACKWINDOW(s) = max(s.td_maxwin, MAXACKWINCONST)
+TCP_MAX_WSCALE: Final = 14  # RFC 7323 2.3; tcp_options() clamps larger shifts
 
 ACCEPT, IGNORE, INVALID = "ACCEPT", "IGNORE", "INVALID"
 
 # Conntrack states the model keeps. Everything after the handshake (ESTABLISHED, FIN_WAIT, CLOSE_WAIT,
 # LAST_ACK, TIME_WAIT, CLOSE) is one state; ``_Track.closing`` remembers an accepted FIN or RST.
 NONE, SYN_SENT, SYN_SENT2, SYN_RECV, ESTABLISHED = range(5)
-STATE_NAMES = ("NONE", "SYN_SENT", "SYN_SENT2", "SYN_RECV", "ESTABLISHED")
+STATE_NAMES: Final = ("NONE", "SYN_SENT", "SYN_SENT2", "SYN_RECV", "ESTABLISHED")
 
 # get_conntrack_index(): which of SYN / SYN-ACK / FIN / ACK / RST the segment is (RST wins, then SYN).
 _SYN_SET, _SYNACK_SET, _FIN_SET, _ACK_SET, _RST_SET = range(5)
 
-_IG = -1  # state table sIG: accepted without window check, state untouched ("packet ... ignored")
-_IV = -2  # state table sIV: INVALID ("packet (index %d) in dir %d invalid, state %s")
-_IV_UNLESS_CLOSING = -3  # REPLY SYN after the handshake: sIV, but a reopen (sSS) from TIME_WAIT
+_IG: Final = -1  # state table sIG: accepted without window check, state untouched ("packet ... ignored")
+_IV: Final = -2  # state table sIV: INVALID ("packet (index %d) in dir %d invalid, state %s")
+_IV_UNLESS_CLOSING: Final = -3  # REPLY SYN after the handshake: sIV, but a reopen (sSS) from TIME_WAIT
 
-SS, S2, SR, ES = SYN_SENT, SYN_SENT2, SYN_RECV, ESTABLISHED
+SS: Final = SYN_SENT
+S2: Final = SYN_SENT2
+SR: Final = SYN_RECV
+ES: Final = ESTABLISHED
 # tcp_conntracks[dir][index][old_state], reduced to the states above. Columns: NONE, SYN_SENT, SYN_SENT2,
 # SYN_RECV, ESTABLISHED-or-later. The NONE column of ORIGINAL is tcp_new(): a SYN opens, anything else is
 # picked up mid-stream (the kernel refuses a first SYN-ACK/FIN/RST, but a capture may start anywhere).
 # REPLY never starts a conntrack.
-_TRANSITIONS = (
+_TRANSITIONS: Final = (
     (  # ORIGINAL
         (SS, SS, S2, _IG, _IG),  # SYN: new/retransmitted SYN; sIG once the peer answered (TW/CL reopen: not kept)
         (ES, _IV, SR, SR, _IV),  # SYN-ACK: only in simultaneous open
@@ -82,29 +86,29 @@ _TRANSITIONS = (
 )
 
 # tcp_error(): valid FIN/SYN/RST/ACK/URG combinations (PSH, ECE and CWR are masked off first).
-_FLAG_MASK = FIN | SYN | RST | ACK | URG
-_VALID_FLAGS = frozenset({SYN, SYN | URG, SYN | ACK, RST, RST | ACK, FIN | ACK, FIN | ACK | URG, ACK, ACK | URG})
-_FAST_MASK = FIN | SYN | RST | ACK  # (flags & _FAST_MASK) == ACK: a plain ACK segment, always valid
+_FLAG_MASK: Final = FIN | SYN | RST | ACK | URG
+_VALID_FLAGS: Final = frozenset({SYN, SYN | URG, SYN | ACK, RST, RST | ACK, FIN | ACK, FIN | ACK | URG, ACK, ACK | URG})
+_FAST_MASK: Final = FIN | SYN | RST | ACK  # (flags & _FAST_MASK) == ACK: a plain ACK segment, always valid
 
-_NOP_NOP_TS = b"\x01\x01\x08\x0a"  # tcp_sack()'s "fast path for timestamp-only option"
-_NOT_DATA_UNACKNOWLEDGED = ~DATA_UNACKNOWLEDGED
-_NEG_HALF = -HALF
+_NOP_NOP_TS: Final = b"\x01\x01\x08\x0a"  # tcp_sack()'s "fast path for timestamp-only option"
+_NOT_DATA_UNACKNOWLEDGED: Final = ~DATA_UNACKNOWLEDGED
+_NEG_HALF: Final = -HALF
 # The right edges of a SACK option's 1..4 blocks (option length 10, 18, 26, 34), big-endian: one
 # unpack_from call instead of int.from_bytes on a slice per block (half the cost for one block)
-_SACK_RIGHT_EDGES = {2 + 8 * k: Struct(">" + "4xI" * k).unpack_from for k in range(1, 5)}
+_SACK_RIGHT_EDGES: Final = {2 + 8 * k: Struct(">" + "4xI" * k).unpack_from for k in range(1, 5)}
 
 # _SEQ_CMP: for sequence numbers a, b in [0, 2**32), d = b - a lies in (-2**32, 2**32) and
 #   le(a, b) <=> d mod 2**32 < 2**31 <=> 0 <= d < HALF or d < -HALF;  gt(a, b) <=> not le(a, b);
 #   ge(a, b) <=> le(b, a). Usually d is small and the first comparison decides, without the & MASK.
 
-_LOG_OLD = {
+_LOG_OLD: Final = {
     "I": "SEQ is over the upper bound (over the window of the receiver)",
     "II": "SEQ is under the lower bound (already ACKed data retransmitted)",
     "III": "ACK is over the upper bound (ACKed data not seen yet)",
     "IV": "ACK is under the lower bound (possible overly delayed ACK)",
 }
-_LOG_FLAGS = "invalid tcp flag combination"
-_LOG_STATE_OLD = "invalid state"
+_LOG_FLAGS: Final = "invalid tcp flag combination"
+_LOG_STATE_OLD: Final = "invalid state"
 
 
 @fast_frozen  # (one per segment out of window: every segment of a capture of one direction)
@@ -150,7 +154,7 @@ class Judgement:
     forked: bool = False
 
 
-ACCEPTED = Judgement(ACCEPT, ACCEPT)
+ACCEPTED: Final = Judgement(ACCEPT, ACCEPT)
 """Both generations accept: the common case, returned as this one object (test with ``is``)."""
 
 
@@ -314,7 +318,9 @@ def _index(flags: int) -> int:
 # One generation's outcome inside the slow path: None = ACCEPT, else (verdict, rule, bound, bytes, log).
 _Outcome = tuple[str, str, "int | None", int, str] | None
 
-_NEW, _OLD, _BOTH = 1, 2, 3
+_NEW: Final = 1
+_OLD: Final = 2
+_BOTH: Final = 3
 
 
 class ConntrackWindow:
