@@ -33,6 +33,7 @@ from pcapcheck.analyzers.http1 import PAGE_EXCHANGES_FIRST, PAGE_EXCHANGES_LAST,
 from pcapcheck.findings import Finding, Severity
 from pcapcheck.http.model import JSON_BINARY_EXCERPT, JSON_BODY_EXCERPT, HttpExchange, is_binary
 from pcapcheck.model import ConversationResult, ConversationSummary, InputSummary, PacketRow
+from pcapcheck.tcp.events import ACK, CWR, ECE, FIN, PSH, RST, SYN, URG
 
 SEVERITIES: Final = tuple(s.label for s in sorted(Severity, reverse=True))  # ("error", "warning", "notice", "info")
 BODY_TEXT_SHOWN: Final = JSON_BODY_EXCERPT  # body excerpt bytes shown in an HTTP message: all an ended message keeps
@@ -41,15 +42,7 @@ STREAM_HEX_LIMIT: Final = 1024  # a stream excerpt's hex view: the first KiB, th
 GRAPH_POINTS: Final = 2000  # above this many I-bars per graph, unmarked segments are thinned per pixel column
 INDEX_CODE_LINKS: Final = 30  # conversations linked per finding code in the index summary
 
-# TCP flag bits (RFC 9293 §3.1) and their tcpdump letters, in tcpdump's printing order (print-tcp.c).
-FIN: Final = 0x01
-SYN: Final = 0x02
-RST: Final = 0x04
-PSH: Final = 0x08
-ACK: Final = 0x10
-URG: Final = 0x20
-ECE: Final = 0x40
-CWR: Final = 0x80
+# TCP flag bits' tcpdump letters, in tcpdump's printing order (print-tcp.c).
 _FLAG_LETTERS: Final = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (ACK, "."), (URG, "U"), (ECE, "E"), (CWR, "W"))
 _RETRANSMISSION: Final = frozenset({"tcp.retransmission", "tcp.fast-retransmission", "tcp.spurious-retransmission"})
 DIRECTIONS: Final = ("c2s", "s2c")

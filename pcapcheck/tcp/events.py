@@ -7,6 +7,7 @@ from typing import Final, NamedTuple
 
 from pcapcheck.frozen import fast_frozen
 
+# TCP flag bits (RFC 9293 §3.1)
 FIN: Final = 0x01
 SYN: Final = 0x02
 RST: Final = 0x04
