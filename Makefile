@@ -24,7 +24,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 # The same source with the per-packet path compiled by mypyc (setup.py, setup.cfg's [pcapcheck:compiled]), installed
-# into .venv-compiled: the same reports, about a quarter less CPU (docs/performance.md, "The compiled build"). Needs
+# into .venv-compiled: the same reports, about a third less CPU (docs/performance.md, "The compiled build"). Needs
 # gcc and the Python headers; mypy is installed there to build it, never needed to run it.
 $(CSTAMP): setup.py setup.cfg pyproject.toml $(SOURCES)
 	test -x $(CBIN)/python || $(PYTHON) -m venv $(CVENV)

@@ -3,10 +3,10 @@ modules listed under ``[pcapcheck:compiled]`` in setup.cfg are compiled into C e
 which must then be installed in the building environment: ``pip install --no-build-isolation``), beside their
 unchanged source; without it, as by default, pcapcheck is built as pure Python. ``make install-compiled`` does the
 former into its own environment (.venv-compiled). PCAPCHECK_COMPILE_MODULES (the same names, comma- or
-space-separated) compiles another set, for measurements (bench/compiled.py --modules).
+space-separated) compiles another set, for measurements (in the environment of a fresh make install-compiled).
 
 The compiled build gives the same reports byte for byte (bench/compiled.py checks it) and runs the same test suite
-(make test-compiled); docs/performance.md, "A compiled core", says what it buys.
+(make test-compiled); docs/performance.md, "The compiled build", says what it buys.
 """
 
 from __future__ import annotations
