@@ -19,7 +19,8 @@ build older than the source is refused: make install-compiled again), then
     python bench/compiled.py --tshark     # tshark -2 -q -z expert too, in the same rounds: make bench's ratio
     python bench/compiled.py --suite      # the test suite run against the compiled build (make test-compiled)
 
-``--suite`` runs the test suite against the compiled build instead: tests/, fixtures/, docs/ and bench/ copied into a
+``--suite`` runs the test suite against the compiled build instead, after checking that the reports of every capture
+in fixtures/ are the same byte for byte from both builds: tests/, fixtures/, docs/ and bench/ copied into a
 temporary directory beside the installed package (../shared linked when it exists). The tests that need a module
 interpreted (they patch, subclass or inspect it, or give it values its annotations exclude) skip themselves there
 (tests.conftest.interpreted). Another set of modules, for a measurement: ``PCAPCHECK_COMPILE_MODULES="seq tcp/tracker"``
@@ -61,6 +62,21 @@ import pcapcheck
 assert pcapcheck.__file__.startswith(sys.argv[1]), pcapcheck.__file__
 from pcapcheck.cli import main
 main(sys.argv[2:])
+"""
+
+# Analyzes each capture (argv[3:]) into its own directory under argv[2], with the pcapcheck of tree argv[1], in one
+# process: ``pcapcheck analyze CAPTURE -o DIR --fail-on never -j 1`` as the command line runs it.
+_EACH = """import sys
+sys.path.insert(0, sys.argv[1])
+import pcapcheck
+assert pcapcheck.__file__.startswith(sys.argv[1]), pcapcheck.__file__
+from pcapcheck.cli import main
+for i, capture in enumerate(sys.argv[3:]):
+    try:
+        main(["analyze", capture, "-o", f"{sys.argv[2]}/{i}", "--fail-on", "never", "-j", "1"])
+    except SystemExit as e:
+        if e.code not in (0, None, 3):  # (3: a capture nothing could be read from, as some fixtures are)
+            raise
 """
 
 # What the compiled build's interpreter says of its pcapcheck: where it is, and how it was built.
@@ -131,6 +147,20 @@ def pytest_targets(pytest_args: list[str]) -> list[str]:
     under the repository, with or without ``::test``)."""
     named = any(not a.startswith("-") and (ROOT / a.split("::")[0]).exists() for a in pytest_args)
     return pytest_args if named else ["tests", *pytest_args]
+
+
+def fixture_differences(workdir: Path, python: Path, tree: Path, captures: list[Path]) -> list[str]:
+    """The reports of ``captures`` written by the repository's code and by the compiled build (``python``, its package
+    in ``tree``): the files that differ, as ``capture: file``."""
+    outs = {}
+    for name, interpreter, root in (("python", sys.executable, ROOT), ("compiled", str(python), tree)):
+        outs[name] = workdir / f"fixtures-{name}"
+        proc = subprocess.run([interpreter, "-c", _EACH, str(root), str(outs[name]), *map(str, captures)],
+                              capture_output=True, text=True, cwd=workdir)
+        if proc.returncode:
+            raise Failed(f"analyzing the fixtures with the {name} build failed: {proc.stderr.strip()[-300:]}")
+    return [f"{c.name}: {f}" for i, c in enumerate(captures)
+            for f in differences(outs["python"] / str(i), outs["compiled"] / str(i))]
 
 
 def suite(workdir: Path, python: Path, tree: Path, pytest_args: list[str]) -> int:
@@ -217,6 +247,13 @@ def main(argv: list[str] | None = None) -> int:
         tree = compiled_tree(python)
         if args.suite:
             with tempfile.TemporaryDirectory(prefix="pcapcheck-compiled-") as tmp:
+                # first the bundled captures' reports, byte for byte: the compiled build must write the same
+                captures = sorted(p for p in (ROOT / "fixtures").iterdir() if p.suffix in (".pcap", ".pcapng", ".gz", ".bin"))
+                print(f"comparing the reports of the {len(captures)} fixtures ...", file=sys.stderr)
+                diff = fixture_differences(Path(tmp), python, tree, captures)
+                if diff:
+                    raise Failed(f"the compiled build's reports differ: {', '.join(diff[:5])}"
+                                 + (f" and {len(diff) - 5} more" if len(diff) > 5 else ""))
                 return suite(Path(tmp), python, tree, pytest_args)
         capture = args.capture or default_capture()
         if not capture.is_file():

@@ -174,3 +174,15 @@ def test_a_relative_compiled_python_is_taken_from_the_current_directory(tmp_path
     monkeypatch.chdir(tmp_path)
     assert compiled.main(["--compiled-python", "venv/bin/python"]) == 1
     assert seen == [tmp_path / "venv" / "bin" / "python"]
+
+
+def test_fixture_reports_are_compared_file_by_file(tmp_path: Path) -> None:
+    """--suite first compares the fixtures' reports of both builds: here the same interpreted code twice, so none
+    differs, a capture nothing can be read from (exit status 3) included; a build whose pcapcheck is not where it is
+    said to be fails."""
+    captures = [ROOT / "fixtures" / "incident1-te-duplicate.pcap", ROOT / "fixtures" / "bad-garbage.bin"]
+    assert compiled.fixture_differences(tmp_path, Path(sys.executable), ROOT, captures) == []
+    assert (tmp_path / "fixtures-compiled" / "0" / "report.json").is_file()
+    (tmp_path / "again").mkdir()
+    with pytest.raises(compiled.Failed, match="analyzing the fixtures with the compiled build failed"):
+        compiled.fixture_differences(tmp_path / "again", Path(sys.executable), tmp_path / "no-tree", captures[:1])
