@@ -490,11 +490,14 @@ def report(args: argparse.Namespace, pc: Tool | None, main: Tool, extras: list[T
            forms: list[tuple[str, Path, Tool | None, Tool]] | None = None) -> list[str]:
     n = args.packets
     size = captures[n][1]["bytes"]
+    pc_text = info["pcapcheck"]  # its --version line ("pcapcheck 0.1.0 (pure Python)"), or what stands for it
+    if not pc_text.startswith("pcapcheck"):
+        pc_text = f"pcapcheck {pc_text}"
     lines = [
         f"capture: {n:,} packets, {size / MIB:,.0f} MiB ({size / 1e6:,.0f} MB), "
         f"{captures[n][1]['conversations']:,} conversations, seed {args.seed}: {captures[n][0]}",
         f"machine: {info['machine']}",
-        f"tools:   {info['tshark']}; pcapcheck {info['pcapcheck']}",
+        f"tools:   {info['tshark']}; {pc_text}",
         "",
         f"{'tool':<34} {'median s':>9} {'min s':>8} {'cpu s':>7} {'peak MiB':>9} {'PSS MiB':>8} {'runs':>5} "
         f"{'tshark/pcapcheck':>17}",

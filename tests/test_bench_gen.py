@@ -196,6 +196,8 @@ def test_runner_prints_tables_and_verdict(tmp_path):
                  "us/packet", "(goal >= 3), peak", "many short connections (bench/gen.py --short): 1,500 packets"):
         assert text in out
     assert "long keep-alive" not in out  # --long is off by default
+    tools = next(line for line in out.splitlines() if line.startswith("tools:"))
+    assert "; pcapcheck (custom command: " in tools and "pcapcheck pcapcheck" not in tools
     # the scaling table counts the conversations and the pages written (the stand-in writes three)
     scaling = out[out.index("scaling"):].splitlines()
     assert scaling[1].split()[:4] == ["packets", "MiB", "conversations", "pages"]
