@@ -55,23 +55,19 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_PYTHON = ROOT / ".venv-compiled" / "bin" / "python"
 
-# Runs pcapcheck's command line from a given tree (argv[1]: the repository, or the compiled build's site-packages).
-_RUNNER = """import sys
+# pcapcheck's command line from a given tree (argv[1]: the repository, or the compiled build's site-packages)
+_FROM_TREE = """import sys
 sys.path.insert(0, sys.argv[1])
 import pcapcheck
 assert pcapcheck.__file__.startswith(sys.argv[1]), pcapcheck.__file__
 from pcapcheck.cli import main
-main(sys.argv[2:])
 """
+# ... run with the arguments after the tree
+_RUNNER = _FROM_TREE + "main(sys.argv[2:])\n"
 
 # Analyzes each capture (argv[3:]) into its own directory under argv[2], with the pcapcheck of tree argv[1], in one
 # process: ``pcapcheck analyze CAPTURE -o DIR --fail-on never -j 1`` as the command line runs it.
-_EACH = """import sys
-sys.path.insert(0, sys.argv[1])
-import pcapcheck
-assert pcapcheck.__file__.startswith(sys.argv[1]), pcapcheck.__file__
-from pcapcheck.cli import main
-for i, capture in enumerate(sys.argv[3:]):
+_EACH = _FROM_TREE + """for i, capture in enumerate(sys.argv[3:]):
     try:
         main(["analyze", capture, "-o", f"{sys.argv[2]}/{i}", "--fail-on", "never", "-j", "1"])
     except SystemExit as e:

@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any, Final, Protocol, cast
 
 from pcapcheck import seq as sq
-from pcapcheck.analyzers.http1 import Http1Analyzer, HttpExchange
+from pcapcheck.analyzers.http1 import ExchangeJson, Http1Analyzer, HttpExchange
 from pcapcheck.analyzers.icmp import IcmpRecord, UnattachedIcmp, icmp_findings
 from pcapcheck.analyzers.rst import RstAnalyzer
 from pcapcheck.analyzers.tcpflags import tcp_findings
@@ -558,7 +558,7 @@ class ConvState(State):
         return Handshake(syn.frame if syn else None, synack.frame if synack else None, None, copts, sopts, rtt)
 
 
-def _frozen_exchanges(exchanges: Sequence[HttpExchange]) -> Sequence[HttpExchange]:
+def _frozen_exchanges(exchanges: Sequence[HttpExchange | ExchangeJson]) -> Sequence[HttpExchange | ExchangeJson]:
     """A result's exchanges: a tuple, or the ExchangeList that reads the spilled ones back as they are needed."""
     return exchanges if type(exchanges) is ExchangeList else tuple(exchanges)
 

@@ -219,8 +219,9 @@ class Http1Analyzer:
         return self._c2s.is_http or self._s2c.is_http
 
     @property
-    def exchanges(self) -> Sequence[HttpExchange]:
-        """The exchanges kept, in order: a list, or an ExchangeList when some were spilled."""
+    def exchanges(self) -> Sequence[HttpExchange | ExchangeJson]:
+        """The exchanges kept, in order: a list, or an ExchangeList when some were spilled (some of those kept as
+        their JSON text only: ExchangeJson, never one a page shows)."""
         out: list[HttpExchange] = list(self._unwritten)
         requests = self._c2s.messages
         count = max(len(requests), self._final_count, max(self._interim, default=-1) + 1)
@@ -231,7 +232,7 @@ class Http1Analyzer:
         late = [k for k in self._interim if k < self._settled]  # behind the spilled ones, the final never came
         if late or self._joins:  # (rare: requests far ahead of their responses) all read back to be put in order
             spilled = [x for where, _, _ in self._spilled for x in self._spill.read(where)]  # type: ignore[union-attr]
-            return _joined(spilled + out + [self._exchange(k) for k in late])  # type: ignore[list-item,return-value]
+            return _joined(spilled + out + [self._exchange(k) for k in late])  # type: ignore[list-item]
         if self._spilled:
             return ExchangeList(self._spill, self._spilled, out)  # type: ignore[arg-type]
         return out
