@@ -17,9 +17,9 @@ import io
 import os
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Final, NamedTuple
+from typing import BinaryIO, Final, NamedTuple, cast
 
 import dpkt
 
@@ -58,6 +58,10 @@ LINKTYPE_NAMES: Final = {
     239: "NFLOG",
     276: "Linux cooked v2 (SLL2)",
 }
+
+# A record of record_batches(): (frame number, time in ns, link type, length on the wire, the chunk holding it, where
+# it starts in the chunk, its captured length).
+Record = tuple[int, int, int, int, bytes, int, int]
 
 
 class Frame(NamedTuple):
@@ -220,7 +224,7 @@ class CaptureReader:
             for number, ts, linktype, wirelen, buf, start, caplen in batch:
                 yield _tnew(Frame, (number, ts, linktype, caplen, wirelen, buf[start : start + caplen]))
 
-    def record_batches(self) -> Iterator[list[tuple[int, int, int, int, bytes, int, int]]]:
+    def record_batches(self) -> Iterator[list[Record]]:
         """The hot-path form of iteration: lists of ``(number, ts, linktype, wirelen, buf, start, caplen)``,
         one per record, in file order; the record's bytes are ``buf[start : start + caplen]``, ``buf`` being
         the reader's chunk. Nothing is copied per record, no Frame is built, and the reading loop is left
@@ -250,7 +254,7 @@ class CaptureReader:
     def _count(self, linktype: int) -> None:
         self.linktypes[linktype] = self.linktypes.get(linktype, 0) + 1
 
-    def _iter_pcap(self, magic: bytes) -> Iterator[list[tuple]]:
+    def _iter_pcap(self, magic: bytes) -> Iterator[list[Record]]:
         order, nanos = PCAP_MAGICS[struct.unpack("<I", magic)[0]]
         rest = self._read(20)
         if len(rest) < 20:
@@ -258,17 +262,17 @@ class CaptureReader:
         # dpkt's FileHdr declares the layout; the byte order comes from the magic.
         hdr_cls = dpkt.pcap.FileHdr if order == ">" else dpkt.pcap.LEFileHdr
         fh = hdr_cls(magic + rest)
-        linktype = fh.linktype & 0x0FFFFFFF  # upper bits: FCS length flags
-        self.snaplen = snaplen = fh.snaplen
+        linktype: int = fh.linktype & 0x0FFFFFFF  # upper bits: FCS length flags
+        self.snaplen = snaplen = int(fh.snaplen)
         self.linktypes.setdefault(linktype, 0)
-        rec = struct.Struct(order + "IIII")
-        unpack_from = rec.unpack_from
+        # (seconds, fraction, captured length, length on the wire); typed, so that compiled code reads ints
+        unpack_from = cast("Callable[[bytes, int], tuple[int, int, int, int]]", struct.Struct(order + "IIII").unpack_from)
         mul = 1 if nanos else 1000
         limit = max(MAX_RECORD, snaplen)
         number = 0
         warned_snaplen = False
         path = self.path
-        batch: list[tuple] = []
+        batch: list[Record] = []
         while True:
             # Fast path: every record that lies wholly in the buffer, in one batch.
             buf = self._buf
@@ -335,9 +339,9 @@ class CaptureReader:
         self.frames = number
         self.linktypes[linktype] = number
 
-    def _iter_pcapng(self, first: bytes) -> Iterator[list[tuple]]:
+    def _iter_pcapng(self, first: bytes) -> Iterator[list[Record]]:
         number = 0
-        batch: list[tuple] = []
+        batch: list[Record] = []
         interfaces: list[_Interface] = []
         order = "<"
         path = self.path

@@ -14,12 +14,13 @@ from __future__ import annotations
 import socket
 import struct
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
 import dpkt  # type: ignore[import-untyped]
 
-from pcapcheck.capture import LINKTYPE_NAMES, Frame
+from pcapcheck.capture import LINKTYPE_NAMES, Frame, Record
 
 _ipv4_hdr: Final = struct.Struct("!BBHHHBBH4s4s").unpack_from
 _tcp_hdr: Final = struct.Struct("!HHIIHH").unpack_from
@@ -28,15 +29,29 @@ _u16: Final = struct.Struct("!H").unpack_from
 # field, then the IPv4 and TCP fixed headers. By link type: (unpack, link header length, the protocol field's
 # value for IPv4, shortest record). Raw IP has no protocol field: a zero-length field, b"", stands for it.
 _IP4_TCP: Final = "BxHHHBBxx4s4sHHIIHH"
-_FAST_PATH_LINKS: Final[dict[int, tuple[Any, int, Any]]] = {
+# What a fast path's unpack gives: (protocol field, version and header length, total length, ID, flags and fragment
+# offset, TTL, protocol, src, dst, sport, dport, seq, ack, data offset and flags, window). Spelled out for compiled
+# code: it reads the fields it computes with as ints, and passes the ones it only hands on to the TcpPacket (TTL,
+# ports, seq, ack, window) as the objects they are, where an int would be unboxed and boxed again (allocated) for
+# it. The protocol field is b"" for raw IP, which has none.
+FastHeaders = tuple[object, int, int, int | None, int, object, int, bytes, bytes, object, object, object, object, int,
+                    object]
+_FastUnpack = Callable[[bytes, int], FastHeaders]
+_FAST_PATH_LINKS: Final[dict[int, tuple[_FastUnpack, int, object]]] = {
     1: (struct.Struct("!12xH" + _IP4_TCP).unpack_from, 14, 0x0800),  # Ethernet II
     113: (struct.Struct("!14xH" + _IP4_TCP).unpack_from, 16, 0x0800),  # Linux cooked v1 (tcpdump -i any)
     276: (struct.Struct("!H18x" + _IP4_TCP).unpack_from, 20, 0x0800),  # Linux cooked v2
     **{lt: (struct.Struct("!0s" + _IP4_TCP).unpack_from, 0, b"") for lt in (101, 12, 14, 228)},  # raw IP
 }
-_FAST_PATHS: Final[dict[int, tuple[Any, int, Any, int]]] = {
+_FAST_PATHS: Final[dict[int, tuple[_FastUnpack, int, object, int]]] = {
     lt: (unpack, lhl, want, lhl + 40) for lt, (unpack, lhl, want) in _FAST_PATH_LINKS.items()}
-_NO_FAST_PATH: Final[tuple[Any, int, Any, int]] = (None, 0, None, 1 << 62)  # a link type without one: no record is that long
+
+
+def _no_fast_path(buf: bytes, start: int) -> FastHeaders:
+    raise AssertionError("no record reaches the shortest length of _NO_FAST_PATH")
+
+
+_NO_FAST_PATH: Final[tuple[_FastUnpack, int, object, int]] = (_no_fast_path, 0, None, 1 << 62)  # no record is that long
 # When that fails: Ethernet with one 802.1Q tag and IPv4, or IPv6 without extension headers carrying TCP, on the
 # link types of _FAST_PATHS (a trunk port's capture, a dual-stack network): _alt_headers.
 _ALT_LINKS: Final = frozenset(_FAST_PATHS) | {229}
@@ -59,7 +74,10 @@ _NEVER_COMPLETED: Final = {3: "IPv4 fragment never completed", 4: "IPv6 fragment
 _tnew: Final = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (half the cost)
 
 
-def _alt_headers(buf: bytes, start: int, caplen: int, lt: int) -> tuple | None:
+AltHeaders = tuple[int | None, int, int, bytes, bytes, int, int, int, int, int, int, int, int, int, int]
+
+
+def _alt_headers(buf: bytes, start: int, caplen: int, lt: int) -> AltHeaders | None:
     """The headers of the record ``buf[start : start + caplen]`` (link type ``lt``, one of _ALT_LINKS) when it is
     Ethernet with one 802.1Q tag then IPv4 as _FAST_PATHS takes it, or IPv6 whose next header is TCP: (ip_id,
     frag, ttl, src, dst, sport, dport, seq, ack, offflags, window, TCP header length, and, from ``start``: where
@@ -316,7 +334,7 @@ class Decoder:
             frame = _tnew(Frame, (number, ts, lt, caplen, wirelen, buf[start : start + caplen]))
         return self._decode_link(frame)
 
-    def decode_batch(self, records: list[tuple], skip: dict[tuple, Any] | None = None) -> list[TcpPacket | IcmpError]:
+    def decode_batch(self, records: list[Record], skip: dict[tuple, Any] | None = None) -> list[TcpPacket | IcmpError]:
         """The TCP segments among records of ``CaptureReader.record_batches()``, in order (the others are
         counted and skipped as by ``decode_record``, whose fast path this loop repeats inline: one call per
         batch instead of one per record).
@@ -337,6 +355,7 @@ class Decoder:
         last_lt = None  # the link type of the previous record, and its fast path (one per file in a pcap)
         unpack, lhl, want, shortest = _NO_FAST_PATH
         alt = False
+        ip_id: int | None  # None from _alt_headers for IPv6
         for rec in records:
             number, ts, lt, wirelen, buf, start, caplen = rec
             if lt != last_lt:

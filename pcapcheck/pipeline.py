@@ -23,7 +23,7 @@ from pcapcheck.analyzers.icmp import IcmpRecord, UnattachedIcmp, icmp_findings
 from pcapcheck.analyzers.rst import RstAnalyzer
 from pcapcheck.analyzers.tcpflags import tcp_findings
 from pcapcheck.analyzers.window import WindowAnalyzer
-from pcapcheck.capture import LINKTYPE_NAMES, CaptureError, CaptureReader
+from pcapcheck.capture import LINKTYPE_NAMES, CaptureError, CaptureReader, Record
 from pcapcheck.config import Options
 from pcapcheck.decode import ICMP_EVENT, Decoder, IcmpError, TcpPacket, endpoint_text
 from pcapcheck.findings import Finding, Severity, sort_key
@@ -773,8 +773,11 @@ class Analysis:
         # is finalized (_emit: eviction, idle, replaced by port reuse), so every entry's state is current.
         skip: dict[tuple, Foreign] | None = {} if shard_n > 1 else None
         self._skip = skip
-        batch: list[tuple] | None
-        pkt: Any  # a TcpPacket, or an IcmpError (flags & ICMP_EVENT)
+        batch: list[Record] | None
+        # A TcpPacket, or an IcmpError (flags & ICMP_EVENT), which is laid out like one where this loop looks
+        # (frame, ts, src...dport, flags). Typed as a tuple, which both are, so that the compiled loop reads those
+        # fields as a tuple's items, not as items of any object.
+        pkt: tuple
         st: State | None
         try:
             for batch in reader.record_batches():
@@ -790,16 +793,16 @@ class Analysis:
                         cut = next_check - batch[0][0] + 1
                         part, batch = batch[:cut], batch[cut:]
                     for pkt in decode(part, skip):
-                        flags = pkt[8]
+                        flags: int = pkt[8]
                         # the common case: a known sender, not a SYN (FlowTable.route would change nothing)
                         rt = routes_get((pkt[2], pkt[4], pkt[3], pkt[5]))  # (src, sport, dst, dport)
                         if rt is not None and not flags & SYN:
                             conv, d = rt
                         else:
                             if flags & ICMP_EVENT:  # an ICMP error about a TCP segment (decode.IcmpError)
-                                self._icmp(pkt, table, index)  # type: ignore[arg-type]
+                                self._icmp(cast(IcmpError, pkt), table, index)
                                 continue
-                            conv, d, new = route(pkt)
+                            conv, d, new = route(cast(TcpPacket, pkt))
                             if new:
                                 if conv.bare:
                                     attempts.append(conv)
@@ -814,9 +817,9 @@ class Analysis:
                         elif st.__class__ is Foreign and rt is not None and rt[0] is conv:
                             skip[(pkt[2], pkt[4], pkt[3], pkt[5])] = st  # type: ignore[index]
                         if flags & _FR and conv.closed_at is None:  # (only a FIN or RST closes)
-                            held += _closing_packet(st, conv, d, pkt, closing)
+                            held += _closing_packet(st, conv, d, cast(TcpPacket, pkt), closing)
                         else:
-                            st.packet(d, pkt)
+                            st.packet(d, pkt)  # type: ignore[arg-type]  # (a TcpPacket: no cast() call per packet)
                     if batch is None:
                         break
                     # every CHECK_EVERY frames (TCP or not), after frame number next_check, at its time

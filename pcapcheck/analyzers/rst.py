@@ -15,7 +15,7 @@ segment it answers, and adds ``tcp.data-after-rst``, ``proto.*`` (:mod:`.mismatc
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from pcapcheck import seq as sq
@@ -44,13 +44,19 @@ RETRANSMITTED: Final = RETRANSMISSION | FAST_RETRANSMISSION | SPURIOUS_RETRANSMI
 DIRS: Final = ("c2s", "s2c")
 
 
+def _known(seq: int) -> int | None:
+    """A _Side sequence number as RstRecord has it: None while unknown."""
+    return seq if seq >= 0 else None
+
+
 class _Side:
     """What one endpoint sent (non-RST packets only for the fingerprint)."""
 
     __slots__ = (
         "pkts", "syn_pkts", "nxt", "contig", "ooo", "last_ack", "syn", "fin", "ttl_lo", "ttl_hi", "ipv6",
         "ipid_last", "ipid_zero", "ipid_same", "ipid_small", "ipid_fwd", "without_opts",
-        "last_opts", "first_data", "last_data", "last_data_ts", "data_bytes", "recent", "odd", "rsts", "wscale",
+        "last_opts", "first_data", "last_data", "last_data_ts", "data_bytes", "recent", "remember", "odd", "rsts",
+        "wscale",
         "timestamps", "close_frame", "close_kind", "ipid_maxstep", "last_syn", "close_seq",
         "close_ts", "first_data_ts", "data_pkts", "close_peer_data", "sent_synack",
     )
@@ -58,10 +64,12 @@ class _Side:
     def __init__(self) -> None:
         self.pkts = 0  # non-RST packets
         self.syn_pkts = 0  # ... of them SYN or SYN-ACK
-        self.nxt: int | None = None  # highest seq + len sent (SYN/FIN count 1)
-        self.contig: int | None = None  # the peer's rcv_nxt for this stream: contiguous end, or the peer's ACK
+        # Sequence numbers, -1 while unknown (not None: compiled code keeps an int attribute unboxed, where an
+        # optional one is allocated at every store, and these change with nearly every packet).
+        self.nxt = -1  # highest seq + len sent (SYN/FIN count 1)
+        self.contig = -1  # the peer's rcv_nxt for this stream: contiguous end, or the peer's ACK
         self.ooo: list[tuple[int, int]] = []
-        self.last_ack: int | None = None  # last ACK value this side sent (its rcv_nxt as it announced it)
+        self.last_ack = -1  # last ACK value this side sent (its rcv_nxt as it announced it)
         self.syn: Seg | None = None  # its first SYN or SYN-ACK
         self.last_syn: Seg | None = None  # its latest SYN or SYN-ACK (retransmissions, retries)
         self.fin: Seg | None = None
@@ -86,6 +94,9 @@ class _Side:
         # payload stays referenced until the entry leaves, HISTORY packets later; the reassembler's tail
         # holds those bytes for longer anyway.)
         self.recent: deque[tuple] = deque(maxlen=HISTORY)
+        # its append, bound once: every non-RST segment calls it (compiled code would look a deque's method up by
+        # name at every call)
+        self.remember: Callable[[tuple], None] = self.recent.append
         self.odd: deque[tuple] | tuple[()] = ()  # a deque(maxlen=ODD_HISTORY) from the first one (760 bytes)
         self.rsts: list[RstRecord] = []
         self.wscale: int | None = None  # shift offered in its SYN (None: no WS option or no SYN seen)
@@ -211,10 +222,10 @@ class RstAnalyzer:
             end &= MASK
         # sequence high-water marks: in-order segments take the cheap equality paths
         nxt = s.nxt
-        if nxt is None or (end != nxt and (seq == nxt or ((nxt - end) & MASK) >= HALF)):  # gt(end, nxt)
+        if nxt < 0 or (end != nxt and (seq == nxt or ((nxt - end) & MASK) >= HALF)):  # gt(end, nxt)
             s.nxt = end
         c = s.contig
-        if c is None:
+        if c < 0:
             s.contig = end
         elif seq == c:
             if end != c:
@@ -230,7 +241,7 @@ class RstAnalyzer:
         if flags & ACK:
             s.last_ack = ack
             rc = r.contig
-            if rc is None:
+            if rc < 0:
                 r.contig = ack
             elif ack != rc:
                 # gt(ack, rc) and less than 2**30 ahead (ack - rc mod 2**32 in (0, 2**30)): the peer
@@ -284,10 +295,10 @@ class RstAnalyzer:
                 s.close_frame, s.close_kind, s.close_seq, s.close_ts = frame, "fin", seq, ts
                 s.close_peer_data = r.data_pkts
         if judgement is ACCEPTED or judgement is None:
-            s.recent.append((pkt, None, index, mask, prev))
+            s.remember((pkt, None, index, mask, prev))
         else:
             t = (pkt, judgement, index, mask, prev)
-            s.recent.append(t)
+            s.remember(t)
             odd = s.odd
             if isinstance(odd, tuple):
                 odd = s.odd = deque(maxlen=ODD_HISTORY)
@@ -306,8 +317,7 @@ class RstAnalyzer:
         moved = True
         while moved and s.ooo:
             moved = False
-            c = s.contig
-            assert c is not None
+            c = s.contig  # known: ooo fills only once it is
             for i, (a, b) in enumerate(s.ooo):
                 if sq.le(a, c):
                     if sq.gt(b, c):
@@ -360,7 +370,7 @@ class RstAnalyzer:
         same = same_rec.frame if same_rec is not None else None
         same_trigger = same_rec.trigger.frame if same_rec is not None and same_rec.trigger is not None else None
         nxt = s.nxt
-        if s.contig is not None and (nxt is None or sq.gt(s.contig, nxt)):
+        if s.contig >= 0 and (nxt < 0 or sq.gt(s.contig, nxt)):
             nxt = s.contig
         rec = RstRecord(
             frame=pkt.frame, ts=pkt.ts, d=d, sender=SIDE[d], sender_addr=self.addrs[d], receiver=SIDE[1 - d],
@@ -369,14 +379,16 @@ class RstAnalyzer:
             option_kinds=opts.kinds, ts_val=opts.ts_val, phase=self._phase(pkt.ts),
             established=self.established, midstream=bool(self.midstream_start),
             stats=SenderStats(),
-            sender_nxt=nxt, sender_rcv_nxt=r.contig, sender_last_ack=s.last_ack, sender_ts_last=last_ts,
+            sender_nxt=_known(nxt), sender_rcv_nxt=_known(r.contig), sender_last_ack=_known(s.last_ack),
+            sender_ts_last=last_ts,
             sender_fin=s.fin, sender_syn=s.syn,
             sender_prior_rst=s.rsts[0].frame if s.rsts else None, sender_same_rst=same,
             sender_same_rst_trigger=same_trigger,
             receiver_syn=r.syn if r.syn is not None and not r.syn.flags & ACK else None,
             receiver_fin=r.fin, receiver_got_synack=s.sent_synack,
             receiver_pkts=r.pkts + len(r.rsts),
-            rcv_nxt=s.contig, rcv_wup=r.last_ack, rcv_wnd=rcv_wnd, rcv_wnd_raw=r.win if r.pkts else None,
+            rcv_nxt=_known(s.contig), rcv_wup=_known(r.last_ack), rcv_wnd=rcv_wnd,
+            rcv_wnd_raw=r.win if r.pkts else None,
             trigger=trigger, trigger_kind=kind, idle_before_trigger_ns=idle, peer_ipid_mode=r.ipid_mode(),
             rtt_ns=self.rtt_ns,
         )
@@ -439,7 +451,7 @@ class RstAnalyzer:
             return "idle"
         if last == 0:
             return "request"
-        if s.nxt is not None and c.last_ack is not None and sq.lt(c.last_ack, s.nxt):
+        if s.nxt >= 0 and c.last_ack >= 0 and sq.lt(c.last_ack, s.nxt):
             return "response"
         gap = IDLE_GAP_NS + (self.rtt_ns or 0)
         return "response" if ts - s.last_data_ts <= gap else "idle"

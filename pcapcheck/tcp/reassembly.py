@@ -197,7 +197,11 @@ class Reassembler:
             if n:
                 if self.head_open:
                     self._keep_head(data)
-                self.tail.append((off, data, frame))
+                tail = self.tail
+                if type(tail) is list:  # (compiled: a list's append, not a method looked up by name)
+                    tail.append((off, data, frame))
+                else:
+                    tail.append((off, data, frame))
                 if nxt > self.trim_at:
                     self._trim_tail()
                 on_data = self.on_data
