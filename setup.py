@@ -1,9 +1,9 @@
 """setuptools' build, for one choice setup.cfg cannot express: with PCAPCHECK_COMPILE=1 in the environment, the
 modules listed under ``[pcapcheck:compiled]`` in setup.cfg are compiled into C extensions by mypyc (part of mypy,
 which must then be installed in the building environment: ``pip install --no-build-isolation``), beside their
-unchanged source; without it, as by default, pcapcheck is built as pure Python. ``make install-compiled`` does the
-former into its own environment (.venv-compiled). PCAPCHECK_COMPILE_MODULES (the same names, comma- or
-space-separated) compiles another set, for measurements (in the environment of a fresh make install-compiled).
+unchanged source; without it, pcapcheck is built as pure Python. ``make install`` does the former (and the latter
+where it cannot compile, or with PURE=1) into .venv. PCAPCHECK_COMPILE_MODULES (the same names, comma- or
+space-separated) compiles another set, for measurements (in the environment of a fresh make install).
 
 The compiled build gives the same reports byte for byte (bench/compiled.py checks it) and runs the same test suite
 (make test-compiled); docs/performance.md, "The compiled build", says what it buys.

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""The compiled build (make install-compiled) against the pure Python: the same reports? how much faster? its tests?
+"""The compiled build (make install) against the pure Python: the same reports? how much faster? its tests?
 
-``make install-compiled`` installs pcapcheck into .venv-compiled with the modules listed in setup.cfg
-(``[pcapcheck:compiled]``) compiled into C extensions by mypyc (setup.py; mypyc is part of mypy, as black is built): the
-same source, the rest interpreted. This script takes that build's interpreter (``--compiled-python``, default
-.venv-compiled/bin/python), checks that its pcapcheck is compiled and installed from the source as it is now (a
-build older than the source is refused: make install-compiled again), then
+``make install`` installs pcapcheck into .venv with the modules listed in setup.cfg (``[pcapcheck:compiled]``)
+compiled into C extensions by mypyc (setup.py; mypyc is part of mypy, as black is built): the same source, the rest
+interpreted. This script takes that build's interpreter (``--compiled-python``, default .venv/bin/python), checks
+that its pcapcheck is compiled (not the pure-Python fallback of a machine without a C compiler) and installed from the
+source as it is now (a build older than the source is refused: make install again), then
 
 1. checks that it writes the same report as the repository's code: ``pcapcheck analyze -j 1`` on the capture with
    each, every file compared byte for byte (a difference is reported and ends the run, status 1);
@@ -13,7 +13,7 @@ build older than the source is refused: make install-compiled again), then
    seconds, medians over the rounds); with ``--tshark`` (as ``make bench-compiled`` runs it) tshark as well, and the
    ratio ``make bench`` prints for each.
 
-    make install-compiled                 # gcc and the Python headers needed; mypy is installed there to build it
+    make install                          # gcc and the Python headers needed; mypy is installed there to build it
     python bench/compiled.py              # the benchmark's 1M capture (bench/.cache, as make bench makes it)
     python bench/compiled.py --capture some.pcap --rounds 3
     python bench/compiled.py --tshark     # tshark -2 -q -z expert too, in the same rounds: make bench's ratio
@@ -24,7 +24,7 @@ in fixtures/ are the same byte for byte from both builds: tests/, fixtures/, doc
 temporary directory beside the installed package (../shared linked when it exists). The tests that need a module
 interpreted (they patch, subclass or inspect it, or give it values its annotations exclude) skip themselves there
 (tests.conftest.interpreted). Another set of modules, for a measurement: ``PCAPCHECK_COMPILE_MODULES="seq tcp/tracker"``
-in the environment of a fresh ``make install-compiled`` (remove .venv-compiled/.installed first).
+in the environment of a fresh ``make install`` (remove .venv/.installed first).
 
 mypyc trusts annotations: compiled with mypy's errors ignored, modules crashed the interpreter (setup.py fails the
 build on them); where mypy narrows a type that the code then changes (an attribute tested, then set by a call), the
@@ -53,7 +53,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-DEFAULT_PYTHON = ROOT / ".venv-compiled" / "bin" / "python"
+DEFAULT_PYTHON = ROOT / ".venv" / "bin" / "python"
 
 # pcapcheck's command line from a given tree (argv[1]: the repository, or the compiled build's site-packages)
 _FROM_TREE = """import sys
@@ -122,18 +122,19 @@ def compiled_tree(python: Path) -> Path:
     """The directory holding the compiled build's ``pcapcheck`` package (``python``'s site-packages), once checked
     to be compiled and current."""
     if not python.exists():
-        raise Failed(f"no compiled build at {python}: make install-compiled")
+        raise Failed(f"no compiled build at {python}: make install")
     proc = subprocess.run([str(python), "-c", _PROBE], capture_output=True, text=True, cwd=tempfile.gettempdir())
     if proc.returncode:
         raise Failed(f"{python} cannot import pcapcheck: {proc.stderr.strip()[-300:]}")
     where, build = proc.stdout.strip().splitlines()[-2:]
     tree = Path(where)
     if not build.startswith("compiled"):
-        raise Failed(f"the pcapcheck of {python} is {build} ({tree}): make install-compiled")
+        raise Failed(f"the pcapcheck of {python} is {build} ({tree}): make install (it falls back to pure Python "
+                     "when it cannot compile: a C compiler and the Python headers are needed)")
     stale = stale_files(tree / "pcapcheck")
     if stale:
         raise Failed(f"the compiled build in {tree} is older than the source ({', '.join(stale[:3])}"
-                     + (f" and {len(stale) - 3} more" if len(stale) > 3 else "") + " differ): make install-compiled")
+                     + (f" and {len(stale) - 3} more" if len(stale) > 3 else "") + " differ): make install")
     print(f"compiled build: {tree / 'pcapcheck'} ({build})", file=sys.stderr)
     return tree
 
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--compiled-python", type=Path, default=DEFAULT_PYTHON,
                     help=f"the interpreter of the compiled build (default {DEFAULT_PYTHON.relative_to(ROOT)}, "
-                         "make install-compiled)")
+                         "make install)")
     ap.add_argument("--capture", type=Path, help="capture to analyze (default: the benchmark's 1M-packet capture)")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds of each (default 3)")
     ap.add_argument("--jobs", type=int, default=None, help="pcapcheck's -j for the timed runs (default: its own)")

@@ -47,9 +47,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 GEN = HERE / "gen.py"
 DEFAULT_CACHE = HERE / ".cache"
+# the install (make install: compiled where it could be, else pure Python; its --version says which)
 DEFAULT_PCAPCHECK = f"{shlex.quote(str(ROOT / '.venv' / 'bin' / 'pcapcheck'))} analyze {{capture}} -o {{out}}"
-# --compiled: the compiled build (make install-compiled)
-COMPILED_PCAPCHECK = f"{shlex.quote(str(ROOT / '.venv-compiled' / 'bin' / 'pcapcheck'))} analyze {{capture}} -o {{out}}"
+# --pure: the development environment's, the source as pure Python (make dev)
+PURE_PCAPCHECK = f"{shlex.quote(str(ROOT / '.venv-dev' / 'bin' / 'pcapcheck'))} analyze {{capture}} -o {{out}}"
 MAIN_TSHARK = "-2 -q -z expert"
 EXTRA_TSHARK = ("-q -z expert", "-q -z conv,tcp")
 GOAL_RATIO = 3.0
@@ -437,8 +438,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--pcapcheck-cmd", default=DEFAULT_PCAPCHECK,
                     help="pcapcheck command; {capture} and {out} are replaced, and appended as\n"
                          "'{capture} -o {out}' when absent (default: .venv/bin/pcapcheck analyze ...)")
-    ap.add_argument("--compiled", action="store_true",
-                    help="time the compiled build (.venv-compiled, make install-compiled) instead of .venv's")
+    ap.add_argument("--pure", action="store_true",
+                    help="time the pure-Python source (.venv-dev, make dev) instead of the install (.venv)")
     ap.add_argument("--tshark-args", default=MAIN_TSHARK, help=f"the tshark run compared (default '{MAIN_TSHARK}')")
     ap.add_argument("--all-modes", action="store_true", help="run the extra tshark modes every round, not once")
     ap.add_argument("--no-extra-modes", action="store_true", help="skip the extra tshark modes")
@@ -456,10 +457,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.formats = 0 if args.formats.strip() == "0" else parse_sizes(args.formats)[0]
     except (ValueError, IndexError):
         ap.error("--packets, --scaling, --short, --long and --formats take positive numbers such as 100000, 300k or 1m")
-    if args.compiled:
+    if args.pure:
         if args.pcapcheck_cmd != DEFAULT_PCAPCHECK:
-            ap.error("--compiled and --pcapcheck-cmd both name the command timed: give one")
-        args.pcapcheck_cmd = COMPILED_PCAPCHECK
+            ap.error("--pure and --pcapcheck-cmd both name the command timed: give one")
+        args.pcapcheck_cmd = PURE_PCAPCHECK
     if args.quick:
         args.packets, args.rounds, args.scaling, args.short, args.long, args.formats = 100_000, 1, [], 0, 0, 0
     if args.rounds < 1 or args.scaling_rounds < 1:
@@ -476,7 +477,7 @@ def pcapcheck_argv(cmd: str) -> list[str]:
     exe = argv[0]
     if not (shutil.which(exe) or os.access(exe, os.X_OK)):
         hint = {DEFAULT_PCAPCHECK: " (run 'make install' first)",
-                COMPILED_PCAPCHECK: " (run 'make install-compiled' first)"}.get(cmd, "")
+                PURE_PCAPCHECK: " (run 'make dev' first)"}.get(cmd, "")
         raise BenchError(f"pcapcheck command not found: {exe}{hint}; or pass --pcapcheck-cmd")
     return argv
 
@@ -615,7 +616,7 @@ def _bench(args: argparse.Namespace, tmp: Path) -> int:
     captures = {k: ensure_capture(cache, k, args.seed, args.concurrency) for k in sizes}
     if not pc:
         pc_version = "-"
-    elif args.pcapcheck_cmd in (DEFAULT_PCAPCHECK, COMPILED_PCAPCHECK):
+    elif args.pcapcheck_cmd in (DEFAULT_PCAPCHECK, PURE_PCAPCHECK):
         pc_version = version_of(pc.argv[:1] + ["--version"])  # (it names the build: pure Python or compiled)
     else:
         pc_version = f"(custom command: {args.pcapcheck_cmd})"

@@ -80,7 +80,7 @@ def _options(kernel: str, be_liberal: bool, no_http: bool) -> Options:
 
 def build_description(package_dir: Path | None = None) -> str:
     """How this pcapcheck was built, for ``--version``: "pure Python", or how many of its modules are C extensions
-    compiled by mypyc (``make install-compiled``; an extension module is imported in place of its source)."""
+    compiled by mypyc (``make install``; an extension module is imported in place of its source)."""
     if package_dir is None:
         package_dir = Path(__file__).resolve().parent
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)

@@ -16,7 +16,7 @@ frozenness are those of the dataclass; pickles hold the class and the values in 
 that is not frozen. ``frozen_maker`` wraps it in a generated function taking the fields in order (start lines,
 header framing, TCP options); the header-field loop uses the builder inline, saving the call.
 
-A class compiled by mypyc (``make install-compiled``: setup.py) is built natively and has no ``__slots__`` to
+A class compiled by mypyc (``make install``: setup.py) is built natively and has no ``__slots__`` to
 reuse: for such a class ``frozen_maker`` gives the class itself (its constructor is native), so the same source runs
 interpreted or compiled; ``frozen_builder`` refuses it (its one user, the header parser, stays interpreted).
 """

@@ -230,7 +230,7 @@ class Timeline(Sequence):
 
 class State:
     """What the pipeline's loop hands a conversation's packets to: its ConvState, SynOnly or Foreign. A base class of
-    the three only so that, compiled (make install-compiled), the loop's call is a native one: on their union, or on
+    the three only so that, compiled (make install), the loop's call is a native one: on their union, or on
     the ``Any`` of ``Conversation.state``, mypyc makes a generic method call (the direction boxed, the method looked up
     by name). Interpreted, it changes nothing."""
 

@@ -113,9 +113,10 @@ def test_a_build_older_than_the_source_is_found(tmp_path: Path) -> None:
 
 
 def test_compiled_tree_takes_only_a_compiled_build(tmp_path: Path) -> None:
-    """bench/compiled.py refuses a missing interpreter, and one whose pcapcheck is pure Python (as make test's is);
-    in make test-compiled, where this runs on the compiled build, it takes that build."""
-    with pytest.raises(compiled.Failed, match="make install-compiled"):
+    """bench/compiled.py refuses a missing interpreter, and one whose pcapcheck is pure Python (as make test's is, and
+    make install's where it cannot compile); in make test-compiled, where this runs on the compiled build, it takes
+    that build."""
+    with pytest.raises(compiled.Failed, match="make install"):
         compiled.compiled_tree(tmp_path / "no-python")
     if build_description() == "pure Python":
         with pytest.raises(compiled.Failed, match="is pure Python"):
@@ -147,12 +148,12 @@ def test_interpreted_skips_only_where_a_module_is_compiled() -> None:
 def test_the_modules_it_compiles_type_check(tmp_path: Path) -> None:
     """mypyc trusts the annotations of the modules it compiles: where mypy finds an error, the compiled code can
     raise TypeError or crash (docs/performance.md, "A compiled core, measured"); setup.py's build fails on them. mypy
-    is no pcapcheck dependency: it is installed where the compiled build is (make install-compiled), and there this
+    is no pcapcheck dependency: it is installed where the compiled build is (make install), and there this
     checks the modules setup.cfg lists."""
     try:
         import mypy.api
     except ImportError:
-        pytest.skip("mypy is not installed (make install-compiled installs it where it builds): the compiled "
+        pytest.skip("mypy is not installed (make install installs it where it builds): the compiled "
                     "modules' annotations are not checked here")
     files = [str(ROOT / f) for f in compiled.module_paths(compiled.configured_modules())]
     out, err, status = mypy.api.run(["--ignore-missing-imports", "--follow-imports=silent",
@@ -162,7 +163,7 @@ def test_the_modules_it_compiles_type_check(tmp_path: Path) -> None:
 
 def test_a_relative_compiled_python_is_taken_from_the_current_directory(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """make bench-compiled passes .venv-compiled/bin/python; the probe runs elsewhere, so the path is made absolute
+    """make bench-compiled passes .venv/bin/python; the probe runs elsewhere, so the path is made absolute
     (and not resolved: a venv's python is a link to the base interpreter, which has no pcapcheck)."""
     seen = []
 

@@ -268,21 +268,23 @@ def test_runner_times_every_capture_form(tmp_path):
     assert len(formats) == 6 and all(len(v["tools"]) == 2 for v in formats.values())
 
 
-def test_runner_times_the_compiled_build_when_asked() -> None:
-    """--compiled: .venv-compiled's pcapcheck (make install-compiled) in place of .venv's, named by its --version; the
-    two ways of naming the command cannot be combined."""
+def test_runner_times_the_pure_python_when_asked() -> None:
+    """By default the install (.venv: make install, compiled where it could be); --pure: the development environment's
+    pure Python (.venv-dev, make dev), named by its --version; the two ways of naming the command cannot be combined."""
     run = _load("run")
-    args = run.parse_args(["--compiled"])
-    assert args.pcapcheck_cmd == run.COMPILED_PCAPCHECK and ".venv-compiled" in args.pcapcheck_cmd
-    assert run.parse_args([]).pcapcheck_cmd == run.DEFAULT_PCAPCHECK
+    args = run.parse_args(["--pure"])
+    assert args.pcapcheck_cmd == run.PURE_PCAPCHECK and ".venv-dev" in args.pcapcheck_cmd
+    default = run.parse_args([]).pcapcheck_cmd
+    assert default == run.DEFAULT_PCAPCHECK and "/.venv/bin/pcapcheck" in default
     with pytest.raises(SystemExit):
-        run.parse_args(["--compiled", "--pcapcheck-cmd", "true"])
-    elsewhere = run.COMPILED_PCAPCHECK.replace(shlex.quote(str(run.ROOT)), "/nonexistent")
+        run.parse_args(["--pure", "--pcapcheck-cmd", "true"])
+    elsewhere = run.PURE_PCAPCHECK.replace(shlex.quote(str(run.ROOT)), "/nonexistent")
     with pytest.raises(run.BenchError, match="not found") as missing:
         run.pcapcheck_argv(elsewhere)
-    assert "make install" not in str(missing.value)  # (the hint is for the default commands only)
-    if Path(shlex.split(run.COMPILED_PCAPCHECK)[0]).exists():
-        assert run.pcapcheck_argv(run.COMPILED_PCAPCHECK)[1:] == ["analyze", "{capture}", "-o", "{out}"]
-    else:
-        with pytest.raises(run.BenchError, match="make install-compiled"):
-            run.pcapcheck_argv(run.COMPILED_PCAPCHECK)
+    assert "make " not in str(missing.value)  # (the hint is for the default commands only)
+    for cmd, hint in ((run.DEFAULT_PCAPCHECK, "make install"), (run.PURE_PCAPCHECK, "make dev")):
+        if Path(shlex.split(cmd)[0]).exists():
+            assert run.pcapcheck_argv(cmd)[1:] == ["analyze", "{capture}", "-o", "{out}"]
+        else:
+            with pytest.raises(run.BenchError, match=hint):
+                run.pcapcheck_argv(cmd)

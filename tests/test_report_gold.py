@@ -2,7 +2,7 @@
 
 After an intended change to the report, regenerate and review the diff:
 
-    PCAPCHECK_UPDATE_GOLD=1 .venv/bin/pytest tests/test_report_gold.py
+    PCAPCHECK_UPDATE_GOLD=1 .venv-dev/bin/pytest tests/test_report_gold.py
     git diff tests/gold/
 
 The version string is replaced by ``VERSION`` so a release does not change the gold files.

@@ -4,7 +4,7 @@ time.
 
 A module of its own, beside the analyzer that writes it: an ExchangeSpill knows the lists still reading from it
 through weak references, which a class compiled with mypyc does not clear when it is freed (mypyc/mypyc#1102); so
-this module is left interpreted in the compiled build (setup.cfg, make install-compiled).
+this module is left interpreted in the compiled build (setup.cfg, make install).
 """
 
 from __future__ import annotations
