@@ -33,8 +33,10 @@ $(STAMP): setup.py setup.cfg pyproject.toml $(SOURCES)
 	else \
 	    echo "make install: compiling the per-packet path with mypyc (about three minutes; PURE=1 skips it) ..."; \
 	    PCAPCHECK_COMPILE=1 $(BIN)/python -m pip install --quiet --no-build-isolation --force-reinstall --no-deps . \
-	    || { echo "make install: compiling failed (a C compiler and the Python headers are needed): pure Python" \
-	              "installed, the same reports, about half the speed"; \
+	        > $(VENV)/compile.log 2>&1 \
+	    || { grep -m 3 -i -E 'error' $(VENV)/compile.log; \
+	         echo "make install: compiling failed (a C compiler and the Python headers are needed; the whole output:" \
+	              "$(VENV)/compile.log): pure Python installed, the same reports, about half the speed"; \
 	         $(BIN)/python -m pip install --quiet --no-build-isolation --force-reinstall --no-deps .; }; \
 	fi
 	$(BIN)/python -m compileall -q $$($(BIN)/python -c 'import os, pcapcheck; print(os.path.dirname(pcapcheck.__file__))')
