@@ -197,11 +197,7 @@ class Reassembler:
             if n:
                 if self.head_open:
                     self._keep_head(data)
-                tail = self.tail
-                if type(tail) is list:  # (compiled: a list's append, not a method looked up by name)
-                    tail.append((off, data, frame))
-                else:
-                    tail.append((off, data, frame))
+                self.tail.append((off, data, frame))
                 if nxt > self.trim_at:
                     self._trim_tail()
                 on_data = self.on_data
