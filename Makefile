@@ -9,9 +9,11 @@ DEMO   ?= fixtures/incident1-te-duplicate.pcap
 # Rebuilt when a source file changes (seconds when only interpreted modules did: build/ keeps the object files).
 VENV    := .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed
 MYPY    := mypy==2.4.1
 PURE    ?=
+# The stamp names the build asked for, so that switching PURE rebuilds (a fallback to pure Python keeps "compiled":
+# nothing would compile the next time either).
+STAMP   := $(VENV)/.built-$(if $(PURE),pure,compiled)
 SOURCES := $(shell find pcapcheck -type f ! -path '*/__pycache__/*' 2>/dev/null)
 
 # The development environment (make test, lint, fixtures, crosscheck, the micro-benchmarks): the source installed
@@ -23,6 +25,7 @@ DSTAMP := $(DVENV)/.installed
 .PHONY: install dev test test-compiled test-thorough lint fixtures demo crosscheck bench bench-quick bench-micro bench-adversarial bench-compiled clean
 
 $(STAMP): setup.py setup.cfg pyproject.toml $(SOURCES)
+	rm -f $(VENV)/.built-* $(VENV)/.installed
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet '$(MYPY)' wheel 'setuptools>=61'

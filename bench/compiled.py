@@ -24,7 +24,7 @@ in fixtures/ are the same byte for byte from both builds: tests/, fixtures/, doc
 temporary directory beside the installed package (../shared linked when it exists). The tests that need a module
 interpreted (they patch, subclass or inspect it, or give it values its annotations exclude) skip themselves there
 (tests.conftest.interpreted). Another set of modules, for a measurement: ``PCAPCHECK_COMPILE_MODULES="seq tcp/tracker"``
-in the environment of a fresh ``make install`` (remove .venv/.installed first).
+in the environment of a fresh ``make install`` (remove .venv/.built-compiled first).
 
 mypyc trusts annotations: compiled with mypy's errors ignored, modules crashed the interpreter (setup.py fails the
 build on them); where mypy narrows a type that the code then changes (an attribute tested, then set by a call), the
