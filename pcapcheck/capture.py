@@ -347,6 +347,10 @@ class CaptureReader:
         path = self.path
         block_type_word = first
         epb_order = ""  # the byte order epb_head and epb_trailer read (the fast path's)
+        # (type, length, interface, time high, time low, captured length, length on the wire) and the trailing length;
+        # typed, so that compiled code reads ints
+        epb_head: Callable[[bytes, int], tuple[int, int, int, int, int, int, int]]
+        epb_trailer: Callable[[bytes, int], tuple[int]]
         while True:
             offset = self._pos - len(block_type_word)
             if not block_type_word:
@@ -475,27 +479,30 @@ class CaptureReader:
                 # that the slow path would report) is left to the slow path.
                 if epb_order != order:
                     epb_order = order
-                    epb_head = struct.Struct(order + "7I").unpack_from
-                    epb_trailer = struct.Struct(order + "I").unpack_from
+                    epb_head = cast("Callable[[bytes, int], tuple[int, int, int, int, int, int, int]]",
+                                    struct.Struct(order + "7I").unpack_from)
+                    epb_trailer = cast("Callable[[bytes, int], tuple[int]]", struct.Struct(order + "I").unpack_from)
                 buf = self._buf
                 p = self._bufpos
                 end_of_buf = len(buf)
                 known = len(interfaces)
                 append = batch.append
                 linktypes = self.linktypes
+                # (names of its own: the slow path's, read by untyped unpacks, would make compiled code handle
+                # these as objects)
                 while p + 32 <= end_of_buf:
-                    btype, blen, iface_id, hi, lo, caplen, wirelen = epb_head(buf, p)
-                    # (caplen > blen - 32 also holds for a block too short to be one: blen < 32)
-                    if (btype != _EPB or blen & 3 or blen > _MAX_BLOCK or p + blen > end_of_buf or caplen > blen - 32
-                            or iface_id >= known or epb_trailer(buf, p + blen - 4)[0] != blen):
+                    ebtype, eblen, eiface, hi32, lo32, ecap, ewire = epb_head(buf, p)
+                    # (ecap > eblen - 32 also holds for a block too short to be one: eblen < 32)
+                    if (ebtype != _EPB or eblen & 3 or eblen > _MAX_BLOCK or p + eblen > end_of_buf or ecap > eblen - 32
+                            or eiface >= known or epb_trailer(buf, p + eblen - 4)[0] != eblen):
                         break
                     number += 1
-                    iface = interfaces[iface_id]
-                    linktype = iface.linktype
-                    linktypes[linktype] += 1
-                    append((number, ((hi << 32) | lo) * iface.mul // iface.div + iface.offset_ns, linktype,
-                            caplen if caplen > wirelen else wirelen, buf, p + 28, caplen))
-                    p += blen
+                    ifc = interfaces[eiface]
+                    elt = ifc.linktype
+                    linktypes[elt] += 1
+                    append((number, ((hi32 << 32) | lo32) * ifc.mul // ifc.div + ifc.offset_ns, elt,
+                            ecap if ecap > ewire else ewire, buf, p + 28, ecap))
+                    p += eblen
                 self._bufpos = p
             if len(batch) >= BATCH:
                 yield batch
