@@ -591,7 +591,7 @@ def _joined(exchanges: list[HttpExchange | ExchangeJson]) -> list[HttpExchange |
     by_index: dict[int, HttpExchange | ExchangeJson] = {}
     for e in exchanges:
         first = by_index.get(e.index)
-        if first is not None and isinstance(first, HttpExchange) and isinstance(e, HttpExchange):
+        if isinstance(first, HttpExchange) and isinstance(e, HttpExchange):
             uncertain = Pairing.UNCERTAIN in (first.pairing, e.pairing)
             e = HttpExchange(
                 index=e.index,

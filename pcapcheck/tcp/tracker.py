@@ -44,6 +44,7 @@ from typing import Final
 
 from pcapcheck.seq import HALF as _HALF
 from pcapcheck.seq import MASK, MOD, gt, le, lt
+from pcapcheck.tcp.options import WSCALE
 from pcapcheck.tcp.options import parse as parse_options
 
 # -- flags ------------------------------------------------------------------------------------
@@ -125,12 +126,11 @@ _FAST_RT_NS: Final = 20_000_000  # a retransmission within 20 ms of the peer's l
 _OOO_DEFAULT_NS: Final = 3_000_000  # out-of-order threshold while the initial RTT is unknown
 _MAX_WSCALE: Final = 14  # RFC 7323 2.3: a larger shift counts as 14
 _U64: Final = (1 << 64) - 1  # Wireshark computes time differences in guint64
-# A window scale option's kind, then its kind and length: prefilters before parsing the options. The kind alone is an
-# int in bytes (a memchr); the timestamps' bytes match it in about a tenth of the packets, and the kind and length
-# rule most of those out (find(): `bytes in bytes` tries its operand as an int first and builds and clears a TypeError
-# when it is not one, a tenth of a microsecond interpreted, more than 2,000 instructions compiled).
-_WS_KIND: Final = 3
-_WS_KIND_LEN: Final = b"\x03\x03"
+# A window scale option's kind (WSCALE), then its kind and length: prefilters before parsing the options. The kind
+# alone is an int in bytes (a memchr); the timestamps' bytes match it in about a tenth of the packets, and the kind and
+# length rule most of those out (find(): `bytes in bytes` tries its operand as an int first and builds and clears a
+# TypeError when it is not one, a tenth of a microsecond interpreted, more than 2,000 instructions compiled).
+_WS_KIND_LEN: Final = bytes((WSCALE, 3))
 _NEG_HALF: Final = -_HALF
 
 
@@ -280,7 +280,7 @@ class TcpTracker:
                         self._first_rtt = ts - self._mru_syn
                 fwd.lastacktime = ts
                 fwd.lastflags = mask
-                if options and _WS_KIND in options and options.find(_WS_KIND_LEN) >= 0:
+                if options and WSCALE in options and options.find(_WS_KIND_LEN) >= 0:
                     _late_window_scale(fwd, options)
                 return mask
         return self._slow(fwd, rev, ts, seq, ack, flags, window, options, seglen)
@@ -403,7 +403,7 @@ class TcpTracker:
         fwd.lastack = ack
         fwd.lastacktime = ts
         fwd.lastflags = mask
-        if not syn and options and _WS_KIND in options and options.find(_WS_KIND_LEN) >= 0:
+        if not syn and options and WSCALE in options and options.find(_WS_KIND_LEN) >= 0:
             _late_window_scale(fwd, options)
         return mask
 
